@@ -1,0 +1,26 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// DefaultDataDir is where the backend keeps its store and socket when
+// neither --data-dir nor the config says: $HOOKCTL_DATA_DIR, else
+// $XDG_STATE_HOME/hookctl, else ~/.local/state/hookctl.
+func DefaultDataDir() string {
+	if d := os.Getenv("HOOKCTL_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "hookctl")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "hookctl")
+	}
+	return filepath.Join(home, ".local", "state", "hookctl")
+}
+
+// DefaultSocket is the control socket inside dataDir.
+func DefaultSocket(dataDir string) string { return filepath.Join(dataDir, "hookctl.sock") }
