@@ -1,0 +1,94 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hookctl.dev/hookctl"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadValid(t *testing.T) {
+	p := writeFile(t, "hookctl.yaml", `
+data_dir: data
+allow_types: [exec, expr]
+default_timeout: 5s
+profiles:
+  default:
+    jid: bot@localhost/res
+    password_file: pw
+    server: 127.0.0.1:5222
+    tls: none
+`)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if want := filepath.Join(filepath.Dir(p), "data"); c.DataDir != want {
+		t.Errorf("DataDir = %q, want %q", c.DataDir, want)
+	}
+	if c.Socket != filepath.Join(c.DataDir, "hookctl.sock") {
+		t.Errorf("Socket = %q", c.Socket)
+	}
+	if !c.Allowed(hookctl.TypeExec) || c.Allowed(hookctl.TypePythonFile) {
+		t.Errorf("AllowTypes = %v", c.AllowTypes)
+	}
+	if got := c.ProfileJIDs()["default"]; got != "bot@localhost" {
+		t.Errorf("ProfileJIDs()[default] = %q, want bare JID", got)
+	}
+	if c.DefaultTimeout.String() != "5s" {
+		t.Errorf("DefaultTimeout = %v", c.DefaultTimeout)
+	}
+}
+
+func TestLoadEmptyFileIsDefaults(t *testing.T) {
+	c, err := Load(writeFile(t, "empty.yaml", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if len(c.AllowTypes) != len(hookctl.Types) || c.ProfileJIDs() != nil {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestLoadErrorsNameFileAndField(t *testing.T) {
+	cases := []struct{ content, want string }{
+		{"datadir: x\n", "line 1: field datadir not found"},
+		{"allow_types: [perl]\n", `allow_types[0]: unknown hook type "perl"`},
+		{"profiles:\n  a:\n    jid: localhost\n    password_env: X\n", `profiles.a.jid: "localhost" has no user part`},
+		{"profiles:\n  a:\n    jid: a@b\n", "profiles.a: needs password_file or password_env"},
+		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    tls: ssl\n", `profiles.a.tls: unknown mode "ssl"`},
+		{"api_listen: 127.0.0.1:1\n", "api_listen: a TCP control API needs api_token_file"},
+		{"default_timeout: soon\n", `bad duration "soon"`},
+	}
+	for _, c := range cases {
+		p := writeFile(t, "bad.yaml", c.content)
+		_, err := Load(p)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("Load(%q) = %v, want error with %q and the file name", c.content, err, c.want)
+		}
+	}
+}
+
+func TestPassword(t *testing.T) {
+	p := Profile{PasswordFile: writeFile(t, "pw", "s3cret\n")}
+	if got, err := p.Password(os.Getenv); err != nil || got != "s3cret" {
+		t.Errorf("Password() = %q, %v", got, err)
+	}
+	env := Profile{PasswordEnv: "PW"}
+	if _, err := env.Password(func(string) string { return "" }); err == nil {
+		t.Error("empty env var accepted")
+	}
+}
