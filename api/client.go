@@ -1,0 +1,309 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"hookctl.dev/hookctl"
+)
+
+// maxResponse bounds what the client reads of one answer: far above any
+// real registry, low enough that a confused peer cannot exhaust memory.
+const maxResponse = 512 << 20
+
+// ClientOptions says which backend a Client talks to.
+type ClientOptions struct {
+	// Socket is the control socket's path; used when Server is empty.
+	Socket string
+	// Server is the base URL of a TCP control API, e.g.
+	// http://127.0.0.1:9091; it needs a token.
+	Server string
+	// TokenFile holds the bearer token for Server; Token gives it directly
+	// and wins over TokenFile.
+	TokenFile string
+	Token     string
+}
+
+// Client is the Go client of the control API. It implements
+// hookctl.Registry, so that the reconciler runs the same against a remote
+// backend as against a local store, and Backend. It is safe for concurrent
+// use. Calls have no timeout of their own: they end with their context.
+type Client struct {
+	base   string // URL without the trailing slash
+	token  string
+	where  string // what the errors name: the socket path or the server URL
+	http   *http.Client
+	transp *http.Transport
+}
+
+var (
+	_ hookctl.Registry = (*Client)(nil)
+	_ Backend          = (*Client)(nil)
+)
+
+// NewClient returns a client for the backend opts names: the TCP API at
+// opts.Server with its token when set, else the Unix socket opts.Socket. It
+// does not connect; the first call does.
+func NewClient(opts ClientOptions) (*Client, error) {
+	c := &Client{}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	var network, addr string
+	if opts.Server != "" {
+		u, err := url.Parse(opts.Server)
+		if err != nil {
+			return nil, fmt.Errorf("%w: server URL %q: %v", hookctl.ErrInvalid, opts.Server, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("%w: server URL %q: want http://HOST:PORT", hookctl.ErrInvalid, opts.Server)
+		}
+		tok := opts.Token
+		if tok == "" && opts.TokenFile != "" {
+			b, err := os.ReadFile(opts.TokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("reading the token file: %w", err)
+			}
+			tok = strings.TrimSpace(string(b))
+			if tok == "" {
+				return nil, fmt.Errorf("%w: token file %s is empty", hookctl.ErrInvalid, opts.TokenFile)
+			}
+		}
+		if tok == "" {
+			return nil, fmt.Errorf("%w: a TCP control API needs a token (--token-file)", hookctl.ErrInvalid)
+		}
+		c.base = strings.TrimRight(u.String(), "/")
+		c.token = tok
+		c.where = c.base
+		network = "tcp"
+	} else {
+		if opts.Socket == "" {
+			return nil, fmt.Errorf("%w: no control socket given", hookctl.ErrInvalid)
+		}
+		// The host is a label only: every connection goes to the socket.
+		c.base = "http://hookctl"
+		c.where = opts.Socket
+		network, addr = "unix", opts.Socket
+	}
+	c.transp = &http.Transport{
+		Proxy: nil, // a proxy from the environment has no business here
+		DialContext: func(ctx context.Context, _, hostport string) (net.Conn, error) {
+			target := addr
+			if network == "tcp" {
+				target = hostport
+			}
+			conn, err := dialer.DialContext(ctx, network, target)
+			if err != nil && ctx.Err() == nil {
+				return nil, &unreachableError{where: c.where, err: err}
+			}
+			return conn, err
+		},
+		MaxIdleConns:        4,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     60 * time.Second,
+		DisableCompression:  true,
+	}
+	c.http = &http.Client{Transport: c.transp}
+	return c, nil
+}
+
+// Close releases the client's idle connections.
+func (c *Client) Close() error {
+	c.transp.CloseIdleConnections()
+	return nil
+}
+
+// unreachableError is a failure to connect to the backend at all.
+type unreachableError struct {
+	where string
+	err   error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the hookctl backend at %s: is `hookctl serve` running? (%v)", e.where, e.err)
+}
+
+func (e *unreachableError) Unwrap() []error { return []error{hookctl.ErrUnavailable, e.err} }
+
+// Ping checks that the backend answers; it is the readiness check.
+func (c *Client) Ping(ctx context.Context) error {
+	var out struct {
+		OK bool `json:"ok"`
+	}
+	return c.do(ctx, http.MethodGet, "/v1/ping", nil, nil, &out)
+}
+
+// List returns the hooks of profile (every profile when empty) and the
+// revision they were read at.
+func (c *Client) List(ctx context.Context, profile string) ([]hookctl.Hook, uint64, error) {
+	q := url.Values{}
+	if profile != "" {
+		q.Set("profile", profile)
+	}
+	var out listResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/hooks", q, nil, &out); err != nil {
+		return nil, 0, err
+	}
+	return out.Hooks, out.Revision, nil
+}
+
+// Create adds one hook and returns it as stored.
+func (c *Client) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, error) {
+	var out createResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/hooks", nil, h, &out); err != nil {
+		return hookctl.Hook{}, err
+	}
+	return out.Hook, nil
+}
+
+// Remove deletes the hooks matching m and returns how many it removed.
+func (c *Client) Remove(ctx context.Context, m hookctl.Match) (int, error) {
+	var out removeResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/hooks/remove", nil, m, &out); err != nil {
+		return 0, err
+	}
+	return out.Removed, nil
+}
+
+// Apply applies a batch atomically and returns the new revision; a batch
+// planned against an old revision fails with an error wrapping
+// hookctl.ErrStale.
+func (c *Client) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
+	var out revisionResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/batch", nil, b, &out); err != nil {
+		return 0, err
+	}
+	return out.Revision, nil
+}
+
+// Status describes the backend and its sessions.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var out Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, nil, &out)
+	return out, err
+}
+
+// Runs returns recent runs matching q, newest first.
+func (c *Client) Runs(ctx context.Context, q RunQuery) ([]hookctl.Run, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"profile": q.Profile, "node": q.Node, "hook": q.Hook} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.FailedOnly {
+		v.Set("failed", "true")
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out runsResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/runs", v, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Runs, nil
+}
+
+// PubSub performs a PubSub operation through a profile's session.
+func (c *Client) PubSub(ctx context.Context, r PubSubRequest) (PubSubResult, error) {
+	var out PubSubResult
+	err := c.do(ctx, http.MethodPost, "/v1/pubsub", nil, r, &out)
+	return out, err
+}
+
+// do sends one request and decodes a 2xx answer into out, or returns the
+// answer's *Error.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding the request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("%w: building the request: %v", hookctl.ErrInvalid, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "hookctl")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *unreachableError
+		switch {
+		case errors.As(err, &ue):
+			return ue
+		case ctx.Err() != nil:
+			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+		}
+		return fmt.Errorf("talking to the hookctl backend at %s: %w: %v", c.where, hookctl.ErrUnavailable, errors.Unwrap(err))
+	}
+	defer func() {
+		// Drain a little so that the connection can be reused.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		resp.Body.Close()
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return readError(resp)
+	}
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxResponse))
+	if err := dec.Decode(out); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+		}
+		return fmt.Errorf("reading the answer of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// readError turns an error answer into *Error. An answer that is not the
+// API's error JSON (a proxy's page, say) keeps its status and some text.
+func readError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var eb errorBody
+	if err := json.Unmarshal(b, &eb); err == nil && eb.Error.Code != "" {
+		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	code := CodeInternal
+	switch resp.StatusCode {
+	case http.StatusBadRequest:
+		code = CodeInvalid
+	case http.StatusUnauthorized:
+		code = CodeUnauthorized
+	case http.StatusNotFound:
+		code = CodeNotFound
+	case http.StatusRequestEntityTooLarge:
+		code = CodeTooLarge
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		code = CodeUnavailable
+	}
+	text := strings.TrimSpace(string(b))
+	if len(text) > 200 {
+		text = text[:200] + "…"
+	}
+	msg := "control API answered " + resp.Status
+	if text != "" {
+		msg += ": " + text
+	}
+	return &Error{Status: resp.StatusCode, Code: code, Message: msg}
+}
