@@ -1,0 +1,282 @@
+// Package reconcile makes the live hook registry match the hooks declared
+// in files: Plan computes the difference as data, Apply sends it as one
+// atomic batch, and Watcher keeps the two matching as files and the
+// registry change.
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"hookctl.dev/hookctl"
+)
+
+// Action is what a plan does with one hook.
+type Action string
+
+// The actions of a plan entry.
+const (
+	// ActionCreate: desired, not live.
+	ActionCreate Action = "create"
+	// ActionUpdate: desired and live with the same key, other attributes;
+	// applied as one atomic replace.
+	ActionUpdate Action = "update"
+	// ActionDelete: live, owned by a set being applied, no longer desired.
+	ActionDelete Action = "delete"
+	// ActionUnchanged: desired and live are the same.
+	ActionUnchanged Action = "unchanged"
+	// ActionLeftAlone: live, not desired, and not ours to delete (made by
+	// hand, owned by another set, or pruning is off).
+	ActionLeftAlone Action = "left-alone"
+	// ActionConflict: desired, but a live hook with the same key belongs to
+	// someone else (made by hand without --adopt, or another set). The
+	// plan neither creates (it would be a duplicate) nor touches it.
+	ActionConflict Action = "conflict"
+)
+
+// Entry is one hook in a plan.
+type Entry struct {
+	Action Action
+	Key    hookctl.Key
+	// Desired is the hook as declared (nil for delete and left-alone).
+	Desired *hookctl.Hook
+	// Live is the hook in the registry (nil for create).
+	Live *hookctl.Hook
+	// Changes lists the attributes an update changes, old → new.
+	Changes []hookctl.Change
+	// Reason says why a hook is left alone or in conflict.
+	Reason string
+}
+
+// Source is where the entry's hook was declared: the desired hook's
+// "file:line", else the live hook's recorded source.
+func (e Entry) Source() string {
+	if e.Desired != nil {
+		return e.Desired.Source
+	}
+	if e.Live != nil {
+		return e.Live.Source
+	}
+	return ""
+}
+
+// Changeset is a computed plan: what to do to the live registry so that it
+// matches the desired hooks. It is plain data; Batch turns it into the
+// registry request.
+type Changeset struct {
+	// Sets are the declared sets the plan manages.
+	Sets []string
+	// Revision is the registry revision the live hooks were read at.
+	Revision uint64
+	// Entries are in Key order, one per key seen on either side.
+	Entries []Entry
+}
+
+// Options says how far a plan may reach beyond the desired hooks.
+// The zero value is the default: prune the sets' own hooks, leave every
+// other live hook alone.
+type Options struct {
+	// Sets are the sets being applied (spec.Set.Sets): live hooks they own
+	// and that are no longer desired are deleted. When empty, the owners of
+	// the desired hooks are used.
+	Sets []string
+	// NoPrune keeps live hooks of the sets that are no longer desired
+	// (`--prune=false`): they are left alone instead of deleted.
+	NoPrune bool
+	// PruneUnowned deletes hooks made by hand (Owner "") that are not
+	// desired. Hooks of other sets are never deleted.
+	PruneUnowned bool
+	// Adopt takes over hooks made by hand whose key is desired: they are
+	// updated to the desired attributes and owner instead of reported as a
+	// conflict.
+	Adopt bool
+}
+
+// Plan computes the changeset that makes live match desired. It is a pure
+// function: inputs are not modified and the same inputs give the same
+// plan. Desired hooks must have their Service normalised (see
+// NormalizeServices) and Owner set to their set.
+func Plan(desired, live []hookctl.Hook, revision uint64, opts Options) Changeset {
+	sets := opts.Sets
+	if len(sets) == 0 {
+		for _, h := range desired {
+			if h.Owner != "" && !slices.Contains(sets, h.Owner) {
+				sets = append(sets, h.Owner)
+			}
+		}
+	}
+	sets = slices.Clone(sets)
+	slices.Sort(sets)
+	sets = slices.Compact(sets)
+	ours := func(owner string) bool {
+		_, ok := slices.BinarySearch(sets, owner)
+		return ok
+	}
+
+	liveByKey := make(map[hookctl.Key]int, len(live))
+	for i := range live {
+		liveByKey[live[i].Key] = i
+	}
+	entries := make([]Entry, 0, max(len(desired), len(live)))
+	seen := make(map[hookctl.Key]struct{}, len(desired))
+
+	for i := range desired {
+		d := &desired[i]
+		if _, dup := seen[d.Key]; dup {
+			continue // spec refuses duplicates; keep the first if one slips in
+		}
+		seen[d.Key] = struct{}{}
+		li, ok := liveByKey[d.Key]
+		if !ok {
+			entries = append(entries, Entry{Action: ActionCreate, Key: d.Key, Desired: d})
+			continue
+		}
+		l := &live[li]
+		switch {
+		case l.Owner == "" && !opts.Adopt:
+			entries = append(entries, Entry{Action: ActionConflict, Key: d.Key, Desired: d, Live: l,
+				Reason: "made by hand (use --adopt to take it over)"})
+			continue
+		case l.Owner != "" && !ours(l.Owner):
+			entries = append(entries, Entry{Action: ActionConflict, Key: d.Key, Desired: d, Live: l,
+				Reason: "owned by set " + l.Owner})
+			continue
+		}
+		if ch := l.AttributeChanges(*d); len(ch) > 0 {
+			entries = append(entries, Entry{Action: ActionUpdate, Key: d.Key, Desired: d, Live: l, Changes: ch})
+		} else {
+			entries = append(entries, Entry{Action: ActionUnchanged, Key: d.Key, Desired: d, Live: l})
+		}
+	}
+
+	for i := range live {
+		l := &live[i]
+		if _, ok := seen[l.Key]; ok {
+			continue
+		}
+		e := Entry{Key: l.Key, Live: l}
+		switch {
+		case l.Owner == "" && opts.PruneUnowned:
+			e.Action = ActionDelete
+		case l.Owner == "":
+			e.Action, e.Reason = ActionLeftAlone, "made by hand"
+		case !ours(l.Owner):
+			e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner
+		case opts.NoPrune:
+			e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner+", pruning off"
+		default:
+			e.Action = ActionDelete
+		}
+		entries = append(entries, e)
+	}
+
+	slices.SortFunc(entries, func(a, b Entry) int { return a.Key.Compare(b.Key) })
+	return Changeset{Sets: sets, Revision: revision, Entries: entries}
+}
+
+// Counts is how many entries of each action a plan has.
+type Counts struct {
+	Create    int `json:"create"`
+	Update    int `json:"update"`
+	Delete    int `json:"delete"`
+	Unchanged int `json:"unchanged"`
+	LeftAlone int `json:"left_alone"`
+	Conflict  int `json:"conflict"`
+}
+
+// Changes is the number of changes the plan makes to the registry.
+func (c Counts) Changes() int { return c.Create + c.Update + c.Delete }
+
+// Counts counts the plan's entries by action.
+func (p Changeset) Counts() Counts {
+	var c Counts
+	for _, e := range p.Entries {
+		switch e.Action {
+		case ActionCreate:
+			c.Create++
+		case ActionUpdate:
+			c.Update++
+		case ActionDelete:
+			c.Delete++
+		case ActionUnchanged:
+			c.Unchanged++
+		case ActionLeftAlone:
+			c.LeftAlone++
+		case ActionConflict:
+			c.Conflict++
+		}
+	}
+	return c
+}
+
+// InSync reports whether the registry already matches the desired hooks:
+// nothing to create, update or delete, and no conflict in the way.
+func (p Changeset) InSync() bool {
+	c := p.Counts()
+	return c.Changes() == 0 && c.Conflict == 0
+}
+
+// Batch is the registry request that carries out the plan, against the
+// revision the plan was computed at. Updates send the desired hook, so a
+// stale recorded Source is refreshed; Created is kept by the registry.
+func (p Changeset) Batch() hookctl.Batch {
+	b := hookctl.Batch{Revision: p.Revision}
+	for _, e := range p.Entries {
+		switch e.Action {
+		case ActionCreate:
+			b.Create = append(b.Create, *e.Desired)
+		case ActionUpdate:
+			h := *e.Desired
+			h.Created = e.Live.Created
+			b.Update = append(b.Update, h)
+		case ActionDelete:
+			b.Delete = append(b.Delete, e.Key)
+		}
+	}
+	return b
+}
+
+// Summary is the one-line human summary, e.g.
+// "Plan: 2 to create, 1 to update, 0 to delete (3 left alone)."
+func (p Changeset) Summary() string {
+	c := p.Counts()
+	var extra []string
+	if c.LeftAlone > 0 {
+		extra = append(extra, fmt.Sprintf("%d left alone", c.LeftAlone))
+	}
+	if c.Conflict > 0 {
+		extra = append(extra, fmt.Sprintf("%d in conflict", c.Conflict))
+	}
+	s := fmt.Sprintf("Plan: %d to create, %d to update, %d to delete", c.Create, c.Update, c.Delete)
+	if len(extra) > 0 {
+		s += " (" + strings.Join(extra, ", ") + ")"
+	}
+	return s + "."
+}
+
+// NormalizeServices returns desired with every empty Service replaced by
+// the bare JID of the hook's profile (jids maps profile name → JID), the
+// way the registry stores own-PEP hooks, so that plans compare like with
+// like. Hooks of unknown profiles keep their empty Service. The input is
+// not modified.
+func NormalizeServices(desired []hookctl.Hook, jids map[string]string) []hookctl.Hook {
+	out := slices.Clone(desired)
+	for i := range out {
+		if out[i].Service != "" {
+			continue
+		}
+		if jid, ok := jids[out[i].Profile]; ok {
+			out[i].Service = bareJID(jid)
+		}
+	}
+	return out
+}
+
+// bareJID strips a resource ("bot@example.org/x" → "bot@example.org").
+func bareJID(jid string) string {
+	if i := strings.IndexByte(jid, '/'); i >= 0 {
+		return jid[:i]
+	}
+	return jid
+}

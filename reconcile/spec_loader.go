@@ -1,0 +1,25 @@
+package reconcile
+
+import (
+	"context"
+
+	"hookctl.dev/hookctl/spec"
+)
+
+// SpecLoader returns a Loader that reads the hooks files and directories
+// paths with spec.Load (paths checked). Validation problems come back as
+// spec.Diagnostics, one line per problem.
+func SpecLoader(paths []string, recursive bool) Loader {
+	opts := spec.DefaultOptions()
+	opts.Recursive = recursive
+	return func(ctx context.Context) (Desired, error) {
+		if err := ctx.Err(); err != nil {
+			return Desired{}, err
+		}
+		s, err := spec.Load(paths, opts)
+		if err != nil {
+			return Desired{}, err
+		}
+		return Desired{Hooks: s.Hooks, Sets: s.Sets, Files: s.Files}, nil
+	}
+}

@@ -1,0 +1,509 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hookctl.dev/hookctl"
+)
+
+// Desired is a loaded, validated set of declared hooks.
+type Desired struct {
+	// Hooks have Owner set to their set and Source to "file:line".
+	Hooks []hookctl.Hook
+	// Sets are the set names declared, even by files without hooks.
+	Sets []string
+	// Files are the files read.
+	Files []string
+}
+
+// Loader reads and validates the desired hooks. An error means the files
+// are unusable as a whole (the Watcher then keeps the last good set).
+type Loader func(ctx context.Context) (Desired, error)
+
+// Drift policies of a Watcher.
+const (
+	// DriftCorrect re-applies the files when the registry drifted.
+	DriftCorrect = "correct"
+	// DriftReport only logs and counts drift.
+	DriftReport = "report"
+)
+
+// Defaults of a Watcher.
+const (
+	DefaultInterval = time.Minute
+	DefaultDebounce = 150 * time.Millisecond
+)
+
+// Watcher keeps a registry matching the hooks files: it watches the
+// directories holding them, and after a burst of changes settles
+// (Debounce) it re-reads the whole set, validates it, plans and applies.
+// A periodic resync (Interval plus up to Jitter) catches drift: hooks
+// deleted by hand, temporary hooks lost on a disconnect or restart.
+// An invalid set keeps the last good one in force.
+//
+// Set the exported fields, then call Run (or Reconcile once). The fields
+// must not change afterwards.
+type Watcher struct {
+	// Paths are the hooks files and directories (as given to -f).
+	Paths []string
+	// Recursive reads and watches directories recursively.
+	Recursive bool
+	// Load reads the desired hooks; required (SpecLoader reads Paths).
+	Load Loader
+	// Registry is the live registry: the backend's store in process, or
+	// the control API client in the sidecar.
+	Registry hookctl.Registry
+	// JIDs returns each profile's JID, to normalise own-PEP services
+	// (NormalizeServices); nil when services need no normalising.
+	JIDs func(ctx context.Context) (map[string]string, error)
+	// Options are the plan and apply options (DryRun is ignored).
+	Options ApplyOptions
+	// Interval is the resync period (DefaultInterval if 0; negative turns
+	// resync off). Jitter adds up to that much at random to each period
+	// (Interval/10 if 0) so that many sidecars do not resync in step.
+	Interval, Jitter time.Duration
+	// Debounce is the quiet time after a file event before reloading
+	// (DefaultDebounce if 0).
+	Debounce time.Duration
+	// Drift is DriftCorrect (default) or DriftReport.
+	Drift string
+	// Logger receives what the loop does; nil discards.
+	Logger *slog.Logger
+	// Metrics, if set, records the loop's metrics.
+	Metrics *Metrics
+
+	mu         sync.Mutex
+	health     Health
+	lastGood   *Desired       // last valid load
+	applied    []hookctl.Hook // desired hooks of the last successful round
+	hasApplied bool           // applied is meaningful
+	lastConf   int            // conflicts at the last round, to log changes only
+}
+
+// Health is the loop's state as /healthz and /readyz show it.
+type Health struct {
+	// Ready is true once a reconcile has succeeded.
+	Ready bool `json:"ready"`
+	// LastSuccess and LastAttempt are the times of the last successful and
+	// of the last reconcile round.
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// LastError is why the last round failed, "" if it succeeded.
+	LastError string `json:"last_error,omitempty"`
+	// FilesError holds the diagnostics of the hooks files while they are
+	// invalid (the last good set stays in force), "" when they are valid.
+	FilesError string `json:"files_error,omitempty"`
+	// Sets and Hooks describe the set in force; Revision is the registry
+	// revision after the last successful round.
+	Sets     []string `json:"sets"`
+	Hooks    int      `json:"hooks"`
+	Revision uint64   `json:"revision"`
+	// Conflicts is how many desired hooks are blocked by someone else's.
+	Conflicts int `json:"conflicts"`
+	// Drift counts differences found while the files had not changed.
+	Drift uint64 `json:"drift"`
+}
+
+// Health returns a snapshot of the loop's state.
+func (w *Watcher) Health() Health {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.health
+	h.Sets = slices.Clone(h.Sets)
+	return h
+}
+
+// Round is what one reconcile round did.
+type Round struct {
+	// Result is the apply result (its Plan is the plan computed).
+	Result Result
+	// FilesChanged is true when the desired hooks differ from the last
+	// successful round's (always true for the first).
+	FilesChanged bool
+	// Drift is true when the registry differed while the files had not
+	// changed; with DriftReport it was left as is.
+	Drift bool
+	// LoadErr is the error of reading the files when the last good set
+	// was used instead.
+	LoadErr error
+}
+
+// Reconcile runs one round: read the files (falling back to the last good
+// set if they are invalid), plan against the registry and apply, or only
+// report drift under DriftReport. It returns an error if the round failed,
+// or if the files were invalid (the round then used the last good set, or
+// did nothing if there is none).
+func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
+	log := w.logger()
+	var r Round
+	now := time.Now()
+	w.mu.Lock()
+	w.health.LastAttempt = now
+	w.mu.Unlock()
+	w.Metrics.inc(func(m *Metrics) { m.reconciles.Inc() })
+
+	d, err := w.Load(ctx)
+	w.mu.Lock()
+	if err != nil {
+		r.LoadErr = err
+		w.health.FilesError = err.Error()
+		w.Metrics.inc(func(m *Metrics) { m.reloadFailures.Inc(); m.reloadFailing.Set(1) })
+		if w.lastGood == nil {
+			w.health.LastError = "reading hooks files: " + err.Error()
+			w.mu.Unlock()
+			log.Error("hooks files invalid, nothing applied yet", "err", err)
+			return r, fmt.Errorf("reading hooks files: %w", err)
+		}
+		d = *w.lastGood
+		log.Error("hooks files invalid, keeping the last good set", "err", err)
+	} else {
+		w.lastGood = &d
+		w.health.FilesError = ""
+		w.Metrics.inc(func(m *Metrics) { m.reloadFailing.Set(0) })
+	}
+	w.mu.Unlock()
+
+	desired := d.Hooks
+	if w.JIDs != nil {
+		jids, err := w.JIDs(ctx)
+		if err != nil {
+			return r, w.fail(r, fmt.Errorf("reading profiles: %w", err))
+		}
+		desired = NormalizeServices(desired, jids)
+	}
+
+	w.mu.Lock()
+	r.FilesChanged = !w.hasApplied || !reflect.DeepEqual(desired, w.applied)
+	w.mu.Unlock()
+
+	opts := w.Options
+	opts.DryRun = false
+	if len(opts.Sets) == 0 {
+		opts.Sets = d.Sets
+	}
+	report := w.Drift == DriftReport && !r.FilesChanged
+	opts.DryRun = report
+	res, err := Apply(ctx, w.Registry, desired, opts)
+	r.Result = res
+	if err != nil {
+		return r, w.fail(r, err)
+	}
+
+	c := res.Plan.Counts()
+	r.Drift = !r.FilesChanged && c.Changes() > 0
+	if r.Drift {
+		w.Metrics.inc(func(m *Metrics) {
+			m.drift.WithLabelValues(string(ActionCreate)).Add(float64(c.Create))
+			m.drift.WithLabelValues(string(ActionUpdate)).Add(float64(c.Update))
+			m.drift.WithLabelValues(string(ActionDelete)).Add(float64(c.Delete))
+		})
+		if report {
+			log.Warn("registry drifted from the hooks files (reporting only)",
+				"create", c.Create, "update", c.Update, "delete", c.Delete, "changes", driftSummary(res.Plan))
+		} else {
+			log.Warn("registry drifted from the hooks files, corrected",
+				"create", c.Create, "update", c.Update, "delete", c.Delete, "changes", driftSummary(res.Plan))
+		}
+	}
+	if res.Applied {
+		w.Metrics.inc(func(m *Metrics) {
+			m.changes.WithLabelValues(string(ActionCreate)).Add(float64(c.Create))
+			m.changes.WithLabelValues(string(ActionUpdate)).Add(float64(c.Update))
+			m.changes.WithLabelValues(string(ActionDelete)).Add(float64(c.Delete))
+		})
+		if !r.Drift {
+			log.Info("applied hooks files", "create", c.Create, "update", c.Update, "delete", c.Delete,
+				"revision", res.Revision, "attempts", res.Attempts)
+		}
+	}
+
+	w.mu.Lock()
+	if c.Conflict != w.lastConf && c.Conflict > 0 {
+		log.Warn("desired hooks blocked by hooks of someone else", "conflicts", c.Conflict, "hooks", conflictSummary(res.Plan))
+	}
+	w.lastConf = c.Conflict
+	if !report {
+		w.applied, w.hasApplied = desired, true
+	}
+	perSet := map[string]int{}
+	for _, s := range d.Sets {
+		perSet[s] = 0
+	}
+	for _, h := range desired {
+		perSet[h.Owner]++
+	}
+	t := time.Now()
+	w.health.Ready = true
+	w.health.LastSuccess = t
+	w.health.LastError = ""
+	w.health.Sets = slices.Clone(d.Sets)
+	w.health.Hooks = len(desired)
+	w.health.Revision = res.Revision
+	w.health.Conflicts = c.Conflict
+	if r.Drift {
+		w.health.Drift++
+	}
+	w.mu.Unlock()
+	w.Metrics.inc(func(m *Metrics) {
+		m.lastSuccess.Set(float64(t.UnixNano()) / 1e9)
+		m.conflicts.Set(float64(c.Conflict))
+		m.hooks.Reset()
+		for s, n := range perSet {
+			m.hooks.WithLabelValues(s).Set(float64(n))
+		}
+	})
+	if r.LoadErr != nil {
+		return r, fmt.Errorf("reading hooks files (last good set kept): %w", r.LoadErr)
+	}
+	return r, nil
+}
+
+func (w *Watcher) fail(r Round, err error) error {
+	w.mu.Lock()
+	w.health.LastError = err.Error()
+	w.mu.Unlock()
+	w.Metrics.inc(func(m *Metrics) { m.failures.Inc() })
+	w.logger().Error("reconcile failed", "err", err)
+	return err
+}
+
+// Run watches the files and reconciles until ctx ends; it returns nil then.
+// It reconciles once at start. Failures (invalid files, registry down) are
+// logged, counted and retried: on the next file change, or after a short
+// backoff capped by the resync interval.
+func (w *Watcher) Run(ctx context.Context) error {
+	if w.Load == nil || w.Registry == nil {
+		return fmt.Errorf("%w: watcher needs Load and Registry", hookctl.ErrInvalid)
+	}
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching hooks files: %w", err)
+	}
+	defer fw.Close()
+	dirs := w.addWatches(fw)
+	if len(dirs) == 0 {
+		return fmt.Errorf("%w: no directory to watch for %s", hookctl.ErrNotFound, strings.Join(w.Paths, ", "))
+	}
+
+	debounce := w.Debounce
+	if debounce <= 0 {
+		debounce = DefaultDebounce
+	}
+	// A stream of events (a long git checkout) delays the reload at most
+	// this long, so that the loop is never starved.
+	maxDelay := 20 * debounce
+
+	quiet := time.NewTimer(0) // first round at once
+	resync := time.NewTimer(time.Hour)
+	resync.Stop()
+	var burstStart time.Time
+	backoff := time.Duration(0)
+
+	for {
+		select {
+		case <-ctx.Done():
+			quiet.Stop()
+			resync.Stop()
+			return nil
+		case ev, ok := <-fw.Events:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			if ev.Has(fsnotify.Create) && w.Recursive {
+				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() && !hidden(filepath.Base(ev.Name)) {
+					w.watchTree(fw, ev.Name)
+				}
+			}
+			now := time.Now()
+			if burstStart.IsZero() {
+				burstStart = now
+			}
+			delay := debounce
+			if rest := maxDelay - now.Sub(burstStart); rest < delay {
+				delay = max(rest, 0)
+			}
+			quiet.Reset(delay)
+		case err, ok := <-fw.Errors:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			// An overflow loses events: reload to be safe.
+			w.logger().Warn("file watcher error, reloading", "err", err)
+			quiet.Reset(debounce)
+		case <-quiet.C:
+			burstStart = time.Time{}
+			backoff = w.round(ctx, fw, resync, backoff)
+		case <-resync.C:
+			backoff = w.round(ctx, fw, resync, backoff)
+		}
+	}
+}
+
+// round reconciles, re-arms the resync timer and returns the next backoff.
+func (w *Watcher) round(ctx context.Context, fw *fsnotify.Watcher, resync *time.Timer, backoff time.Duration) time.Duration {
+	// Directories removed and re-created (a checkout replacing a tree) lost
+	// their watch: add them again; Add on a watched directory is a no-op.
+	w.addWatches(fw)
+	_, err := w.Reconcile(ctx)
+	if ctx.Err() != nil {
+		return backoff
+	}
+	interval := w.Interval
+	if interval == 0 {
+		interval = DefaultInterval
+	}
+	next := interval
+	if err != nil && !(w.Health().Ready && w.Health().LastError == "") {
+		// The round failed outright (not just invalid files with the last
+		// good set applied): retry sooner.
+		backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
+		if interval < 0 || backoff < next {
+			next = backoff
+		}
+	} else {
+		backoff = 0
+		if interval < 0 {
+			resync.Stop()
+			return backoff
+		}
+	}
+	jitter := w.Jitter
+	if jitter == 0 && next == interval {
+		jitter = interval / 10
+	}
+	if jitter > 0 && next == interval {
+		next += rand.N(jitter)
+	}
+	resync.Reset(next)
+	return backoff
+}
+
+// addWatches watches the directories that hold Paths: a directory itself
+// (and its subdirectories with Recursive), or a file's parent, since
+// editors and ConfigMap volumes replace files by renaming. It returns the
+// directories watched.
+func (w *Watcher) addWatches(fw *fsnotify.Watcher) []string {
+	var dirs []string
+	for _, p := range w.Paths {
+		dir := filepath.Dir(p)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			dir = p
+			if w.Recursive {
+				dirs = append(dirs, w.watchTree(fw, p)...)
+				continue
+			}
+		}
+		if err := fw.Add(dir); err != nil {
+			w.logger().Warn("cannot watch directory", "dir", dir, "err", err)
+			continue
+		}
+		dirs = append(dirs, dir)
+	}
+	return dirs
+}
+
+// watchTree watches root and every non-hidden directory below it.
+func (w *Watcher) watchTree(fw *fsnotify.Watcher, root string) []string {
+	var dirs []string
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if p != root && hidden(d.Name()) {
+			return filepath.SkipDir
+		}
+		if err := fw.Add(p); err != nil {
+			w.logger().Warn("cannot watch directory", "dir", p, "err", err)
+			return nil
+		}
+		dirs = append(dirs, p)
+		return nil
+	})
+	return dirs
+}
+
+func hidden(name string) bool { return strings.HasPrefix(name, ".") }
+
+func (w *Watcher) logger() *slog.Logger {
+	if w.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return w.Logger
+}
+
+func (m *Metrics) inc(f func(*Metrics)) {
+	if m != nil {
+		f(m)
+	}
+}
+
+func driftSummary(p Changeset) string {
+	var parts []string
+	for _, e := range p.Entries {
+		switch e.Action {
+		case ActionCreate:
+			parts = append(parts, "missing "+keyText(e.Key))
+		case ActionUpdate:
+			parts = append(parts, "changed "+keyText(e.Key))
+		case ActionDelete:
+			parts = append(parts, "extra "+keyText(e.Key))
+		}
+		if len(parts) == 5 {
+			parts = append(parts, "…")
+			break
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func conflictSummary(p Changeset) string {
+	var parts []string
+	for _, e := range p.Entries {
+		if e.Action == ActionConflict {
+			parts = append(parts, keyText(e.Key)+" ("+e.Reason+")")
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Handler serves /healthz (200 while the loop runs, with the Health as
+// JSON), /readyz (200 once a reconcile has succeeded, else 503) and, when
+// gatherer is not nil, Prometheus /metrics.
+func (w *Watcher) Handler(gatherer prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	write := func(rw http.ResponseWriter, code int) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(code)
+		_ = json.NewEncoder(rw).Encode(w.Health())
+	}
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { write(rw, http.StatusOK) })
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		if w.Health().Ready {
+			write(rw, http.StatusOK)
+			return
+		}
+		write(rw, http.StatusServiceUnavailable)
+	})
+	if gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
