@@ -1,0 +1,213 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"hookctl.dev/hookctl"
+)
+
+// loader accumulates the hooks and problems of every file read by one Load.
+type loader struct {
+	opts    Options
+	diags   Diagnostics
+	files   []string
+	sets    []string
+	entries []entry
+	// stats caches path checks: many hooks often share one script.
+	stats map[string]string
+	home  string // the user's home directory, looked up on first "~"
+}
+
+// entry is a valid hook with where it was declared, for duplicate checks.
+type entry struct {
+	hook hookctl.Hook
+	file string
+	line int
+	col  int
+	path string // hooks[i]
+}
+
+func newLoader(opts Options) *loader {
+	return &loader{opts: opts, stats: make(map[string]string)}
+}
+
+func (l *loader) fileError(file, msg string) {
+	l.diags = append(l.diags, Diagnostic{File: file, Message: msg})
+}
+
+// collect expands paths into the files to read, reporting paths that do not
+// exist. A file named twice is read once.
+func (l *loader) collect(paths []string) []string {
+	if len(paths) == 0 {
+		l.fileError("", "no hooks files given")
+		return nil
+	}
+	var files []string
+	seen := make(map[string]bool)
+	add := func(f string) {
+		if !seen[f] {
+			seen[f] = true
+			files = append(files, f)
+		}
+	}
+	for _, p := range paths {
+		clean := filepath.Clean(p)
+		fi, err := os.Stat(clean)
+		switch {
+		case err != nil:
+			l.fileError(p, statMessage(err))
+		case fi.IsDir():
+			found := 0
+			subdirs := l.walkDir(clean, make(map[string]bool), func(f string) { found++; add(f) })
+			if found == 0 {
+				msg := "no hooks files (*.yaml, *.yml) in directory"
+				if subdirs && !l.opts.Recursive {
+					msg += " (use -R for subdirectories)"
+				}
+				l.fileError(p, msg)
+			}
+		case fi.Mode().IsRegular():
+			add(clean)
+		default:
+			l.fileError(p, "not a regular file or directory")
+		}
+	}
+	return files
+}
+
+// walkDir adds the visible *.yaml and *.yml files of dir in name order,
+// following symlinks, and descends into visible subdirectories when
+// recursive. Hidden entries are skipped, which also skips the "..data"
+// directories of Kubernetes ConfigMap volumes. It reports whether dir has
+// subdirectories.
+func (l *loader) walkDir(dir string, visited map[string]bool, add func(string)) bool {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		if visited[real] {
+			return false // a symlink loop
+		}
+		visited[real] = true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		l.fileError(dir, "reading directory: "+statMessage(err))
+		return false
+	}
+	subdirs := false
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		full := filepath.Join(dir, name)
+		mode := e.Type()
+		if mode&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(full)
+			if err != nil {
+				if isHooksFile(name) {
+					l.fileError(full, statMessage(err))
+				}
+				continue
+			}
+			mode = fi.Mode().Type()
+		}
+		switch {
+		case mode.IsDir():
+			subdirs = true
+			if l.opts.Recursive {
+				l.walkDir(full, visited, add)
+			}
+		case mode.IsRegular() && isHooksFile(name):
+			add(full)
+		}
+	}
+	return subdirs
+}
+
+func isHooksFile(name string) bool {
+	ext := filepath.Ext(name)
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// statMessage turns a file system error into a short message without the
+// path, which the diagnostic already carries.
+func statMessage(err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return "no such file or directory"
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// readFile reads a hooks file, refusing files over MaxFileSize without
+// reading them (and a file that grows past it while being read).
+func (l *loader) readFile(name string) ([]byte, bool) {
+	f, err := os.Open(name)
+	if err != nil {
+		l.fileError(name, "reading hooks file: "+statMessage(err))
+		return nil, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		l.fileError(name, "reading hooks file: "+statMessage(err))
+		return nil, false
+	}
+	if fi.Size() > MaxFileSize {
+		l.fileError(name, fmt.Sprintf("file is larger than 4 MiB (%d bytes)", fi.Size()))
+		return nil, false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		l.fileError(name, "reading hooks file: "+statMessage(err))
+		return nil, false
+	}
+	if len(data) > MaxFileSize {
+		l.fileError(name, "file is larger than 4 MiB")
+		return nil, false
+	}
+	return data, true
+}
+
+// result checks keys across everything read and returns the set, or every
+// problem found.
+func (l *loader) result() (*Set, error) {
+	first := make(map[hookctl.Key]*entry, len(l.entries))
+	for i := range l.entries {
+		e := &l.entries[i]
+		if prev, ok := first[e.hook.Key]; ok {
+			where := fmt.Sprintf("%s:%d", prev.file, prev.line)
+			if prev.file == e.file {
+				where = fmt.Sprintf("line %d", prev.line)
+			}
+			l.diags = append(l.diags, Diagnostic{
+				File: e.file, Line: e.line, Column: e.col, Path: e.path,
+				Message: fmt.Sprintf("duplicate hook: same profile, service, node, type and arg as %s at %s", prev.path, where),
+			})
+			continue
+		}
+		first[e.hook.Key] = e
+	}
+	if len(l.diags) > 0 {
+		l.diags.sort()
+		return nil, l.diags
+	}
+	s := &Set{Hooks: make([]hookctl.Hook, len(l.entries)), Files: l.files}
+	for i, e := range l.entries {
+		s.Hooks[i] = e.hook
+	}
+	slices.SortStableFunc(s.Hooks, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
+	s.Sets = slices.Clone(l.sets)
+	slices.Sort(s.Sets)
+	s.Sets = slices.Compact(s.Sets)
+	return s, nil
+}

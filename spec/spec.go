@@ -1,0 +1,139 @@
+// Package spec reads hooks files (hooks.yaml), validates them strictly and
+// turns them into the desired hooks, reporting every problem at once as
+// "FILE:LINE:COL: PATH: MESSAGE".
+package spec
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"hookctl.dev/hookctl"
+)
+
+// MaxFileSize is the largest hooks file read (4 MiB). Larger files are
+// refused before parsing, so a hostile file cannot make the parser work hard.
+const MaxFileSize = 4 << 20
+
+// DefaultSet is the set (owner) name of a file that declares none, and
+// DefaultProfile the profile of hooks that name none.
+const (
+	DefaultSet     = "default"
+	DefaultProfile = "default"
+)
+
+// Options change how files are read.
+type Options struct {
+	// Recursive descends into the subdirectories of directories given (-R).
+	Recursive bool
+	// CheckPaths requires the path of python_file and exec hooks to exist
+	// and be a regular file (executable for exec), as `hook create` does.
+	// Turning it off lets a CI job without the scripts check the rest.
+	CheckPaths bool
+}
+
+// DefaultOptions returns the options of `hookctl validate`: paths checked,
+// no recursion.
+func DefaultOptions() Options { return Options{CheckPaths: true} }
+
+// Set is the desired state declared by the files read.
+type Set struct {
+	// Hooks are sorted by Key.Compare, with Owner, Source and the file
+	// defaults (profile, type, persistent) filled in.
+	Hooks []hookctl.Hook
+	// Sets are the set names the files declare, sorted and unique. A file
+	// without hooks still declares its set, so that its hooks can be pruned.
+	Sets []string
+	// Files are the files read, in the order they were read.
+	Files []string
+}
+
+// Diagnostic is one problem found in a hooks file.
+type Diagnostic struct {
+	// File is the file's name as given (or found in a directory).
+	File string
+	// Line and Column are 1-based; 0 when unknown (e.g. an unreadable file).
+	Line, Column int
+	// Path is where in the document, e.g. "hooks[3].timeout" or "version";
+	// empty for problems with the file itself.
+	Path    string
+	Message string
+}
+
+// String renders the diagnostic as "FILE:LINE:COL: PATH: MESSAGE". Parts
+// that are unknown (zero line or column, empty path) are left out.
+func (d Diagnostic) String() string {
+	var b strings.Builder
+	b.WriteString(d.File)
+	if d.Line > 0 {
+		fmt.Fprintf(&b, ":%d", d.Line)
+		if d.Column > 0 {
+			fmt.Fprintf(&b, ":%d", d.Column)
+		}
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	if d.Path != "" {
+		b.WriteString(d.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(d.Message)
+	return b.String()
+}
+
+// Diagnostics is every problem found; it is the error Load and Parse
+// return, and it wraps hookctl.ErrInvalid.
+type Diagnostics []Diagnostic
+
+// Error lists the diagnostics, one per line, sorted by file, line, column.
+func (ds Diagnostics) Error() string {
+	s := slices.Clone(ds)
+	s.sort()
+	lines := make([]string, len(s))
+	for i, d := range s {
+		lines[i] = d.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap makes errors.Is(err, hookctl.ErrInvalid) hold.
+func (ds Diagnostics) Unwrap() error { return hookctl.ErrInvalid }
+
+// sort orders by file, line, column; problems at the same place keep the
+// order they were found in.
+func (ds Diagnostics) sort() {
+	slices.SortStableFunc(ds, func(a, b Diagnostic) int {
+		return cmp.Or(strings.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+}
+
+// Load reads the hooks files and directories in paths (directories: their
+// visible *.yaml and *.yml files, sorted; subdirectories too with
+// opts.Recursive). On any problem it returns a nil *Set and a Diagnostics
+// error holding every problem found.
+func Load(paths []string, opts Options) (*Set, error) {
+	l := newLoader(opts)
+	files := l.collect(paths)
+	for _, f := range files {
+		data, ok := l.readFile(f)
+		if ok {
+			l.parseFile(f, data)
+		}
+	}
+	return l.result()
+}
+
+// Parse reads one file's content. name is used in messages and in each
+// hook's Source; relative paths in the file resolve against its directory.
+// Load uses it for each file; so does the fuzz test.
+func Parse(name string, data []byte, opts Options) (*Set, error) {
+	l := newLoader(opts)
+	if len(data) > MaxFileSize {
+		l.fileError(name, fmt.Sprintf("file is larger than 4 MiB (%d bytes)", len(data)))
+	} else {
+		l.parseFile(name, data)
+	}
+	return l.result()
+}
