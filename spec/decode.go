@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	exprparser "github.com/expr-lang/expr/parser"
 	exprfile "github.com/expr-lang/expr/file"
+	exprparser "github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
 	"mellium.im/xmpp/jid"
 
