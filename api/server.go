@@ -251,9 +251,11 @@ func (s *Server) removeHooks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The registry contract does not return the revision from Remove; read
-	// it after the fact so scripts can chain on it.
-	_, rev, err := s.backend.List(r.Context(), m.Profile)
-	if err != nil {
+	// it after the fact, cheaply when the backend can say it directly.
+	var rev uint64
+	if rb, ok := s.backend.(interface{ Revision() uint64 }); ok {
+		rev = rb.Revision()
+	} else if _, rev, err = s.backend.List(r.Context(), m.Profile); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
