@@ -238,8 +238,8 @@ func TestUnreachable(t *testing.T) {
 func TestNewClientOptions(t *testing.T) {
 	for _, o := range []api.ClientOptions{
 		{},
-		{Server: "http://127.0.0.1:1"},                 // no token
-		{Server: "127.0.0.1:1", Token: "x"},            // no scheme
+		{Server: "http://127.0.0.1:1"},      // no token
+		{Server: "127.0.0.1:1", Token: "x"}, // no scheme
 		{Server: "ftp://127.0.0.1:1", Token: "x"},      // wrong scheme
 		{Server: "http://127.0.0.1:1?a=b", Token: "x"}, // query
 	} {

@@ -25,7 +25,7 @@ type testBackend struct {
 	*registry.Store
 
 	mu        sync.Mutex
-	runQuery  api.RunQuery  // last query seen by Runs
+	runQuery  api.RunQuery // last query seen by Runs
 	pubsubReq api.PubSubRequest
 	pubsubErr error // returned by PubSub when set
 

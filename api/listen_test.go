@@ -86,4 +86,3 @@ func TestListenUnixNotSocket(t *testing.T) {
 		t.Errorf("the file was touched: %q, %v", b, err)
 	}
 }
-
