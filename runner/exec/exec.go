@@ -1,0 +1,276 @@
+// Package execrunner runs exec hooks: a program started directly (no shell)
+// per event, with the event as JSON on stdin and HOOK_* variables in a
+// minimal environment. The program runs in its own process group, which is
+// killed when the run ends, so nothing it forked outlives the run.
+//
+// The stdin document is the hookctl.Event encoded with its JSON tags, nothing
+// added or wrapped, for example:
+//
+//	{"profile":"default","service":"pubsub.example.org","node":"blog",
+//	 "kind":"publish","item_id":"p1","payload":"<entry .../>",
+//	 "item_xml":"<item id=\"p1\">...</item>","received":"2025-01-02T03:04:05Z"}
+//
+// The environment holds only the base list (PATH, HOME, LANG by default)
+// plus HOOK_PROFILE, HOOK_SERVICE, HOOK_NODE, HOOK_EVENT, HOOK_ITEM_ID, and
+// HOOK_CATCHUP=1 for catch-up events; the backend's own environment, which
+// may hold secrets, is not passed on. The payload is never put in argv.
+package execrunner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/runner"
+)
+
+// DefaultWaitDelay is how long a run waits, once its process group is
+// killed, for the output pipe to reach EOF before closing it. Only a process
+// that escaped the group (setsid) can hold the pipe that long.
+const DefaultWaitDelay = 2 * time.Second
+
+// Options configure the exec Factory.
+type Options struct {
+	// Env is the base environment of every program, "NAME=value" entries,
+	// to which the HOOK_* variables are added; nil means DefaultEnv().
+	Env []string
+	// WaitDelay bounds the wait for the output pipe after the process group
+	// is killed; zero means DefaultWaitDelay.
+	WaitDelay time.Duration
+}
+
+// DefaultEnv is the base environment used when Options.Env is nil: a fixed
+// PATH, the backend's HOME and a UTF-8 locale.
+func DefaultEnv() []string {
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}
+	if home := os.Getenv("HOME"); home != "" {
+		env = append(env, "HOME="+home)
+	}
+	return env
+}
+
+// NewFactory returns the Factory of exec hooks.
+func NewFactory(opts Options) runner.Factory {
+	if opts.Env == nil {
+		opts.Env = DefaultEnv()
+	}
+	if opts.WaitDelay <= 0 {
+		opts.WaitDelay = DefaultWaitDelay
+	}
+	return &factory{opts: opts}
+}
+
+type factory struct{ opts Options }
+
+var _ runner.Factory = (*factory)(nil)
+
+// Check reports whether h.Arg names an absolute path to an executable
+// regular file.
+func (f *factory) Check(_ context.Context, h hookctl.Hook) error {
+	return checkProgram(h.Arg)
+}
+
+func checkProgram(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("%w: exec program %q is not an absolute path", hookctl.ErrInvalid, path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%w: exec program: %w", hookctl.ErrInvalid, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: exec program %q is not a regular file", hookctl.ErrInvalid, path)
+	}
+	// access(2) answers for this process's identity, unlike the mode bits.
+	if err := syscall.Access(path, 1 /* X_OK */); err != nil {
+		return fmt.Errorf("%w: exec program %q is not executable: %w", hookctl.ErrInvalid, path, err)
+	}
+	return nil
+}
+
+// New returns a Runner for h. The program is checked at each run, not here,
+// so that a program installed after the hook starts working without reload.
+func (f *factory) New(h hookctl.Hook, _ runner.Host) (runner.Runner, error) {
+	if !filepath.IsAbs(h.Arg) {
+		return nil, fmt.Errorf("%w: exec program %q is not an absolute path", hookctl.ErrInvalid, h.Arg)
+	}
+	return &Runner{
+		path:      h.Arg,
+		args:      append([]string(nil), h.Args...),
+		env:       f.opts.Env,
+		waitDelay: f.opts.WaitDelay,
+		timeout:   time.Duration(h.Timeout),
+	}, nil
+}
+
+// Runner runs one exec hook; it holds no resources between runs and is safe
+// for concurrent use.
+type Runner struct {
+	path      string
+	args      []string
+	env       []string
+	waitDelay time.Duration
+	timeout   time.Duration // used only when ctx has no deadline
+}
+
+var _ runner.Runner = (*Runner)(nil)
+
+// Close does nothing: every run releases what it started before returning.
+func (r *Runner) Close() error { return nil }
+
+// Run starts the program for ev and waits for it, or kills its process group
+// when ctx ends. Exit 0 is OK, another status Failed, a killed run Timeout
+// (deadline) or Failed (cancel), a program that cannot start Error.
+func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
+	if _, ok := ctx.Deadline(); !ok {
+		// Dispatch always sets a deadline; this guards direct callers.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cmp(r.timeout, runner.DefaultTimeout))
+		defer cancel()
+	}
+	input, err := json.Marshal(ev)
+	if err != nil {
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("encoding event: %w", err)}
+	}
+
+	out := newTail(runner.OutputTail)
+	cmd := exec.Command(r.path, r.args...)
+	cmd.Dir = filepath.Dir(r.path)
+	cmd.Env = hookEnv(r.env, ev)
+	cmd.Stdin = bytes.NewReader(input)
+	// One writer for both streams: exec then uses a single pipe, so the
+	// tail keeps stdout and stderr interleaved as the program wrote them.
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Wait returns at most WaitDelay after the process exits even if an
+	// escaped descendant still holds the output pipe.
+	cmd.WaitDelay = r.waitDelay
+
+	if err := cmd.Start(); err != nil {
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("starting %s: %w", r.path, err)}
+	}
+	stopped := r.wait(ctx, cmd)
+
+	res := runner.Result{ExitCode: cmd.ProcessState.ExitCode(), Output: out.String()}
+	switch {
+	case stopped:
+		res.ExitCode = -1
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			res.Outcome = runner.Timeout
+			res.Err = fmt.Errorf("killed after timeout: %w", ctx.Err())
+		} else {
+			res.Outcome = runner.Failed
+			res.Err = fmt.Errorf("killed: %w", ctx.Err())
+		}
+	case cmd.ProcessState.Success():
+		res.Outcome = runner.OK
+	default:
+		res.Outcome = runner.Failed
+		res.Err = describeExit(cmd.ProcessState)
+	}
+	return res
+}
+
+// wait waits for cmd's process to exit, killing its group if ctx ends
+// first, then kills whatever remains of the group and reaps the process.
+// It reports whether the run was stopped by ctx.
+func (r *Runner) wait(ctx context.Context, cmd *exec.Cmd) (stopped bool) {
+	pid := cmd.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- waitExited(pid) }()
+	var err error
+	select {
+	case err = <-exited:
+	case <-ctx.Done():
+		stopped = true
+		killGroup(pid)
+		err = <-exited
+	}
+	if err != nil {
+		// waitid failed (it should not): fall back to reaping in the
+		// background, at the cost of killing the group after the reap.
+		waited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			stopped = true
+			killGroup(pid)
+			<-waited
+		}
+		killGroup(pid)
+		return stopped
+	}
+	// The leader has exited but is not reaped, so its pid, which is the
+	// group id, cannot have been reused: this kill reaches only descendants
+	// that outlived it. Wait then reaps it and drains the output pipe,
+	// bounded by WaitDelay; its error is already in ProcessState.
+	killGroup(pid)
+	_ = cmd.Wait()
+	return stopped
+}
+
+func describeExit(ps *os.ProcessState) error {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return fmt.Errorf("killed by signal %s", ws.Signal())
+	}
+	return fmt.Errorf("exit status %d", ps.ExitCode())
+}
+
+func cmp(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// hookEnv returns base plus the HOOK_* variables of ev.
+func hookEnv(base []string, ev hookctl.Event) []string {
+	env := make([]string, 0, len(base)+6)
+	env = append(env, base...)
+	env = append(env,
+		"HOOK_PROFILE="+ev.Profile,
+		"HOOK_SERVICE="+ev.Service,
+		"HOOK_NODE="+ev.Node,
+		"HOOK_EVENT="+string(ev.Kind),
+		"HOOK_ITEM_ID="+ev.ItemID,
+	)
+	if ev.Catchup {
+		env = append(env, "HOOK_CATCHUP=1")
+	}
+	return env
+}
+
+// killGroup sends SIGKILL to the process group pgid; an empty group (ESRCH)
+// is the normal case after a clean exit.
+func killGroup(pgid int) {
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// waitExited blocks until process pid has exited, without reaping it
+// (waitid with WNOWAIT), so that its pid stays reserved until cmd.Wait.
+func waitExited(pid int) error {
+	const pPID = 1     // P_PID
+	var info [128]byte // siginfo_t
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
+			uintptr(unsafe.Pointer(&info)), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	}
+}
