@@ -6,6 +6,7 @@ package reconcile
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -114,65 +115,114 @@ func Plan(desired, live []hookctl.Hook, revision uint64, opts Options) Changeset
 		return ok
 	}
 
-	liveByKey := make(map[hookctl.Key]int, len(live))
-	for i := range live {
-		liveByKey[live[i].Key] = i
-	}
-	entries := make([]Entry, 0, max(len(desired), len(live)))
-	seen := make(map[hookctl.Key]struct{}, len(desired))
-
-	for i := range desired {
-		d := &desired[i]
-		if _, dup := seen[d.Key]; dup {
-			continue // spec refuses duplicates; keep the first if one slips in
-		}
-		seen[d.Key] = struct{}{}
-		li, ok := liveByKey[d.Key]
-		if !ok {
-			entries = append(entries, Entry{Action: ActionCreate, Key: d.Key, Desired: d})
-			continue
-		}
-		l := &live[li]
+	// Walk both sides in Key order, like a merge join. The registry and
+	// spec already return sorted hooks, so sorting is usually skipped; a
+	// merge is also what makes the plan's order stable.
+	ds, ls := sortedRefs(desired), sortedRefs(live)
+	entries := make([]Entry, 0, max(len(ds), len(ls)))
+	i, j := 0, 0
+	for i < len(ds) || j < len(ls) {
+		var c int
 		switch {
-		case l.Owner == "" && !opts.Adopt:
-			entries = append(entries, Entry{Action: ActionConflict, Key: d.Key, Desired: d, Live: l,
-				Reason: "made by hand (use --adopt to take it over)"})
-			continue
-		case l.Owner != "" && !ours(l.Owner):
-			entries = append(entries, Entry{Action: ActionConflict, Key: d.Key, Desired: d, Live: l,
-				Reason: "owned by set " + l.Owner})
-			continue
-		}
-		if ch := l.AttributeChanges(*d); len(ch) > 0 {
-			entries = append(entries, Entry{Action: ActionUpdate, Key: d.Key, Desired: d, Live: l, Changes: ch})
-		} else {
-			entries = append(entries, Entry{Action: ActionUnchanged, Key: d.Key, Desired: d, Live: l})
-		}
-	}
-
-	for i := range live {
-		l := &live[i]
-		if _, ok := seen[l.Key]; ok {
-			continue
-		}
-		e := Entry{Key: l.Key, Live: l}
-		switch {
-		case l.Owner == "" && opts.PruneUnowned:
-			e.Action = ActionDelete
-		case l.Owner == "":
-			e.Action, e.Reason = ActionLeftAlone, "made by hand"
-		case !ours(l.Owner):
-			e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner
-		case opts.NoPrune:
-			e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner+", pruning off"
+		case i == len(ds):
+			c = 1
+		case j == len(ls):
+			c = -1
 		default:
-			e.Action = ActionDelete
+			c = ds[i].Key.Compare(ls[j].Key)
 		}
-		entries = append(entries, e)
+		switch {
+		case c < 0:
+			d := ds[i]
+			entries = append(entries, Entry{Action: ActionCreate, Key: d.Key, Desired: d})
+			i = skipSame(ds, i)
+		case c > 0:
+			entries = append(entries, leftover(ls[j], ours, opts))
+			j++
+		default:
+			entries = append(entries, matched(ds[i], ls[j], ours, opts))
+			i = skipSame(ds, i)
+			j++
+		}
 	}
-
-	slices.SortFunc(entries, func(a, b Entry) int { return a.Key.Compare(b.Key) })
 	return Changeset{Sets: sets, Revision: revision, Entries: entries}
+}
+
+// changes is l.AttributeChanges(*d) with a fast path for the common case
+// of identical attributes: AttributeChanges formats every field, which
+// dominates a plan of thousands of unchanged hooks. sameAttributes only
+// answers true when AttributeChanges would find nothing.
+func changes(l, d *hookctl.Hook) []hookctl.Change {
+	if sameAttributes(l, d) {
+		return nil
+	}
+	return l.AttributeChanges(*d)
+}
+
+func sameAttributes(a, b *hookctl.Hook) bool {
+	return a.Persistent == b.Persistent && a.Owner == b.Owner && a.Name == b.Name &&
+		a.Filter == b.Filter && a.Timeout == b.Timeout && a.Catchup == b.Catchup &&
+		max(a.Concurrency, 1) == max(b.Concurrency, 1) &&
+		slices.Equal(a.Args, b.Args) && maps.Equal(a.Headers, b.Headers) &&
+		slices.Equal(a.EffectiveEvents(), b.EffectiveEvents())
+}
+
+// sortedRefs returns pointers to hs's elements in Key order.
+func sortedRefs(hs []hookctl.Hook) []*hookctl.Hook {
+	refs := make([]*hookctl.Hook, len(hs))
+	for i := range hs {
+		refs[i] = &hs[i]
+	}
+	cmpRef := func(a, b *hookctl.Hook) int { return a.Key.Compare(b.Key) }
+	if !slices.IsSortedFunc(refs, cmpRef) {
+		slices.SortStableFunc(refs, cmpRef)
+	}
+	return refs
+}
+
+// skipSame returns the index after hs[i] and any duplicates of its key
+// (spec refuses duplicates; the first one wins if one slips through).
+func skipSame(hs []*hookctl.Hook, i int) int {
+	k := hs[i].Key
+	for i++; i < len(hs) && hs[i].Key == k; i++ {
+	}
+	return i
+}
+
+// matched is the entry of a key both desired and live.
+func matched(d, l *hookctl.Hook, ours func(string) bool, opts Options) Entry {
+	e := Entry{Key: d.Key, Desired: d, Live: l}
+	switch {
+	case l.Owner == "" && !opts.Adopt:
+		e.Action, e.Reason = ActionConflict, "made by hand (use --adopt to take it over)"
+	case l.Owner != "" && !ours(l.Owner):
+		e.Action, e.Reason = ActionConflict, "owned by set "+l.Owner
+	default:
+		if e.Changes = changes(l, d); len(e.Changes) > 0 {
+			e.Action = ActionUpdate
+		} else {
+			e.Action = ActionUnchanged
+		}
+	}
+	return e
+}
+
+// leftover is the entry of a live hook that is not desired.
+func leftover(l *hookctl.Hook, ours func(string) bool, opts Options) Entry {
+	e := Entry{Key: l.Key, Live: l}
+	switch {
+	case l.Owner == "" && opts.PruneUnowned:
+		e.Action = ActionDelete
+	case l.Owner == "":
+		e.Action, e.Reason = ActionLeftAlone, "made by hand"
+	case !ours(l.Owner):
+		e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner
+	case opts.NoPrune:
+		e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner+", pruning off"
+	default:
+		e.Action = ActionDelete
+	}
+	return e
 }
 
 // Counts is how many entries of each action a plan has.
