@@ -84,6 +84,9 @@ func (p *fileParser) lineUp(v *yaml.Node, off int) (int, int, bool) {
 	}
 	nextLines := func(first int, indent func([]rune) int) bool {
 		for n := first; pos < len(value); n++ {
+			if strings.Trim(string(value[pos:]), "\n") == "" {
+				break // a block's final line breaks
+			}
 			if n > len(p.lines) {
 				return false
 			}

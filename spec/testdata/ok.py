@@ -1,0 +1,2 @@
+def hook(host, client, item):
+    pass
