@@ -1,0 +1,273 @@
+// Package pyrunner runs the Python hook types (python, python_file,
+// python_code) in long-lived python3 worker processes, one per hook (or per
+// concurrent run slot), speaking a line protocol with an embedded shim.
+//
+// What a hook sees: hook(host, client, item) is called once per item or
+// retraction, in arrival order (python_code is executed instead, with the
+// globals host, client and item set; its globals persist between items).
+//
+//   - item is an xml.etree.ElementTree.Element parsed from Event.ItemXML,
+//     the <item> or <retract> element with its namespaces (tags in
+//     "{ns}name" form). For purge and delete events, which have no item,
+//     it is an empty <purge node="N"/> or <delete node="N"/> element.
+//   - client has the attributes profile, jid (the profile's JID, from
+//     Options.ProfileJID) and event, whose attributes are service, node,
+//     kind, item_id, publisher, catchup and received (RFC 3339 text).
+//   - host.log(*args, level="info") logs a line into the backend's log and
+//     the run's output; host.publish(service, node, payload, item_id=None)
+//     publishes payload (XML text or an Element) through the backend's
+//     session (runner.Host.Publish) and returns the item id, or raises
+//     RuntimeError.
+//
+// Loading: python_file is executed once as a module and executed again
+// when the file changes (one stat per event compares inode, size, mtime and
+// ctime); python is imported once (found on Options.PythonPath, then the
+// backend's PYTHONPATH); python_code is compiled once. A hook that fails to
+// load is reported by Factory.Check and, at run time, by an Error result;
+// the load is retried when the file changes or after loadRetry.
+//
+// Isolation: an exception fails the run (the traceback ends its Output)
+// and the next item runs in the same worker. print() output and
+// sys.stderr writes go to the run's Output: the protocol uses fds 3 and 4,
+// never stdout. A worker that dies fails its run and is restarted for the
+// next one, after a backoff when it keeps dying. A run past its deadline
+// has its worker's process group killed and returns Timeout. Workers idle
+// for Options.IdleTimeout exit and are started again on demand.
+//
+// Workers run with a clean environment: PATH=/usr/local/bin:/usr/bin:/bin,
+// HOME (the backend's), LANG=C.UTF-8, PYTHONPATH (Options.PythonPath, then
+// the backend's PYTHONPATH), PYTHONDONTWRITEBYTECODE=1, PYTHONUNBUFFERED=1.
+// Their working directory is the script's directory for python_file, else
+// Options.WorkDir.
+package pyrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/runner"
+)
+
+// Options configure the Python runners.
+type Options struct {
+	// Python is the interpreter; default "python3", looked up on the
+	// backend's PATH.
+	Python string
+	// PythonPath lists directories searched for hook modules, before the
+	// backend's own PYTHONPATH (the backend config's python_path).
+	PythonPath []string
+	// WorkDir is the workers' working directory for python and python_code
+	// hooks (python_file hooks run in their script's directory); default
+	// os.TempDir().
+	WorkDir string
+	// IdleTimeout stops a worker that has not run for this long; it starts
+	// again on the next event. Default 10 minutes; negative never stops.
+	IdleTimeout time.Duration
+	// ProfileJID returns the JID of a profile, shown to hooks as
+	// client.jid; nil leaves it empty.
+	ProfileJID func(profile string) string
+	// Logger receives the runner's own messages (worker restarts); host.log
+	// lines go to the Host's logger. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultIdleTimeout is how long an unused worker lives by default.
+const DefaultIdleTimeout = 10 * time.Minute
+
+// loadRetry is how long a load error is remembered before the next run
+// tries to load again (a python_file is retried at once when it changes).
+const loadRetry = 10 * time.Second
+
+// LoadError says a Python hook could not be loaded: a syntax error, a
+// missing module, no hook function. It matches hookctl.ErrInvalid.
+type LoadError struct {
+	Type hookctl.Type
+	Arg  string
+	// Msg is the Python error, e.g. "SyntaxError: invalid syntax (y.py, line 3)".
+	Msg string
+	// Traceback is the Python traceback, when the error was raised by the
+	// hook's own code while loading.
+	Traceback string
+}
+
+// Error renders e.g. "python_file /x/y.py: SyntaxError: invalid syntax (y.py, line 3)".
+func (e *LoadError) Error() string {
+	arg := e.Arg
+	if e.Type == hookctl.TypePythonCode {
+		return fmt.Sprintf("%s: %s", e.Type, e.Msg)
+	}
+	return fmt.Sprintf("%s %s: %s", e.Type, arg, e.Msg)
+}
+
+// Unwrap makes errors.Is(err, hookctl.ErrInvalid) true.
+func (e *LoadError) Unwrap() error { return hookctl.ErrInvalid }
+
+// NewFactory returns the factory of the three Python hook types.
+func NewFactory(opts Options) runner.Factory {
+	if opts.Python == "" {
+		opts.Python = "python3"
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir = os.TempDir()
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &factory{opts: opts}
+}
+
+type factory struct {
+	opts Options
+}
+
+var _ runner.Factory = (*factory)(nil)
+
+func isPython(t hookctl.Type) bool {
+	return t == hookctl.TypePython || t == hookctl.TypePythonFile || t == hookctl.TypePythonCode
+}
+
+// validate checks what can be checked without Python.
+func validate(h hookctl.Hook) error {
+	if !isPython(h.Type) {
+		return fmt.Errorf("%w: pyrunner cannot run %s hooks", hookctl.ErrInvalid, h.Type)
+	}
+	switch h.Type {
+	case hookctl.TypePythonFile:
+		if !filepath.IsAbs(h.Arg) {
+			return fmt.Errorf("%w: python_file %s: path is not absolute", hookctl.ErrInvalid, h.Arg)
+		}
+		fi, err := os.Stat(h.Arg)
+		if err != nil {
+			return fmt.Errorf("%w: python_file %w", hookctl.ErrInvalid, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%w: python_file %s is not a file", hookctl.ErrInvalid, h.Arg)
+		}
+	case hookctl.TypePython:
+		if h.Arg == "" || strings.ContainsAny(h.Arg, "/ \t\n") {
+			return fmt.Errorf("%w: python %q is not a module name", hookctl.ErrInvalid, h.Arg)
+		}
+	case hookctl.TypePythonCode:
+		if strings.TrimSpace(h.Arg) == "" {
+			return fmt.Errorf("%w: python_code is empty", hookctl.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// env is the workers' clean environment.
+func (f *factory) env() []string {
+	pp := append([]string(nil), f.opts.PythonPath...)
+	if own := os.Getenv("PYTHONPATH"); own != "" {
+		pp = append(pp, own)
+	}
+	env := []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"LANG=C.UTF-8",
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONUNBUFFERED=1",
+	}
+	if home := os.Getenv("HOME"); home != "" {
+		env = append(env, "HOME="+home)
+	}
+	if len(pp) > 0 {
+		env = append(env, "PYTHONPATH="+strings.Join(pp, string(os.PathListSeparator)))
+	}
+	return env
+}
+
+func (f *factory) workDir(h hookctl.Hook) string {
+	if h.Type == hookctl.TypePythonFile {
+		return filepath.Dir(h.Arg)
+	}
+	return f.opts.WorkDir
+}
+
+// start starts a worker for h.
+func (f *factory) start(h hookctl.Hook) (*worker, error) {
+	python, err := exec.LookPath(f.opts.Python)
+	if err != nil {
+		return nil, fmt.Errorf("python interpreter: %w", err)
+	}
+	return startWorker(python, f.env(), f.workDir(h), string(h.Type))
+}
+
+// Check starts a worker, has it load the hook, and reports why it does not
+// load (a *LoadError), or nil.
+func (f *factory) Check(ctx context.Context, h hookctl.Hook) error {
+	if err := validate(h); err != nil {
+		return err
+	}
+	w, err := f.start(h)
+	if err != nil {
+		return err
+	}
+	defer w.stop(0)
+	stop := context.AfterFunc(ctx, w.kill)
+	defer stop()
+	_, lerr, err := load(w, h)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("checking %s hook: %w", h.Type, ctx.Err())
+		}
+		return fmt.Errorf("checking %s hook: %w (%s)", h.Type, err, strings.TrimSpace(w.stray.take()))
+	}
+	if lerr != nil {
+		return lerr
+	}
+	return nil
+}
+
+// load asks w to load h. It returns what loading printed, the load error
+// when the hook does not load, or an error when the worker failed.
+func load(w *worker, h hookctl.Hook) (string, *LoadError, error) {
+	if err := w.send(loadFrame{Op: "load", Type: string(h.Type), Arg: h.Arg}); err != nil {
+		return "", nil, err
+	}
+	var fr inFrame
+	if err := w.recv(&fr); err != nil {
+		return "", nil, err
+	}
+	switch fr.Op {
+	case "loaded":
+		return fr.Output, nil, nil
+	case "load_error":
+		return fr.Output, &LoadError{Type: h.Type, Arg: h.Arg, Msg: fr.Error, Traceback: fr.Traceback}, nil
+	}
+	return "", nil, fmt.Errorf("python worker answered %q to load", fr.Op)
+}
+
+// New returns a runner for h. Workers start on the first event.
+func (f *factory) New(h hookctl.Hook, host runner.Host) (runner.Runner, error) {
+	if err := validate(h); err != nil {
+		return nil, err
+	}
+	n := max(h.Concurrency, 1)
+	r := &pyRunner{f: f, hook: h, host: host, slots: make(chan *slot, n), closing: make(chan struct{})}
+	r.all = make([]*slot, n)
+	for i := range n {
+		s := &slot{r: r}
+		r.all[i] = s
+		r.slots <- s
+	}
+	if host != nil {
+		r.log = host.Logger()
+	}
+	if r.log == nil {
+		r.log = f.opts.Logger
+	}
+	return r, nil
+}
+
+var errClosed = errors.New("python runner closed")
