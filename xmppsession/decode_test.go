@@ -1,0 +1,196 @@
+package xmppsession
+
+import (
+	"encoding/xml"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"hookctl.dev/hookctl"
+)
+
+func decodeString(t *testing.T, from, msg string) ([]hookctl.Event, error) {
+	t.Helper()
+	return DecodeEvent("p", from, xml.NewDecoder(strings.NewReader(msg)))
+}
+
+var ignoreReceived = cmpopts.IgnoreFields(hookctl.Event{}, "Received")
+
+func TestDecodeEventKinds(t *testing.T) {
+	msg := `<message xmlns="jabber:client" from="pubsub.example.org" to="bot@example.org/hookctl" type="headline">
+<event xmlns="http://jabber.org/protocol/pubsub#event">
+  <items node="blog">
+    <item id="i1" publisher="alice@example.org"><entry xmlns="http://www.w3.org/2005/Atom" xml:lang="en"><title type="text">Hi &amp; &lt;bye&gt;</title><x:ref xmlns:x="urn:x" x:href="h"/></entry></item>
+    <item id="i2"/>
+    <retract id="i0"/>
+  </items>
+  <purge node="blog"/>
+  <delete node="old"><redirect uri="xmpp:x"/></delete>
+</event>
+<body>ignored</body>
+</message>`
+	got, err := decodeString(t, "ignored@example.org", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := hookctl.Event{Profile: "p", Service: "pubsub.example.org", Node: "blog"}
+	with := func(f func(*hookctl.Event)) hookctl.Event { e := base; f(&e); return e }
+	want := []hookctl.Event{
+		with(func(e *hookctl.Event) {
+			e.Kind, e.ItemID, e.Publisher = hookctl.EventPublish, "i1", "alice@example.org"
+			e.Payload = `<entry xmlns="http://www.w3.org/2005/Atom" xml:lang="en"><title type="text">Hi &amp; &lt;bye&gt;</title><ref xmlns="urn:x" xmlns:ns0="urn:x" ns0:href="h"/></entry>`
+			e.ItemXML = `<item xmlns="http://jabber.org/protocol/pubsub#event" id="i1" publisher="alice@example.org">` + e.Payload + `</item>`
+		}),
+		with(func(e *hookctl.Event) {
+			e.Kind, e.ItemID = hookctl.EventPublish, "i2"
+			e.ItemXML = `<item xmlns="http://jabber.org/protocol/pubsub#event" id="i2"/>`
+		}),
+		with(func(e *hookctl.Event) {
+			e.Kind, e.ItemID = hookctl.EventRetract, "i0"
+			e.ItemXML = `<retract xmlns="http://jabber.org/protocol/pubsub#event" id="i0"/>`
+		}),
+		with(func(e *hookctl.Event) { e.Kind = hookctl.EventPurge }),
+		with(func(e *hookctl.Event) { e.Kind, e.Node = hookctl.EventDelete, "old" }),
+	}
+	if diff := cmp.Diff(want, got, ignoreReceived); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	for _, ev := range got {
+		if ev.Received.IsZero() {
+			t.Errorf("%s %s: Received not set", ev.Kind, ev.ItemID)
+		}
+	}
+}
+
+// The re-encoded payload must mean the same XML: same names, namespaces,
+// attributes and text, including an undeclared default namespace.
+func TestDecodeEventPayloadRoundTrip(t *testing.T) {
+	payload := `<a xmlns="urn:a" k="v&quot;&#xA;"><b xmlns=""><c>t&lt;</c></b><p:d xmlns:p="urn:p" p:x="1">  sp  </p:d></a>`
+	msg := `<message from="bob@example.org/phone"><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n"><item id="1">` + payload + `</item></items></event></message>`
+	got, err := decodeString(t, "", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("got %d events, want 1", len(got))
+	}
+	if got[0].Service != "bob@example.org" {
+		t.Errorf("Service = %q, want the bare JID bob@example.org", got[0].Service)
+	}
+	if diff := cmp.Diff(tokensOf(t, payload), tokensOf(t, got[0].Payload)); diff != "" {
+		t.Errorf("payload %s\nmeans something else (-want +got):\n%s", got[0].Payload, diff)
+	}
+}
+
+// tokensOf returns the meaning of an XML text: resolved names, attributes
+// other than declarations, and text.
+func tokensOf(t *testing.T, s string) []string {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(s))
+	var out []string
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			if err.Error() == "EOF" {
+				return out
+			}
+			t.Fatalf("re-parsing %s: %v", s, err)
+		}
+		switch v := tok.(type) {
+		case xml.StartElement:
+			line := "<{" + v.Name.Space + "}" + v.Name.Local
+			for _, a := range v.Attr {
+				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+					continue
+				}
+				line += " {" + a.Name.Space + "}" + a.Name.Local + "=" + a.Value
+			}
+			out = append(out, line)
+		case xml.EndElement:
+			out = append(out, "</"+v.Name.Local)
+		case xml.CharData:
+			out = append(out, "text:"+string(v))
+		}
+	}
+}
+
+func TestDecodeEventFromFallback(t *testing.T) {
+	// No from: an own-PEP notification whose from the stream layer stripped.
+	msg := `<message><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n"><retract id="x"/></items></event></message>`
+	got, err := decodeString(t, "me@example.org/hookctl", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Service != "me@example.org" {
+		t.Fatalf("got %+v, want one event from me@example.org", got)
+	}
+}
+
+func TestDecodeEventNoEvent(t *testing.T) {
+	got, err := decodeString(t, "", `<message from="a@b"><body>hi</body><event xmlns="other"><items node="n"><item id="1"/></items></event></message>`)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("got %v, %v; want no events and no error", got, err)
+	}
+}
+
+func TestDecodeEventTooLarge(t *testing.T) {
+	big := strings.Repeat("x", MaxPayload+1)
+	msg := `<message from="s"><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n">` +
+		`<item id="big"><p xmlns="urn:p">` + big + `</p></item><item id="ok"><p xmlns="urn:p">small</p></item></items></event></message>`
+	got, err := decodeString(t, "", msg)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), `"big"`) {
+		t.Fatalf("err = %v, want ErrTooLarge naming item big", err)
+	}
+	if len(got) != 1 || got[0].ItemID != "ok" || got[0].Payload != `<p xmlns="urn:p">small</p>` {
+		t.Fatalf("got %+v, want only item ok", got)
+	}
+}
+
+func TestDecodeEventMalformed(t *testing.T) {
+	for _, msg := range []string{
+		``,
+		`<iq/>`,
+		`<message><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n"><item id="1"><a>`,
+		`<message><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n"><item id="1"></b></item></items></event></message>`,
+		`<message>` + strings.Repeat("<a>", 1000) + strings.Repeat("</a>", 1000) + `</message>`,
+	} {
+		_, err := decodeString(t, "", msg)
+		if !errors.Is(err, hookctl.ErrInvalid) {
+			t.Errorf("%.60q: err = %v, want ErrInvalid", msg, err)
+		}
+	}
+	// Events completed before the fault are kept.
+	got, err := decodeString(t, "", `<message><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n"><item id="1"/><item id="2">`)
+	if err == nil || len(got) != 1 || got[0].ItemID != "1" {
+		t.Fatalf("truncated: got %v, %v; want item 1 and an error", got, err)
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add(`<message from="s"><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n"><item id="1" publisher="p"><a xmlns="urn:a" xml:lang="en"><b xmlns="">t</b></a></item><retract id="2"/></items><purge node="n"/><delete node="n"/></event></message>`)
+	f.Add(`<message><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n"><item><p:x xmlns:p="u" p:a="&amp;"/></item>`)
+	f.Add(`<message type="headline"/>`)
+	f.Fuzz(func(t *testing.T, msg string) {
+		events, _ := DecodeEvent("p", "me@example.org", xml.NewDecoder(strings.NewReader(msg)))
+		for _, ev := range events {
+			if !ev.Kind.Valid() {
+				t.Fatalf("invalid kind %q", ev.Kind)
+			}
+			// Whatever we re-encode must be well-formed XML again.
+			for _, text := range []string{ev.Payload, ev.ItemXML} {
+				d := xml.NewDecoder(strings.NewReader("<r>" + text + "</r>"))
+				for {
+					_, err := d.Token()
+					if err != nil {
+						if err.Error() != "EOF" {
+							t.Fatalf("re-encoded %q is not well-formed: %v", text, err)
+						}
+						break
+					}
+				}
+			}
+		}
+	})
+}

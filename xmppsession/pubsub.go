@@ -1,0 +1,344 @@
+package xmppsession
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"hookctl.dev/hookctl"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/pubsub"
+	"mellium.im/xmpp/stanza"
+)
+
+// iq returns the request IQ for service; "" is the account's own PEP, which
+// is addressed by sending no to attribute.
+func iqTo(service string, typ stanza.IQType) (stanza.IQ, error) {
+	iq := stanza.IQ{Type: typ}
+	if service == "" {
+		return iq, nil
+	}
+	j, err := jid.Parse(service)
+	if err != nil {
+		return iq, fmt.Errorf("%w: service %q: %v", hookctl.ErrInvalid, service, err)
+	}
+	iq.To = j
+	return iq, nil
+}
+
+// elem builds <name attrs…>inner</name> as a fresh single-use reader.
+func elem(space, local string, inner xml.TokenReader, attrs ...string) xml.TokenReader {
+	start := xml.StartElement{Name: xml.Name{Space: space, Local: local}}
+	for i := 0; i+1 < len(attrs); i += 2 {
+		if attrs[i+1] != "" {
+			start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: attrs[i]}, Value: attrs[i+1]})
+		}
+	}
+	return xmlstream.Wrap(inner, start)
+}
+
+func describe(op, service, node string) string {
+	if service == "" {
+		service = "own PEP"
+	}
+	return fmt.Sprintf("%s %s node %q", op, service, node)
+}
+
+// request sends an IQ and decodes the result payload into v (nil: ignore).
+func (s *Session) request(ctx context.Context, what, service string, typ stanza.IQType, payload func() xml.TokenReader, v any) error {
+	iq, err := iqTo(service, typ)
+	if err != nil {
+		return err
+	}
+	c, rctx, done, err := s.current(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer done()
+	err = c.xs.UnmarshalIQElement(rctx, payload(), iq, v)
+	return s.reqErr(rctx, c, what, err)
+}
+
+type subscriptionsResult struct {
+	XMLName       xml.Name `xml:"http://jabber.org/protocol/pubsub pubsub"`
+	Subscriptions struct {
+		Subscription []struct {
+			Node  string `xml:"node,attr"`
+			JID   string `xml:"jid,attr"`
+			State string `xml:"subscription,attr"`
+		} `xml:"subscription"`
+	} `xml:"subscriptions"`
+}
+
+// Subscribe makes sure the session's full JID is subscribed to node on
+// service ("" = own PEP). A full-JID subscription delivers without
+// presence. created is false when the subscription existed already. Server
+// refusals are *StanzaError (e.g. "item-not-found", "forbidden").
+func (s *Session) Subscribe(ctx context.Context, service, node string) (created bool, err error) {
+	what := describe("subscribing to", service, node)
+	full, err := s.fullJID()
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	var subs subscriptionsResult
+	err = s.request(ctx, what, service, stanza.GetIQ, func() xml.TokenReader {
+		return elem(NSPubSub, "pubsub", elem("", "subscriptions", nil, "node", node))
+	}, &subs)
+	// A failed listing is not final: the subscribe below reports the real
+	// problem (e.g. item-not-found) or succeeds.
+	if err == nil {
+		for _, sub := range subs.Subscriptions.Subscription {
+			if sub.JID == full && (sub.Node == node || sub.Node == "") && sub.State == "subscribed" {
+				return false, nil
+			}
+		}
+	}
+	err = s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
+		return elem(NSPubSub, "pubsub", elem("", "subscribe", nil, "node", node, "jid", full))
+	}, nil)
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Unsubscribe removes the session's full-JID subscription to node.
+func (s *Session) Unsubscribe(ctx context.Context, service, node string) error {
+	what := describe("unsubscribing from", service, node)
+	full, err := s.fullJID()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
+		return elem(NSPubSub, "pubsub", elem("", "unsubscribe", nil, "node", node, "jid", full))
+	}, nil)
+}
+
+// fullJID is the bound JID of the live connection.
+func (s *Session) fullJID() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return "", fmt.Errorf("profile %q: not connected: %w", s.cfg.Profile, hookctl.ErrUnavailable)
+	}
+	return s.conn.full.String(), nil
+}
+
+type publishResult struct {
+	XMLName xml.Name `xml:"http://jabber.org/protocol/pubsub pubsub"`
+	Publish struct {
+		Item struct {
+			ID string `xml:"id,attr"`
+		} `xml:"item"`
+	} `xml:"publish"`
+}
+
+// Publish publishes an item with payloadXML (one element, or empty for no
+// payload) to node on service ("" = own PEP, node autocreated). It returns
+// the item id: itemID, or the one the server assigned when itemID is "".
+func (s *Session) Publish(ctx context.Context, service, node, itemID, payloadXML string) (string, error) {
+	what := describe("publishing to", service, node)
+	payload, err := parsePayload(payloadXML)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	var res publishResult
+	err = s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
+		return elem(NSPubSub, "pubsub",
+			elem("", "publish", elem("", "item", xmlstream.MultiReader(tokenSlice(payload)), "id", itemID), "node", node))
+	}, &res)
+	if err != nil {
+		return "", err
+	}
+	if res.Publish.Item.ID != "" {
+		return res.Publish.Item.ID, nil
+	}
+	return itemID, nil
+}
+
+// parsePayload checks that text is at most one XML element and returns its
+// tokens, with namespace declarations dropped (the encoder re-declares
+// namespaces from the resolved names; kept, they would be duplicated).
+func parsePayload(text string) ([]xml.Token, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, nil
+	}
+	if len(text) > MaxPayload {
+		return nil, fmt.Errorf("%w: %w (over %d bytes)", hookctl.ErrInvalid, ErrTooLarge, MaxPayload)
+	}
+	d := xml.NewDecoder(strings.NewReader(text))
+	var toks []xml.Token
+	depth, roots := 0, 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: payload: %v", hookctl.ErrInvalid, err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				roots++
+			}
+			depth++
+			t = t.Copy()
+			attrs := t.Attr[:0]
+			for _, a := range t.Attr {
+				if (a.Name.Space == "" && a.Name.Local == "xmlns") || a.Name.Space == "xmlns" {
+					continue
+				}
+				attrs = append(attrs, a)
+			}
+			t.Attr = attrs
+			toks = append(toks, t)
+		case xml.EndElement:
+			depth--
+			toks = append(toks, t)
+		case xml.CharData:
+			if depth == 0 {
+				if strings.TrimSpace(string(t)) != "" {
+					return nil, fmt.Errorf("%w: payload: text outside the element", hookctl.ErrInvalid)
+				}
+				continue
+			}
+			toks = append(toks, t.Copy())
+		}
+	}
+	if roots != 1 {
+		return nil, fmt.Errorf("%w: payload must be one XML element, got %d", hookctl.ErrInvalid, roots)
+	}
+	return toks, nil
+}
+
+// tokenSlice replays toks; a new reader is needed for every send.
+func tokenSlice(toks []xml.Token) xml.TokenReader {
+	i := 0
+	return xmlstream.ReaderFunc(func() (xml.Token, error) {
+		if i >= len(toks) {
+			return nil, io.EOF
+		}
+		i++
+		return toks[i-1], nil
+	})
+}
+
+// Retract removes item itemID from node; notify asks the service to send
+// retract notifications (Prosody sends none otherwise).
+func (s *Session) Retract(ctx context.Context, service, node, itemID string, notify bool) error {
+	what := describe("retracting item "+strconv.Quote(itemID)+" from", service, node)
+	iq, err := iqTo(service, stanza.SetIQ)
+	if err != nil {
+		return err
+	}
+	c, rctx, done, err := s.current(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer done()
+	return s.reqErr(rctx, c, what, pubsub.DeleteIQ(rctx, c.xs, iq, node, itemID, notify))
+}
+
+// CreateNode creates node on service with the default configuration.
+func (s *Session) CreateNode(ctx context.Context, service, node string) error {
+	what := describe("creating", service, node)
+	return s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
+		return elem(NSPubSub, "pubsub", elem("", "create", nil, "node", node))
+	}, nil)
+}
+
+// DeleteNode deletes node from service (subscribers get a delete event).
+func (s *Session) DeleteNode(ctx context.Context, service, node string) error {
+	what := describe("deleting", service, node)
+	return s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
+		return elem(NSPubSubOwner, "pubsub", elem("", "delete", nil, "node", node))
+	}, nil)
+}
+
+// Purge removes every item of node (subscribers get a purge event).
+func (s *Session) Purge(ctx context.Context, service, node string) error {
+	what := describe("purging", service, node)
+	return s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
+		return elem(NSPubSubOwner, "pubsub", elem("", "purge", nil, "node", node))
+	}, nil)
+}
+
+// Items fetches the items of node, at most max of them when max > 0 (the
+// service chooses which, usually the newest). Items whose payload exceeds
+// MaxPayload are left out and reported in an error wrapping ErrTooLarge
+// returned with the others.
+func (s *Session) Items(ctx context.Context, service, node string, max int) ([]Item, error) {
+	what := describe("fetching items of", service, node)
+	iq, err := iqTo(service, stanza.GetIQ)
+	if err != nil {
+		return nil, err
+	}
+	c, rctx, done, err := s.current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer done()
+	maxAttr := ""
+	if max > 0 {
+		maxAttr = strconv.Itoa(max)
+	}
+	resp, err := c.xs.SendIQElement(rctx, elem(NSPubSub, "pubsub", elem("", "items", nil, "node", node, "max_items", maxAttr)), iq)
+	if err != nil {
+		return nil, s.reqErr(rctx, c, what, err)
+	}
+	// The response holds the session's input until closed.
+	defer resp.Close()
+	items, err := decodeItems(resp)
+	return items, s.reqErr(rctx, c, what, err)
+}
+
+// decodeItems reads an IQ response: a stanza error, or <pubsub><items>
+// with <item> children.
+func decodeItems(r xml.TokenReader) ([]Item, error) {
+	d := &tokens{r: r}
+	start, err := d.firstStart()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := stanza.UnmarshalIQError(r, start); err != nil {
+		return nil, err
+	}
+	var items []Item
+	var skipped []error
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return items, err
+		}
+		switch t := tok.(type) {
+		case xml.EndElement:
+			if d.depth == 0 {
+				return items, joinSkipped(skipped)
+			}
+		case xml.StartElement:
+			if t.Name.Local == "item" && t.Name.Space == NSPubSub && d.depth == 4 {
+				it, err := capture(d, t)
+				if err != nil {
+					return items, err
+				}
+				if it.tooLarge {
+					skipped = append(skipped, fmt.Errorf("item %q skipped: %w (over %d bytes)", it.ID, ErrTooLarge, MaxPayload))
+					continue
+				}
+				items = append(items, it)
+			}
+		}
+	}
+}
+
+func joinSkipped(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d items skipped: %w", len(errs), errs[0])
+}

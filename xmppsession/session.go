@@ -1,0 +1,535 @@
+// Package xmppsession keeps one XMPP client session per hookctl profile:
+// it connects, reconnects with backoff, decodes PubSub notifications into
+// hookctl events and offers the PubSub requests the backend needs
+// (subscribe, publish, retract, node management, item fetch).
+package xmppsession
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hookctl.dev/hookctl"
+	"mellium.im/sasl"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/mux"
+	"mellium.im/xmpp/ping"
+	"mellium.im/xmpp/stanza"
+)
+
+// TLSMode says how the connection to the server is secured.
+type TLSMode string
+
+// TLS modes.
+const (
+	TLSStartTLS TLSMode = "starttls" // plain TCP upgraded with STARTTLS (default)
+	TLSDirect   TLSMode = "direct"   // TLS from the first byte (XEP-0368)
+	TLSNone     TLSMode = "none"     // no TLS at all: test servers only
+)
+
+// Connection states reported by State.
+const (
+	StateDisconnected = "disconnected"
+	StateConnecting   = "connecting"
+	StateConnected    = "connected"
+	StateStopped      = "stopped"
+)
+
+// DefaultResource is the resource bound when Config.Resource is empty. A
+// fixed resource keeps full-JID subscriptions valid across reconnects.
+const DefaultResource = "hookctl"
+
+// Config describes one profile's account and connection.
+type Config struct {
+	// Profile names the account in events and logs.
+	Profile string
+	// JID is the account, bare or full (a resource here overrides Resource).
+	JID string
+	// Password is the account's password.
+	Password string
+	// Server is host:port to dial; default the JID's domain, port 5222
+	// (5223 for direct TLS).
+	Server string
+	// TLS is the TLS mode; default starttls.
+	TLS TLSMode
+	// InsecureSkipVerify accepts any server certificate (test servers only).
+	InsecureSkipVerify bool
+	// Resource is the resource to bind; default DefaultResource.
+	Resource string
+	// Logger receives connection events; default discards.
+	Logger *slog.Logger
+	// OnEvent is called for each decoded PubSub event, from the session's
+	// read goroutine: it must not block (enqueue and return).
+	OnEvent func(hookctl.Event)
+	// OnConnect is called in a goroutine owned by the session after each
+	// successful connect; reconnect is false the first time. Its context
+	// ends when that connection ends, and Run waits for it to return.
+	OnConnect func(ctx context.Context, reconnect bool)
+	// Backoff bounds the reconnect delay: exponential from Min to Max, each
+	// delay drawn uniformly in [Min, current cap]. Defaults 500ms and 30s.
+	Backoff struct{ Min, Max time.Duration }
+	// PingInterval is how often a XEP-0199 ping checks the connection;
+	// default 30s. PingTimeout bounds each ping; default 10s.
+	PingInterval, PingTimeout time.Duration
+	// RequestTimeout bounds requests whose context has no deadline;
+	// default 30s.
+	RequestTimeout time.Duration
+}
+
+// State is a snapshot of a session's connection.
+type State struct {
+	// State is one of StateDisconnected, StateConnecting, StateConnected,
+	// StateStopped.
+	State string `json:"state"`
+	// LastError is the last connection error, kept after recovery.
+	LastError string `json:"last_error,omitempty"`
+	// Since is when State last changed.
+	Since time.Time `json:"since"`
+	// Reconnects counts successful connections after the first.
+	Reconnects uint64 `json:"reconnects"`
+	// Events counts events delivered to OnEvent.
+	Events uint64 `json:"events"`
+	// JID is the bound full JID while connected, else the configured JID.
+	JID string `json:"jid"`
+}
+
+// Session is one profile's XMPP client session. Run owns the connection;
+// the request methods may be called from any goroutine while it runs.
+type Session struct {
+	cfg    Config
+	origin jid.JID // with resource
+	log    *slog.Logger
+
+	running atomic.Bool
+	events  atomic.Uint64
+
+	mu        sync.Mutex
+	state     State
+	conn      *conn         // nil while not connected
+	connected chan struct{} // closed while connected
+}
+
+// conn is one live connection.
+type conn struct {
+	xs   *xmpp.Session
+	ctx  context.Context // ends when the connection ends
+	full jid.JID
+}
+
+// New checks cfg and returns a session; Run connects it.
+func New(cfg Config) (*Session, error) {
+	j, err := jid.Parse(cfg.JID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: profile %q: jid %q: %v", hookctl.ErrInvalid, cfg.Profile, cfg.JID, err)
+	}
+	if j.Localpart() == "" {
+		return nil, fmt.Errorf("%w: profile %q: jid %q has no local part", hookctl.ErrInvalid, cfg.Profile, cfg.JID)
+	}
+	switch cfg.TLS {
+	case "":
+		cfg.TLS = TLSStartTLS
+	case TLSStartTLS, TLSDirect, TLSNone:
+	default:
+		return nil, fmt.Errorf("%w: profile %q: tls mode %q (want starttls, direct or none)", hookctl.ErrInvalid, cfg.Profile, cfg.TLS)
+	}
+	if cfg.Resource == "" {
+		cfg.Resource = DefaultResource
+	}
+	if j.Resourcepart() == "" {
+		if j, err = j.WithResource(cfg.Resource); err != nil {
+			return nil, fmt.Errorf("%w: profile %q: resource %q: %v", hookctl.ErrInvalid, cfg.Profile, cfg.Resource, err)
+		}
+	}
+	if cfg.Server == "" {
+		port := "5222"
+		if cfg.TLS == TLSDirect {
+			port = "5223"
+		}
+		cfg.Server = net.JoinHostPort(j.Domainpart(), port)
+	} else if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
+		return nil, fmt.Errorf("%w: profile %q: server %q: %v", hookctl.ErrInvalid, cfg.Profile, cfg.Server, err)
+	}
+	if cfg.Backoff.Min <= 0 {
+		cfg.Backoff.Min = 500 * time.Millisecond
+	}
+	if cfg.Backoff.Max < cfg.Backoff.Min {
+		cfg.Backoff.Max = max(30*time.Second, cfg.Backoff.Min)
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = 10 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Session{
+		cfg:       cfg,
+		origin:    j,
+		log:       log.With("profile", cfg.Profile),
+		connected: make(chan struct{}),
+	}
+	s.state = State{State: StateDisconnected, Since: time.Now(), JID: j.String()}
+	return s, nil
+}
+
+// Bare returns the account's bare JID.
+func (s *Session) Bare() string { return s.origin.Bare().String() }
+
+// State returns a snapshot of the connection state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.state
+	st.Events = s.events.Load()
+	return st
+}
+
+// WaitConnected blocks until the session is connected or ctx ends.
+func (s *Session) WaitConnected(ctx context.Context) error {
+	s.mu.Lock()
+	ch := s.connected
+	s.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Session) setState(state string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state.State, s.state.Since = state, time.Now()
+	if err != nil {
+		s.state.LastError = err.Error()
+	}
+}
+
+// Run connects, serves and reconnects with backoff until ctx ends; it then
+// closes the stream cleanly, waits for every goroutine it started and
+// returns nil. It returns an error only when called twice concurrently.
+func (s *Session) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("profile %q: session already running", s.cfg.Profile)
+	}
+	defer s.running.Store(false)
+	defer s.setState(StateStopped, nil)
+
+	everConnected := false
+	failures := 0
+	for ctx.Err() == nil {
+		s.setState(StateConnecting, nil)
+		xs, nc, err := s.dial(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			failures++
+			s.setState(StateDisconnected, err)
+			delay := s.backoff(failures)
+			s.log.Warn("xmpp connect failed", "err", err, "retry_in", delay)
+			if !sleep(ctx, delay) {
+				break
+			}
+			continue
+		}
+		failures = 0
+		if everConnected {
+			s.mu.Lock()
+			s.state.Reconnects++
+			s.mu.Unlock()
+		}
+		err = s.serve(ctx, xs, nc, everConnected)
+		everConnected = true
+		if ctx.Err() != nil {
+			break
+		}
+		if err == nil {
+			err = errors.New("stream closed by server")
+		}
+		s.setState(StateDisconnected, err)
+		delay := s.backoff(1)
+		s.log.Warn("xmpp connection lost", "err", err, "retry_in", delay)
+		if !sleep(ctx, delay) {
+			break
+		}
+	}
+	return nil
+}
+
+// backoff returns the delay before attempt n (1-based): full jitter over
+// [Min, min(Max, Min·2^(n-1))].
+func (s *Session) backoff(n int) time.Duration {
+	lo, hi := s.cfg.Backoff.Min, s.cfg.Backoff.Max
+	ceil := lo
+	for i := 1; i < n && ceil < hi; i++ {
+		ceil *= 2
+	}
+	ceil = min(ceil, hi)
+	if ceil <= lo {
+		return lo
+	}
+	return lo + rand.N(ceil-lo+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// dial opens the TCP connection and negotiates the stream.
+func (s *Session) dial(ctx context.Context) (*xmpp.Session, net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	nc, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(dctx, "tcp", s.cfg.Server)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dialing %s: %w", s.cfg.Server, err)
+	}
+	tlsCfg := &tls.Config{
+		ServerName:         s.origin.Domainpart(),
+		InsecureSkipVerify: s.cfg.InsecureSkipVerify, // #nosec G402 -- opt-in, for test servers
+		MinVersion:         tls.VersionTLS12,
+	}
+	var state xmpp.SessionState
+	var features []xmpp.StreamFeature
+	switch s.cfg.TLS {
+	case TLSDirect:
+		tc := tls.Client(nc, tlsCfg)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("tls handshake with %s: %w", s.cfg.Server, err)
+		}
+		nc, state = tc, xmpp.Secure
+	case TLSNone:
+		// Claim the stream is secure so that mellium goes on to SASL: the
+		// config chose no TLS explicitly.
+		state = xmpp.Secure
+	default:
+		features = append(features, xmpp.StartTLS(tlsCfg))
+	}
+	// Strongest first. PLAIN is last: over TLS it is safe, and without TLS
+	// it is only reachable because the config said tls: none.
+	features = append(features,
+		xmpp.SASL("", s.cfg.Password, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain),
+		xmpp.BindResource())
+	xs, err := xmpp.NewSession(dctx, s.origin.Domain(), s.origin, nc, state,
+		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+			return xmpp.StreamConfig{Features: features}
+		}))
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("negotiating stream with %s: %w", s.cfg.Server, err)
+	}
+	return xs, nc, nil
+}
+
+// serve runs one connection until it fails or ctx ends.
+func (s *Session) serve(ctx context.Context, xs *xmpp.Session, nc net.Conn, reconnect bool) error {
+	cctx, cancelConn := context.WithCancel(ctx)
+	defer cancelConn()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer nc.Close()
+
+	served := make(chan error, 1)
+	wg.Go(func() { served <- xs.Serve(s.handler()) })
+
+	// Available presence, so that bare-JID subscriptions deliver too.
+	if err := xs.Send(cctx, stanza.Presence{}.Wrap(nil)); err != nil {
+		nc.Close()
+		<-served
+		return fmt.Errorf("sending presence: %w", err)
+	}
+
+	c := &conn{xs: xs, ctx: cctx, full: xs.LocalAddr()}
+	s.mu.Lock()
+	s.conn = c
+	s.state.State, s.state.Since, s.state.JID = StateConnected, time.Now(), c.full.String()
+	close(s.connected)
+	s.mu.Unlock()
+	s.log.Info("xmpp connected", "jid", c.full.String(), "reconnect", reconnect)
+	defer func() {
+		s.mu.Lock()
+		s.conn = nil
+		s.connected = make(chan struct{})
+		s.state.JID = s.origin.String()
+		s.mu.Unlock()
+	}()
+
+	if s.cfg.OnConnect != nil {
+		wg.Go(func() { s.cfg.OnConnect(cctx, reconnect) })
+	}
+	wg.Go(func() { s.keepalive(cctx, xs, nc) })
+
+	select {
+	case err := <-served:
+		cancelConn()
+		return err
+	case <-ctx.Done():
+	}
+	// Clean shutdown: end our stream and give the server a moment to end
+	// its own, which makes Serve return.
+	cancelConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_ = xs.Close()
+	_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	<-served
+	return nil
+}
+
+// keepalive pings the server; a failed ping closes the connection so that
+// Serve returns and Run reconnects, instead of waiting on a dead TCP link.
+func (s *Session) keepalive(ctx context.Context, xs *xmpp.Session, nc net.Conn) {
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.PingTimeout)
+		err := ping.Send(pctx, xs, s.origin.Domain())
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("xmpp ping failed, closing connection", "err", err)
+			nc.Close()
+			return
+		}
+	}
+}
+
+// handler decodes messages into events and answers pings.
+func (s *Session) handler() xmpp.Handler {
+	iqs := mux.New(stanza.NSClient, ping.Handle())
+	return xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+		if start.Name.Local != "message" {
+			return iqs.HandleXMPP(t, start)
+		}
+		switch stanza.MessageType(attrValue(start.Attr, "type")) {
+		case "", stanza.NormalMessage, stanza.HeadlineMessage:
+		default:
+			return nil // chat, groupchat, error: not PubSub notifications
+		}
+		// from is stripped by the stream layer when it is our own bare JID
+		// (own PEP): hence the fallback.
+		events, err := DecodeEvent(s.cfg.Profile, s.origin.Bare().String(),
+			xmlstream.MultiReader(xmlstream.Token(start.Copy()), t))
+		if err != nil {
+			s.log.Warn("pubsub event partly undecodable", "err", err, "events", len(events))
+		}
+		for _, ev := range events {
+			s.events.Add(1)
+			if s.cfg.OnEvent != nil {
+				s.cfg.OnEvent(ev)
+			}
+		}
+		// Never fail here: an error would end Serve and the connection.
+		return nil
+	})
+}
+
+// current returns the live connection and a request context that also
+// ends with the connection (pending IQs are not released otherwise).
+func (s *Session) current(ctx context.Context) (*conn, context.Context, context.CancelFunc, error) {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c == nil {
+		return nil, nil, nil, fmt.Errorf("profile %q: not connected: %w", s.cfg.Profile, hookctl.ErrUnavailable)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	if _, ok := ctx.Deadline(); !ok {
+		rctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	}
+	stop := context.AfterFunc(c.ctx, cancel)
+	return c, rctx, func() { stop(); cancel() }, nil
+}
+
+// reqErr gives a request error its context: stanza errors become
+// *StanzaError, a connection lost mid-request wraps hookctl.ErrUnavailable.
+func (s *Session) reqErr(ctx context.Context, c *conn, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se stanza.Error
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s: %w", what, newStanzaError(se))
+	}
+	if ctx.Err() == nil && c.ctx.Err() != nil {
+		return fmt.Errorf("%s: connection lost: %w", what, hookctl.ErrUnavailable)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// StanzaError is an error returned by the server for a request.
+type StanzaError struct {
+	// Condition is the defined condition, e.g. "item-not-found", "forbidden".
+	Condition string
+	// Type is the error type: cancel, continue, modify, auth or wait.
+	Type string
+	// Text is the server's human-readable text, if any.
+	Text string
+	err  stanza.Error
+}
+
+func newStanzaError(se stanza.Error) *StanzaError {
+	e := &StanzaError{Condition: string(se.Condition), Type: string(se.Type), err: se}
+	if len(se.Text) > 0 {
+		e.Text = se.Error()
+	}
+	return e
+}
+
+// Error returns the condition, followed by the text when there is one.
+func (e *StanzaError) Error() string {
+	if e.Text != "" && e.Text != e.Condition {
+		return e.Condition + ": " + e.Text
+	}
+	return e.Condition
+}
+
+// Unwrap returns the underlying mellium stanza.Error.
+func (e *StanzaError) Unwrap() error { return e.err }
+
+// Is maps item-not-found to hookctl.ErrNotFound, so that callers need not
+// know XMPP conditions.
+func (e *StanzaError) Is(target error) bool {
+	return target == hookctl.ErrNotFound && e.Condition == string(stanza.ItemNotFound)
+}
+
+// readAll drains r so that the session's input lock is released promptly.
+func readAll(r xml.TokenReader) error {
+	for {
+		if _, err := r.Token(); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
