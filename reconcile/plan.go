@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	"mellium.im/xmpp/jid"
+
 	"hookctl.dev/hookctl"
 )
 
@@ -305,28 +307,35 @@ func (p Changeset) Summary() string {
 	return s + "."
 }
 
-// NormalizeServices returns desired with every empty Service replaced by
-// the bare JID of the hook's profile (jids maps profile name → JID), the
-// way the registry stores own-PEP hooks, so that plans compare like with
-// like. Hooks of unknown profiles keep their empty Service. The input is
+// NormalizeServices returns desired with services in the form the registry
+// stores them: an empty Service becomes the bare JID of the hook's profile
+// (jids maps profile name → JID), and every JID is made bare and
+// canonical (case-folded as XMPP prescribes), so that plans compare like
+// with like. Hooks of unknown profiles keep their empty Service and
+// unparsable services are left for the registry to refuse. The input is
 // not modified.
 func NormalizeServices(desired []hookctl.Hook, jids map[string]string) []hookctl.Hook {
 	out := slices.Clone(desired)
 	for i := range out {
-		if out[i].Service != "" {
-			continue
+		svc := strings.TrimSpace(out[i].Service)
+		if svc == "" {
+			own, ok := jids[out[i].Profile]
+			if !ok {
+				continue
+			}
+			svc = own
 		}
-		if jid, ok := jids[out[i].Profile]; ok {
-			out[i].Service = bareJID(jid)
-		}
+		out[i].Service = bareJID(svc)
 	}
 	return out
 }
 
-// bareJID strips a resource ("bot@example.org/x" → "bot@example.org").
-func bareJID(jid string) string {
-	if i := strings.IndexByte(jid, '/'); i >= 0 {
-		return jid[:i]
+// bareJID returns the canonical bare form of s, or s unchanged if it is
+// not a valid JID.
+func bareJID(s string) string {
+	j, err := jid.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return s
 	}
-	return jid
+	return j.Bare().String()
 }

@@ -275,10 +275,11 @@ func TestNormalizeServices(t *testing.T) {
 		with(hk("b", "/x", "blog"), func(h *hookctl.Hook) { h.Service = "" }),
 		with(hk("c", "/x", "blog"), func(h *hookctl.Hook) { h.Service = ""; h.Profile = "other" }),
 		with(hk("d", "/x", "blog"), func(h *hookctl.Hook) { h.Service = ""; h.Profile = "unknown" }),
+		with(hk("e", "/x", "blog"), func(h *hookctl.Hook) { h.Service = " PubSub.Example.ORG " }),
 	}
 	out := NormalizeServices(in, map[string]string{"default": "bot@localhost", "other": "o@localhost/res"})
-	got := []string{out[0].Service, out[1].Service, out[2].Service, out[3].Service}
-	want := []string{"pubsub.localhost", "bot@localhost", "o@localhost", ""}
+	got := []string{out[0].Service, out[1].Service, out[2].Service, out[3].Service, out[4].Service}
+	want := []string{"pubsub.localhost", "bot@localhost", "o@localhost", "", "pubsub.example.org"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("services (-want +got):\n%s", diff)
 	}
