@@ -192,6 +192,21 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 	}
 }
 
+// A panicking backend call is a 500 answer, and the server goes on.
+func TestBackendPanic(t *testing.T) {
+	e := start(t)
+	e.backend.mu.Lock()
+	e.backend.pubsubPanic = true
+	e.backend.mu.Unlock()
+	_, err := e.client.PubSub(t.Context(), api.PubSubRequest{Op: api.OpPublish, Profile: "default", Node: "n"})
+	if ae := apiError(t, err); ae.Status != 500 || ae.Code != api.CodeInternal || !strings.Contains(ae.Message, "backend bug") {
+		t.Errorf("panicking PubSub: %d %s %q, want 500 internal", ae.Status, ae.Code, ae.Message)
+	}
+	if err := e.client.Ping(t.Context()); err != nil {
+		t.Errorf("Ping after a panic: %v", err)
+	}
+}
+
 // The codes the server makes itself map to sentinels too.
 func TestErrorUnwrap(t *testing.T) {
 	tests := map[string]error{

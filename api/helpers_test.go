@@ -24,10 +24,11 @@ import (
 type testBackend struct {
 	*registry.Store
 
-	mu        sync.Mutex
-	runQuery  api.RunQuery // last query seen by Runs
-	pubsubReq api.PubSubRequest
-	pubsubErr error // returned by PubSub when set
+	mu          sync.Mutex
+	runQuery    api.RunQuery // last query seen by Runs
+	pubsubReq   api.PubSubRequest
+	pubsubErr   error // returned by PubSub when set
+	pubsubPanic bool
 
 	// When applyEntered is set, Apply signals it and waits for
 	// applyRelease: a request held in flight.
@@ -62,6 +63,9 @@ func (b *testBackend) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubS
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.pubsubReq = r
+	if b.pubsubPanic {
+		panic("backend bug")
+	}
 	if b.pubsubErr != nil {
 		return api.PubSubResult{}, b.pubsubErr
 	}

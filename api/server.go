@@ -19,6 +19,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -73,12 +74,12 @@ func NewServer(opts ServerOptions) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.mux = s.routes()
+	s.mux = s.recoverPanics(s.routes())
 	return s
 }
 
-// Handler returns the /v1/ API without authentication; Serve adds the token
-// check on listeners that need it.
+// Handler returns the /v1/ API without authentication (for tests and for
+// embedding); Serve adds the token check on listeners that need it.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Serve serves l until ctx ends, then shuts down gracefully: l is closed at
@@ -96,7 +97,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, requireToken bool) e
 		h = s.requireToken(h)
 	}
 	srv := &http.Server{
-		Handler:           s.recoverPanics(h),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -125,10 +126,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, requireToken bool) e
 
 // requireToken refuses requests without the bearer token.
 func (s *Server) requireToken(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.token)
+	// Comparing digests keeps the comparison constant-time in the token's
+	// length too, which ConstantTimeCompare alone would leak.
+	want := sha256.Sum256([]byte("Bearer " + s.token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hookctl"`)
 			s.writeError(w, r, fmt.Errorf("%w: missing or wrong bearer token", ErrUnauthorized))
 			return
