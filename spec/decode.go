@@ -135,27 +135,36 @@ func (p *fileParser) refuseAliases(n *yaml.Node) bool {
 	return found
 }
 
+// fieldSet holds the values of a mapping's known fields; a fixed array
+// rather than a map, since it is made for every hook.
+type fieldSet struct {
+	known []string
+	vals  [16]*yaml.Node // at least len(hookFields)
+}
+
+// get returns the value of field and whether it was given.
+func (f *fieldSet) get(field string) (*yaml.Node, bool) {
+	i := slices.Index(f.known, field)
+	return f.vals[i], f.vals[i] != nil
+}
+
 // fields checks that n is a mapping and returns its values by key,
 // reporting keys given twice and unknown keys (with a suggestion).
-func (p *fileParser) fields(n *yaml.Node, path string, known []string) (map[string]*yaml.Node, bool) {
+func (p *fileParser) fields(n *yaml.Node, path string, known []string) (*fieldSet, bool) {
 	if n.Kind != yaml.MappingNode {
 		p.errorAt(n, path, "must be a mapping (got %s)", describe(n))
 		return nil, false
 	}
-	out := make(map[string]*yaml.Node, len(n.Content)/2)
-	keys := make(map[string]*yaml.Node, len(n.Content)/2)
+	f := &fieldSet{known: known}
+	var keys [16]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
 			p.errorAt(k, path, "keys must be plain field names (got %s)", describe(k))
 			continue
 		}
-		if prev, ok := keys[k.Value]; ok {
-			p.errorAt(k, join(path, k.Value), "given twice (first at line %d)", prev.Line)
-			continue
-		}
-		keys[k.Value] = k
-		if !slices.Contains(known, k.Value) {
+		j := slices.Index(known, k.Value)
+		if j < 0 {
 			msg := fmt.Sprintf("unknown field %q", k.Value)
 			if s := suggest(k.Value, known); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
@@ -163,9 +172,14 @@ func (p *fileParser) fields(n *yaml.Node, path string, known []string) (map[stri
 			p.errorAt(k, path, "%s", msg)
 			continue
 		}
-		out[k.Value] = v
+		if prev := keys[j]; prev != nil {
+			p.errorAt(k, join(path, k.Value), "given twice (first at line %d)", prev.Line)
+			continue
+		}
+		keys[j] = k
+		f.vals[j] = v
 	}
-	return out, true
+	return f, true
 }
 
 func join(path, field string) string {
@@ -191,14 +205,14 @@ func (p *fileParser) document(doc *yaml.Node) {
 		return
 	}
 
-	if v, ok := f["version"]; !ok || isNull(v) {
+	if v, ok := f.get("version"); !ok || isNull(v) {
 		p.errorAt(root, "version", "is required (version: 1)")
 	} else if n, ok := p.integer(v, "version"); ok && n != 1 {
 		p.errorAt(v, "version", "unsupported version %d (want 1)", n)
 	}
 
 	set := DefaultSet
-	if v, ok := f["set"]; ok && !isNull(v) {
+	if v, ok := f.get("set"); ok && !isNull(v) {
 		if s, ok := p.str(v, "set"); ok {
 			if setNameRE.MatchString(s) {
 				set = s
@@ -210,13 +224,13 @@ func (p *fileParser) document(doc *yaml.Node) {
 	p.l.sets = append(p.l.sets, set)
 
 	profile := DefaultProfile
-	if v, ok := f["profile"]; ok && !isNull(v) {
+	if v, ok := f.get("profile"); ok && !isNull(v) {
 		if s, ok := p.profile(v, "profile"); ok {
 			profile = s
 		}
 	}
 
-	hooks, ok := f["hooks"]
+	hooks, ok := f.get("hooks")
 	if !ok || isNull(hooks) {
 		return
 	}
@@ -224,9 +238,10 @@ func (p *fileParser) document(doc *yaml.Node) {
 		p.errorAt(hooks, "hooks", "must be a list (got %s)", describe(hooks))
 		return
 	}
-	names := make(map[string]*yaml.Node)
+	names := make(map[string]*yaml.Node, len(hooks.Content))
+	p.l.entries = slices.Grow(p.l.entries, len(hooks.Content))
 	for i, hn := range hooks.Content {
-		path := fmt.Sprintf("hooks[%d]", i)
+		path := "hooks[" + strconv.Itoa(i) + "]"
 		p.failed = false
 		h, ok := p.hook(hn, path, set, profile)
 		if h.Name != "" {
@@ -253,14 +268,14 @@ func (p *fileParser) hook(n *yaml.Node, path, set, profile string) (hookctl.Hook
 		Key:        hookctl.Key{Profile: profile, Type: hookctl.TypePythonFile},
 		Persistent: true,
 		Owner:      set,
-		Source:     fmt.Sprintf("%s:%d", p.name, n.Line),
+		Source:     p.name + ":" + strconv.Itoa(n.Line),
 	}
 	get := func(field string) (*yaml.Node, string, bool) {
-		v, ok := f[field]
+		v, ok := f.get(field)
 		if !ok || isNull(v) {
-			return nil, join(path, field), false
+			return nil, "", false
 		}
-		return v, join(path, field), true
+		return v, path + "." + field, true
 	}
 
 	if v, fp, ok := get("name"); ok {
@@ -292,7 +307,7 @@ func (p *fileParser) hook(n *yaml.Node, path, set, profile string) (hookctl.Hook
 			h.Node = s
 		}
 	} else {
-		p.errorAt(n, fp, "is required")
+		p.errorAt(n, path+".node", "is required")
 	}
 	typeOK := true
 	if v, fp, ok := get("type"); ok {

@@ -1,0 +1,54 @@
+package spec_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hookctl.dev/hookctl/spec"
+)
+
+// BenchmarkLoad10000 reads and validates a file of 10,000 hooks: python_file
+// hooks on one real script, exec hooks on one real program, every tenth
+// hook with its own filter (compiled each), a third with a service JID.
+func BenchmarkLoad10000(b *testing.B) {
+	dir := b.TempDir()
+	writeFiles(b, dir, map[string]string{
+		"scripts/hook.py": "def hook(host, client, item): pass\n",
+		"scripts/run.sh":  "#!/bin/sh\n",
+	})
+	var sb strings.Builder
+	sb.WriteString("version: 1\nset: bench\nprofile: default\nhooks:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&sb, "  - name: hook-%d\n    node: urn:example:node:%d\n", i, i)
+		if i%3 == 0 {
+			fmt.Fprintf(&sb, "    service: pubsub%d.example.org\n", i%7)
+		}
+		if i%2 == 0 {
+			sb.WriteString("    type: exec\n    arg: scripts/run.sh\n    args: [--item, x]\n")
+		} else {
+			sb.WriteString("    arg: ./scripts/hook.py\n")
+		}
+		sb.WriteString("    events: [publish]\n    timeout: 30s\n")
+		if i%10 == 0 {
+			fmt.Fprintf(&sb, "    filter: 'event.kind == \"publish\" && item.id startsWith \"post-%d\"'\n", i)
+		}
+	}
+	name := filepath.Join(dir, "hooks.yaml")
+	if err := os.WriteFile(name, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(sb.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		set, err := spec.Load([]string{name}, spec.DefaultOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(set.Hooks) != 10000 {
+			b.Fatalf("%d hooks", len(set.Hooks))
+		}
+	}
+}
