@@ -54,6 +54,10 @@ var (
 // same data dir fails fast instead of hanging.
 const openTimeout = time.Second
 
+// initialMmapSize is the address space bbolt maps at open (64 MiB: some
+// 100,000 hooks) so that growing the file rarely means re-mapping it.
+const initialMmapSize = 64 << 20
+
 // Options configures a Store.
 type Options struct {
 	// Profiles maps each configured profile name to its bare JID. Hooks for
@@ -129,6 +133,10 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      openTimeout,
 		FreelistType: bolt.FreelistMapType,
+		// Reserving address space up front (the file does not grow with
+		// it) spares re-mapping, which copies every dirty node, while a
+		// big batch commits: a 10,000-hook batch took 2-3 times longer.
+		InitialMmapSize: initialMmapSize,
 	})
 	if err != nil {
 		if stderrors.Is(err, bolterrors.ErrTimeout) {
@@ -258,7 +266,7 @@ func (s *Store) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, error
 	if err := ctx.Err(); err != nil {
 		return hookctl.Hook{}, err
 	}
-	h, err := s.normaliseHook(h)
+	h, err := s.normaliseHook(h, nil)
 	if err != nil {
 		return hookctl.Hook{}, err
 	}
@@ -291,7 +299,7 @@ func (s *Store) Remove(ctx context.Context, m hookctl.Match) (int, error) {
 	if m.Node == "" {
 		return 0, fmt.Errorf("%w: node is empty", hookctl.ErrInvalid)
 	}
-	svc, err := s.normaliseService(m.Profile, m.Service)
+	svc, err := s.normaliseService(m.Profile, m.Service, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -353,9 +361,10 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 		return 0, err
 	}
 	// Normalise outside the lock: it is the costly, pure part.
+	cache := make(map[string]string)
 	creates := make([]hookctl.Hook, len(b.Create))
 	for i, h := range b.Create {
-		n, err := s.normaliseHook(h)
+		n, err := s.normaliseHook(h, cache)
 		if err != nil {
 			return 0, fmt.Errorf("create %d: %w", i, err)
 		}
@@ -363,7 +372,7 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	}
 	updates := make([]hookctl.Hook, len(b.Update))
 	for i, h := range b.Update {
-		n, err := s.normaliseHook(h)
+		n, err := s.normaliseHook(h, cache)
 		if err != nil {
 			return 0, fmt.Errorf("update %d: %w", i, err)
 		}
@@ -371,7 +380,7 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	}
 	deletes := make([]hookctl.Key, len(b.Delete))
 	for i, k := range b.Delete {
-		n, err := s.normaliseKey(k)
+		n, err := s.normaliseKey(k, cache)
 		if err != nil {
 			return 0, fmt.Errorf("delete %d: %w", i, err)
 		}

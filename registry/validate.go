@@ -25,7 +25,10 @@ func normaliseJID(s string) (string, error) {
 
 // normaliseService checks the profile and returns the service as stored:
 // the profile's bare JID when empty and known, else the normalised JID.
-func (s *Store) normaliseService(profile, service string) (string, error) {
+// A non-nil cache maps a service as given to its normalised form: PRECIS
+// parsing is the costliest step of validating a big batch, and a batch
+// names few services.
+func (s *Store) normaliseService(profile, service string, cache map[string]string) (string, error) {
 	own := ""
 	if s.profiles != nil {
 		j, ok := s.profiles[profile]
@@ -38,19 +41,25 @@ func (s *Store) normaliseService(profile, service string) (string, error) {
 	if service == "" {
 		return own, nil
 	}
+	if bare, ok := cache[service]; ok {
+		return bare, nil
+	}
 	bare, err := normaliseJID(service)
 	if err != nil {
 		return "", fmt.Errorf("%w: service %q is not a valid JID: %v", hookctl.ErrInvalid, service, err)
+	}
+	if cache != nil {
+		cache[service] = bare
 	}
 	return bare, nil
 }
 
 // normaliseKey validates the identity fields and normalises Service.
-func (s *Store) normaliseKey(k hookctl.Key) (hookctl.Key, error) {
+func (s *Store) normaliseKey(k hookctl.Key, cache map[string]string) (hookctl.Key, error) {
 	if k.Profile == "" {
 		return k, fmt.Errorf("%w: hook %s: profile is empty", hookctl.ErrInvalid, k)
 	}
-	svc, err := s.normaliseService(k.Profile, k.Service)
+	svc, err := s.normaliseService(k.Profile, k.Service, cache)
 	if err != nil {
 		return k, err
 	}
@@ -68,8 +77,8 @@ func (s *Store) normaliseKey(k hookctl.Key) (hookctl.Key, error) {
 
 // normaliseHook validates h and returns the registry's own copy of it, with
 // Service normalised. Created is left for the caller to set.
-func (s *Store) normaliseHook(h hookctl.Hook) (hookctl.Hook, error) {
-	k, err := s.normaliseKey(h.Key)
+func (s *Store) normaliseHook(h hookctl.Hook, cache map[string]string) (hookctl.Hook, error) {
+	k, err := s.normaliseKey(h.Key, cache)
 	if err != nil {
 		return h, err
 	}
