@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -335,7 +336,7 @@ func (s *Session) dial(ctx context.Context) (*xmpp.Session, net.Conn, error) {
 	// it is only reachable because the config said tls: none.
 	features = append(features,
 		xmpp.SASL("", s.cfg.Password, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain),
-		xmpp.BindResource())
+		bindResource(s.origin))
 	xs, err := xmpp.NewSession(dctx, s.origin.Domain(), s.origin, nc, state,
 		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
 			return xmpp.StreamConfig{Features: features}
@@ -346,6 +347,56 @@ func (s *Session) dial(ctx context.Context) (*xmpp.Session, net.Conn, error) {
 	}
 	return xs, nc, nil
 }
+
+// bindResource binds origin's resource. xmpp.BindResource cannot be used:
+// mellium v0.22.0 sends an empty <resource/> (it encodes the JID field
+// instead), so the server picks a random resource and full-JID
+// subscriptions would not survive a reconnect.
+func bindResource(origin jid.JID) xmpp.StreamFeature {
+	f := xmpp.BindResource()
+	f.Negotiate = func(ctx context.Context, session *xmpp.Session, _ any) (xmpp.SessionState, io.ReadWriter, error) {
+		w := session.TokenWriter()
+		defer w.Close()
+		r := session.TokenReader()
+		defer r.Close()
+		id := strconv.FormatInt(time.Now().UnixNano(), 36)
+		req := stanza.IQ{XMLName: xml.Name{Space: stanza.NSClient, Local: "iq"}, ID: id, Type: stanza.SetIQ}.Wrap(
+			elem(nsBind, "bind", elem("", "resource", xmlstream.Token(xml.CharData(origin.Resourcepart())))))
+		if _, err := xmlstream.Copy(w, req); err != nil {
+			return 0, nil, err
+		}
+		if err := w.Flush(); err != nil {
+			return 0, nil, err
+		}
+		var resp struct {
+			XMLName xml.Name      `xml:"iq"`
+			ID      string        `xml:"id,attr"`
+			Type    string        `xml:"type,attr"`
+			JID     string        `xml:"urn:ietf:params:xml:ns:xmpp-bind bind>jid"`
+			Err     *stanza.Error `xml:"error"`
+		}
+		if err := xml.NewTokenDecoder(r).Decode(&resp); err != nil {
+			return 0, nil, fmt.Errorf("binding resource: %w", err)
+		}
+		switch {
+		case resp.ID != id:
+			return 0, nil, fmt.Errorf("binding resource: reply to %q, want %q", resp.ID, id)
+		case resp.Type == "error" && resp.Err != nil:
+			return 0, nil, fmt.Errorf("binding resource: %w", *resp.Err)
+		case resp.Type != "result":
+			return 0, nil, fmt.Errorf("binding resource: reply of type %q", resp.Type)
+		}
+		bound, err := jid.Parse(resp.JID)
+		if err != nil {
+			return 0, nil, fmt.Errorf("binding resource: bound jid %q: %w", resp.JID, err)
+		}
+		session.UpdateAddr(bound)
+		return xmpp.Ready, nil, nil
+	}
+	return f
+}
+
+const nsBind = "urn:ietf:params:xml:ns:xmpp-bind"
 
 // serve runs one connection until it fails or ctx ends.
 func (s *Session) serve(ctx context.Context, xs *xmpp.Session, nc net.Conn, reconnect bool) error {
