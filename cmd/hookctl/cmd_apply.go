@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/reconcile"
+)
+
+func newApplyCmd(g *globals) *cobra.Command {
+	var (
+		pf              planFlags
+		output          string
+		noColor, dryRun bool
+		allowEmpty      bool
+	)
+	c := &cobra.Command{
+		Use:   "apply -f PATH... [-R] [--dry-run] [--prune=false] [--prune-unowned] [--adopt] [--allow-empty] [-o json]",
+		Short: "Make the live registry match the hooks files",
+		Long: `Compute the plan (as diff shows it) and send it to the backend as one
+atomic batch, planned against the registry's revision; if the registry
+changed meanwhile, plan again (a few times). Applying twice changes nothing
+the second time. Hooks made by hand or owned by other sets are left alone;
+a desired hook whose key is taken by one is a conflict, not applied (exit
+status 1), unless --adopt takes over hand-made ones. A set whose files
+declare no hooks while it still has live hooks is refused unless
+--allow-empty. Exit status: 0 applied, 1 conflicts left, 2 error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "simple" && output != "json" {
+				return exitCode(2, fmt.Errorf("%w: -o %q (want simple or json)", hookctl.ErrInvalid, output))
+			}
+			ctx := cmd.Context()
+			d, err := pf.load(ctx)
+			if err != nil {
+				return err
+			}
+			client, err := g.client()
+			if err != nil {
+				return exitCode(2, err)
+			}
+			defer client.Close()
+			jids, err := profileJIDs(ctx, client)
+			if err != nil {
+				return exitCode(2, err)
+			}
+			res, err := reconcile.Apply(ctx, client, reconcile.NormalizeServices(d.Hooks, jids), reconcile.ApplyOptions{
+				Options: pf.options(d.Sets), DryRun: dryRun, AllowEmpty: allowEmpty,
+			})
+			if err != nil {
+				return exitCode(2, err)
+			}
+			out := cmd.OutOrStdout()
+			cnt := res.Plan.Counts()
+			if output == "json" {
+				doc := res.Plan.Document()
+				doc.Applied, doc.NewRevision = &res.Applied, &res.Revision
+				err = writeJSON(out, doc)
+			} else {
+				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor)})
+				switch {
+				case err != nil:
+				case dryRun:
+					_, err = fmt.Fprintln(out, "Dry run: nothing changed.")
+				case res.Applied:
+					_, err = fmt.Fprintf(out, "Applied: %d created, %d updated, %d deleted (revision %d).\n",
+						cnt.Create, cnt.Update, cnt.Delete, res.Revision)
+				default:
+					_, err = fmt.Fprintln(out, "Nothing to do.")
+				}
+			}
+			if err != nil {
+				return exitCode(2, err)
+			}
+			if cnt.Conflict > 0 {
+				return exitCode(1, fmt.Errorf("%d desired hook(s) not applied: their key is taken by a hook made by hand (--adopt takes it over) or owned by another set", cnt.Conflict))
+			}
+			return nil
+		},
+	}
+	pf.bind(c)
+	f := c.Flags()
+	f.BoolVar(&dryRun, "dry-run", false, "show the plan against the live registry, change nothing")
+	f.BoolVar(&allowEmpty, "allow-empty", false, "let a set without hooks delete its live hooks")
+	f.StringVarP(&output, "output", "o", "simple", "output format: simple or json")
+	f.BoolVar(&noColor, "no-color", false, "no colours even on a terminal (also env NO_COLOR)")
+	return c
+}
