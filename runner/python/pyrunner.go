@@ -34,6 +34,10 @@
 // has its worker's process group killed and returns Timeout. Workers idle
 // for Options.IdleTimeout exit and are started again on demand.
 //
+// What a hook printed is sent back when it returns: a run that times out or
+// whose worker dies keeps only what reached the worker's own fds 1 and 2
+// (os.write, child processes, Python's fatal errors).
+//
 // Workers run with a clean environment: PATH=/usr/local/bin:/usr/bin:/bin,
 // HOME (the backend's), LANG=C.UTF-8, PYTHONPATH (Options.PythonPath, then
 // the backend's PYTHONPATH), PYTHONDONTWRITEBYTECODE=1, PYTHONUNBUFFERED=1.
@@ -208,6 +212,12 @@ func (f *factory) start(h hookctl.Hook) (*worker, error) {
 func (f *factory) Check(ctx context.Context, h hookctl.Hook) error {
 	if err := validate(h); err != nil {
 		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// A module that blocks at import must not hang the caller.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, runner.DefaultTimeout)
+		defer cancel()
 	}
 	w, err := f.start(h)
 	if err != nil {

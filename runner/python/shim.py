@@ -224,6 +224,8 @@ class Worker:
                     continue
                 proto.send({"op": "loaded", "output": cap.take()})
             elif op == "run":
+                # A hook may have replaced them; each run starts captured.
+                sys.stdout = sys.stderr = cap
                 with proto.lock:
                     proto.running = True
                 try:

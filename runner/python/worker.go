@@ -101,10 +101,10 @@ type worker struct {
 	toW    *os.File      // our end of fd 3
 	fromW  *bufio.Reader // our end of fd 4
 	fromF  *os.File
-	stray  *tailBuffer    // the process's own fd 1 and 2
-	exited chan struct{}  // closed once the process is reaped
-	err    error          // cmd.Wait's error, set before exited closes
-	buf    []byte         // reused to encode frames
+	stray  *tailBuffer   // the process's own fd 1 and 2
+	exited chan struct{} // closed once the process is reaped
+	err    error         // cmd.Wait's error, set before exited closes
+	buf    []byte        // reused to encode frames
 
 	// Load state, owned by whoever holds the slot.
 	loaded   bool
