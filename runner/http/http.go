@@ -1,0 +1,309 @@
+// Package httprunner runs http hooks: the event, encoded as the
+// hookctl.Event JSON (the same document exec hooks read on stdin), is POSTed
+// to the hook's URL.
+//
+// A 2xx answer is OK; network errors and 5xx answers are retried with
+// exponential backoff and jitter, within the run's deadline; any other
+// status is Failed at once. Redirects are not followed (a 3xx is Failed), so
+// the body is never re-sent somewhere the hook did not name. Header values
+// may name the backend's environment variables as ${NAME}, expanded at each
+// run, so secrets live in the environment rather than in hook files; their
+// values never appear in errors or logs.
+package httprunner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/runner"
+)
+
+// Defaults for Options.
+const (
+	DefaultAttempts = 3
+	DefaultBackoff  = 200 * time.Millisecond
+	DefaultMaxBody  = 64 << 10
+)
+
+// Options configure the http Factory.
+type Options struct {
+	// Client sends the requests; nil means a client of its own that does
+	// not follow redirects. Its Timeout should be zero: the run's context
+	// carries the deadline.
+	Client *http.Client
+	// Attempts is how many times a request is tried in all; zero means
+	// DefaultAttempts.
+	Attempts int
+	// Backoff is the wait before the first retry, doubled before each
+	// next one, plus up to half of it as jitter; zero means DefaultBackoff.
+	Backoff time.Duration
+	// MaxBody is how much of a response body is read; zero means
+	// DefaultMaxBody. The run's Output is the tail of what was read.
+	MaxBody int64
+	// LookupEnv expands ${NAME} in header values; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+// NewFactory returns the Factory of http hooks.
+func NewFactory(opts Options) runner.Factory {
+	if opts.Client == nil {
+		opts.Client = &http.Client{
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if opts.Attempts <= 0 {
+		opts.Attempts = DefaultAttempts
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	return &factory{opts: opts}
+}
+
+type factory struct{ opts Options }
+
+var _ runner.Factory = (*factory)(nil)
+
+// Check reports whether h.Arg is an absolute http or https URL and the
+// header names and ${NAME} references are well formed. Whether the
+// variables are set is checked at each run, when they are read.
+func (f *factory) Check(_ context.Context, h hookctl.Hook) error {
+	if _, err := parseURL(h.Arg); err != nil {
+		return err
+	}
+	for name, value := range h.Headers {
+		if !validHeaderName(name) {
+			return fmt.Errorf("%w: header name %q is not a valid token", hookctl.ErrInvalid, name)
+		}
+		if _, err := expand(value, func(string) (string, bool) { return "", true }); err != nil {
+			return fmt.Errorf("%w: header %s: %w", hookctl.ErrInvalid, name, err)
+		}
+	}
+	return nil
+}
+
+func parseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: http hook URL: %w", hookctl.ErrInvalid, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%w: http hook URL %q: scheme must be http or https", hookctl.ErrInvalid, u.Redacted())
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: http hook URL %q has no host", hookctl.ErrInvalid, u.Redacted())
+	}
+	return u, nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		// RFC 9110 tchar.
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// New checks h and returns its Runner.
+func (f *factory) New(h hookctl.Hook, _ runner.Host) (runner.Runner, error) {
+	if err := f.Check(context.Background(), h); err != nil {
+		return nil, err
+	}
+	headers := make(map[string]string, len(h.Headers))
+	for k, v := range h.Headers {
+		headers[k] = v
+	}
+	return &Runner{url: h.Arg, headers: headers, opts: f.opts, timeout: time.Duration(h.Timeout)}, nil
+}
+
+// Runner runs one http hook; safe for concurrent use.
+type Runner struct {
+	url     string
+	headers map[string]string // values unexpanded
+	opts    Options
+	timeout time.Duration // used only when ctx has no deadline
+}
+
+var _ runner.Runner = (*Runner)(nil)
+
+// Close does nothing: connections belong to the Factory's client.
+func (r *Runner) Close() error { return nil }
+
+// Run POSTs ev, retrying as the package doc says.
+func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
+	if _, ok := ctx.Deadline(); !ok {
+		// Dispatch always sets a deadline; this guards direct callers.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cmp(r.timeout, runner.DefaultTimeout))
+		defer cancel()
+	}
+	header := make(http.Header, len(r.headers)+2)
+	header.Set("Content-Type", "application/json")
+	header.Set("User-Agent", "hookctl")
+	for name, value := range r.headers {
+		v, err := expand(value, r.opts.LookupEnv)
+		if err != nil {
+			return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("header %s: %w", name, err)}
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("header %s: value has a control character", name)}
+		}
+		header.Set(name, v)
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("encoding event: %w", err)}
+	}
+
+	res := runner.Result{ExitCode: -1}
+	backoff := r.opts.Backoff
+	for attempt := 1; ; attempt++ {
+		var retry bool
+		res, retry = r.post(ctx, header, body, res.ExitCode)
+		if !retry || attempt == r.opts.Attempts {
+			return res
+		}
+		wait := backoff + rand.N(backoff/2+1)
+		backoff *= 2
+		if deadline, _ := ctx.Deadline(); time.Until(deadline) < wait {
+			return res // no time left for another try: report this one
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return stopped(ctx, res)
+		}
+	}
+}
+
+// post makes one attempt and says whether it may be retried. lastStatus is
+// kept in the result when this attempt gets no answer.
+func (r *Runner) post(ctx context.Context, header http.Header, body []byte, lastStatus int) (runner.Result, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
+	if err != nil {
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("making request: %w", err)}, false
+	}
+	req.Header = header.Clone()
+	resp, err := r.opts.Client.Do(req)
+	if err != nil {
+		res := runner.Result{Outcome: runner.Failed, ExitCode: lastStatus, Err: err}
+		if ctx.Err() != nil {
+			return stopped(ctx, res), false
+		}
+		return res, true
+	}
+	defer resp.Body.Close()
+	got, readErr := io.ReadAll(io.LimitReader(resp.Body, r.opts.MaxBody))
+	// Drain a little more so the connection can be reused; a larger body
+	// is cut off with the connection.
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+
+	res := runner.Result{ExitCode: resp.StatusCode, Output: tailString(got)}
+	switch {
+	case readErr != nil && ctx.Err() != nil:
+		return stopped(ctx, res), false
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		res.Outcome = runner.OK
+		return res, false
+	case resp.StatusCode >= 500:
+		res.Outcome = runner.Failed
+		res.Err = fmt.Errorf("http status %s", resp.Status)
+		return res, true
+	default:
+		res.Outcome = runner.Failed
+		res.Err = fmt.Errorf("http status %s", resp.Status)
+		return res, false
+	}
+}
+
+// stopped turns res into the result of a run ended by ctx: Timeout on the
+// deadline, Failed on cancellation.
+func stopped(ctx context.Context, res runner.Result) runner.Result {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		res.Outcome = runner.Timeout
+		res.Err = fmt.Errorf("stopped after timeout: %w", ctx.Err())
+	} else {
+		res.Outcome = runner.Failed
+		res.Err = fmt.Errorf("stopped: %w", ctx.Err())
+	}
+	return res
+}
+
+func tailString(b []byte) string {
+	return runner.Tail(string(b), runner.OutputTail)
+}
+
+// expand replaces each ${NAME} in s with the variable's value. A missing
+// variable is an error naming it (not its value); a "$" not followed by
+// "{" is kept as is.
+func expand(s string, lookup func(string) (string, bool)) (string, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", errors.New("unclosed ${")
+		}
+		name := s[i+2 : i+end]
+		if !validVarName(name) {
+			return "", fmt.Errorf("bad variable name %q in ${...}", name)
+		}
+		v, ok := lookup(name)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		b.WriteString(v)
+		s = s[i+end+1:]
+	}
+}
+
+func validVarName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func cmp(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
