@@ -62,7 +62,7 @@ type Options struct {
 type Env struct {
 	Event   filter.EventEnv                                                          `expr:"event"`
 	Item    filter.ItemEnv                                                           `expr:"item"`
-	Log     func(args ...any) bool                                                   `expr:"log"`
+	Log     func(args ...any) any                                                    `expr:"log"`
 	Publish func(service, node, payloadXML string, itemID ...string) (string, error) `expr:"publish"`
 	// Add implements + on non-numbers, within the run's string budget;
 	// programs do not call it by name.
@@ -261,7 +261,7 @@ func (r *Runner) env(ctx context.Context, ev hookctl.Event, out *tail) Env {
 		Add:   sb.add,
 		Event: fe.Event,
 		Item:  fe.Item,
-		Log: func(args ...any) bool {
+		Log: func(args ...any) any {
 			parts := make([]string, len(args))
 			for i, a := range args {
 				parts[i] = fmt.Sprint(a)
