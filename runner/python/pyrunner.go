@@ -54,6 +54,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"hookctl.dev/hookctl"
@@ -63,7 +64,8 @@ import (
 // Options configure the Python runners.
 type Options struct {
 	// Python is the interpreter; default "python3", looked up on the
-	// backend's PATH.
+	// backend's PATH. Workers run the binary it reports as sys.executable
+	// (so a pyenv shim is resolved once, not run at every start).
 	Python string
 	// PythonPath lists directories searched for hook modules, before the
 	// backend's own PYTHONPATH (the backend config's python_path).
@@ -133,6 +135,9 @@ func NewFactory(opts Options) runner.Factory {
 
 type factory struct {
 	opts Options
+
+	mu     sync.Mutex
+	python string // the resolved interpreter, once known
 }
 
 var _ runner.Factory = (*factory)(nil)
@@ -198,11 +203,41 @@ func (f *factory) workDir(h hookctl.Hook) string {
 	return f.opts.WorkDir
 }
 
+// interpreter returns the python3 binary to run. Version-manager shims
+// (pyenv, asdf) are scripts that would re-add their environment and cost a
+// shell at every start, so the interpreter's own sys.executable is asked
+// once and used from then on. A failure is not cached: installing Python
+// later works without restarting the backend.
+func (f *factory) interpreter() (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.python != "" {
+		return f.python, nil
+	}
+	p, err := exec.LookPath(f.opts.Python)
+	if err != nil {
+		return "", fmt.Errorf("python interpreter: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, p, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return "", fmt.Errorf("python interpreter %s: %w", p, err)
+	}
+	if real := strings.TrimSpace(string(out)); filepath.IsAbs(real) {
+		if fi, err := os.Stat(real); err == nil && fi.Mode().IsRegular() {
+			p = real
+		}
+	}
+	f.python = p
+	return p, nil
+}
+
 // start starts a worker for h.
 func (f *factory) start(h hookctl.Hook) (*worker, error) {
-	python, err := exec.LookPath(f.opts.Python)
+	python, err := f.interpreter()
 	if err != nil {
-		return nil, fmt.Errorf("python interpreter: %w", err)
+		return nil, err
 	}
 	return startWorker(python, f.env(), f.workDir(h), string(h.Type))
 }

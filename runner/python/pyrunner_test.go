@@ -721,3 +721,57 @@ def hook(host, client, item):
 	b.ReportMetric(perOp(goCPU), "go-cpu-ms/op")
 	b.ReportMetric(perOp(pyCPU), "py-cpu-ms/op")
 }
+
+func TestCloseDuringRun(t *testing.T) {
+	requirePython(t)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "started")
+	code := "import time\nopen(" + strconv.Quote(marker) + ", 'w').close()\ntime.sleep(60)\n"
+	r, err := NewFactory(Options{}).New(hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: code}}, newHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan runner.Result)
+	go func() { done <- run(t, r, publishEvent("a")) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(marker); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("hook never started")
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res.Outcome != runner.Failed || res.Err == nil {
+		t.Errorf("run cut by Close: %s %v", res.Outcome, res.Err)
+	}
+}
+
+func TestCleanEnvironment(t *testing.T) {
+	requirePython(t)
+	modDir, backendDir := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(backendDir, "envmod.py"), "import json, os\ndef hook(host, client, item):\n    print(json.dumps(dict(os.environ)))\n")
+	t.Setenv("PYTHONPATH", backendDir)
+	t.Setenv("HOME", "/home/hookctl-test")
+	t.Setenv("HOOKCTL_TEST_SECRET", "must not leak")
+	r := newRunner(t, Options{PythonPath: []string{modDir}}, hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePython, Arg: "envmod"}}, newHost())
+	res := run(t, r, publishEvent("a"))
+	wantOK(t, res)
+	var got map[string]string
+	if err := json.Unmarshal([]byte(res.Output), &got); err != nil {
+		t.Fatalf("output %q: %v", res.Output, err)
+	}
+	want := map[string]string{
+		"PATH":                    "/usr/local/bin:/usr/bin:/bin",
+		"HOME":                    "/home/hookctl-test",
+		"LANG":                    "C.UTF-8",
+		"PYTHONPATH":              modDir + ":" + backendDir,
+		"PYTHONDONTWRITEBYTECODE": "1",
+		"PYTHONUNBUFFERED":        "1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("worker environment (-want +got):\n%s", diff)
+	}
+}
