@@ -1,0 +1,432 @@
+// Package dispatch routes PubSub events to the hooks that match them and
+// runs those hooks: an immutable index of live hooks swapped atomically,
+// per-hook bounded queues, concurrency limits, timeouts and a run history.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/filter"
+	"hookctl.dev/hookctl/runner"
+)
+
+// Defaults of Options.
+const (
+	DefaultQueueSize = 1024
+	DefaultHistory   = 10000
+)
+
+// Options configure a Dispatcher. Zero values mean the defaults.
+type Options struct {
+	// Factories makes the runner of each hook type. A hook whose type has
+	// none stays in the index and every event it matches is recorded as an
+	// Error run ("no runner for type"), so the problem is visible.
+	Factories map[hookctl.Type]runner.Factory
+	// Host is handed to every runner.
+	Host runner.Host
+	// Logger receives failed runs (Warn), drops (Warn) and successes
+	// (Debug); nil discards.
+	Logger *slog.Logger
+	// QueueSize bounds the runs waiting per hook (default 1024).
+	QueueSize int
+	// DefaultTimeout bounds a run whose hook sets no timeout
+	// (default runner.DefaultTimeout).
+	DefaultTimeout time.Duration
+	// History is how many runs are kept in memory (default 10000).
+	History int
+	// Metrics, when set, receives the dispatcher's collectors.
+	Metrics prometheus.Registerer
+}
+
+// Dispatcher routes events to hooks. Its methods are safe for concurrent use.
+type Dispatcher struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+	hist *history
+
+	// ctx is the parent of every run; cancelled when Close's context ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	snap     atomic.Pointer[snapshot]
+	isClosed atomic.Bool
+
+	mu       sync.Mutex           // serialises SetHooks and Close
+	retiring map[*worker]struct{} // workers draining before their runner is closed
+	wg       sync.WaitGroup       // retire goroutines
+}
+
+// nodeKey is what an event is routed by.
+type nodeKey struct{ profile, service, node string }
+
+// snapshot is an immutable view of the live hooks. Dispatch reads it
+// without locks; SetHooks builds a new one and swaps it in.
+type snapshot struct {
+	index   map[nodeKey][]*entry
+	entries map[hookctl.Key]*entry
+	workers map[hookctl.Key]*worker
+	errs    []api.HookError
+}
+
+// entry is one live hook as Dispatch sees it.
+type entry struct {
+	hook   hookctl.Hook
+	kinds  uint8 // bit set of kindBit
+	filter *filter.Filter
+	tm     *typeMetrics
+	w      *worker // nil when the hook has no runner; then runErr says why
+	runErr string
+}
+
+func kindBit(k hookctl.EventKind) uint8 {
+	switch k {
+	case hookctl.EventPublish:
+		return 1
+	case hookctl.EventRetract:
+		return 2
+	case hookctl.EventPurge:
+		return 4
+	case hookctl.EventDelete:
+		return 8
+	}
+	return 0
+}
+
+// New returns a Dispatcher with no hooks.
+func New(opts Options) *Dispatcher {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.DefaultTimeout <= 0 {
+		opts.DefaultTimeout = runner.DefaultTimeout
+	}
+	if opts.History <= 0 {
+		opts.History = DefaultHistory
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Dispatcher{
+		opts:     opts,
+		log:      log,
+		m:        newMetrics(opts.Metrics, log),
+		hist:     newHistory(opts.History),
+		ctx:      ctx,
+		cancel:   cancel,
+		retiring: make(map[*worker]struct{}),
+	}
+	d.snap.Store(&snapshot{
+		index:   map[nodeKey][]*entry{},
+		entries: map[hookctl.Key]*entry{},
+		workers: map[hookctl.Key]*worker{},
+	})
+	return d
+}
+
+// SetHooks makes hooks the live set. It builds a new index, compiles
+// filters (a hook whose filter does not compile is kept out and reported by
+// HookErrors), starts runners for new or changed hooks, keeps the runners
+// and queues of unchanged ones, and retires the others: their queued runs
+// finish in the background, then their runners are closed. A changed hook's
+// new runner starts only after the old one's queue is done, so events stay
+// in order. SetHooks after Close does nothing.
+func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.isClosed.Load() {
+		return
+	}
+	old := d.snap.Load()
+	next := &snapshot{
+		index:   make(map[nodeKey][]*entry),
+		entries: make(map[hookctl.Key]*entry, len(hooks)),
+		workers: make(map[hookctl.Key]*worker, len(hooks)),
+	}
+	// Sorted by key so that hooks sharing a node run in a stable order.
+	sorted := slices.Clone(hooks)
+	slices.SortStableFunc(sorted, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
+	for _, h := range sorted {
+		if _, dup := next.entries[h.Key]; dup {
+			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: "duplicate hook key: kept the first"})
+			continue
+		}
+		e, err := d.newEntry(h, old.entries[h.Key])
+		if err != nil {
+			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: err.Error()})
+			continue
+		}
+		ow := old.workers[h.Key]
+		if ow != nil && len(ow.hook.AttributeChanges(h)) == 0 {
+			e.w = ow
+		} else if e.w, err = d.startWorker(h); err != nil {
+			e.runErr = err.Error()
+			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: e.runErr})
+		}
+		if e.w != nil {
+			next.workers[h.Key] = e.w
+			if ow != nil && ow != e.w {
+				e.w.after = ow.drained // set before the worker is published
+			}
+		}
+		next.entries[h.Key] = e
+		nk := nodeKey{h.Profile, h.Service, h.Node}
+		next.index[nk] = append(next.index[nk], e)
+	}
+	d.snap.Store(next)
+	for k, ow := range old.workers {
+		if nw := next.workers[k]; nw != ow {
+			d.retire(ow, nw)
+		}
+	}
+}
+
+// newEntry builds h's index entry, reusing the compiled filter of the
+// previous entry for the same key when the filter text is unchanged.
+func (d *Dispatcher) newEntry(h hookctl.Hook, prev *entry) (*entry, error) {
+	e := &entry{hook: h, tm: d.m.forType(h.Type)}
+	for _, k := range h.EffectiveEvents() {
+		e.kinds |= kindBit(k)
+	}
+	if prev != nil && prev.hook.Filter == h.Filter {
+		e.filter = prev.filter
+		return e, nil
+	}
+	f, err := filter.Compile(h.Filter)
+	if err != nil {
+		var fe *filter.Error
+		if errors.As(err, &fe) {
+			return nil, errors.New("filter: line " + strconv.Itoa(fe.Line) + ", column " + strconv.Itoa(fe.Column) + ": " + fe.Message)
+		}
+		return nil, errors.New("filter: " + err.Error())
+	}
+	e.filter = f
+	return e, nil
+}
+
+// startWorker makes the runner of h.
+func (d *Dispatcher) startWorker(h hookctl.Hook) (*worker, error) {
+	f := d.opts.Factories[h.Type]
+	if f == nil {
+		return nil, errors.New("no runner for type " + string(h.Type))
+	}
+	r, err := f.New(h, d.opts.Host)
+	if err != nil {
+		return nil, errors.New("starting runner: " + err.Error())
+	}
+	return newWorker(d, h, r, d.m.forType(h.Type)), nil
+}
+
+// retire closes w to new jobs (forwarding racing ones to succ, if any) and,
+// in the background, closes its runner once its queue has drained.
+// The caller holds d.mu.
+func (d *Dispatcher) retire(w, succ *worker) {
+	w.close(succ, true)
+	d.retiring[w] = struct{}{}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		<-w.drained
+		if err := w.runner.Close(); err != nil {
+			d.log.Warn("closing hook runner", "hook", w.hook.Key.String(), "error", err)
+		}
+		d.mu.Lock()
+		delete(d.retiring, w)
+		d.mu.Unlock()
+	}()
+}
+
+// Dispatch routes ev to the hooks on exactly (ev.Profile, ev.Service,
+// ev.Node) whose events include ev.Kind and whose filter accepts it, and
+// queues a run for each without blocking. A full queue drops the run (it is
+// counted, logged and recorded as "dropped"). done, when not nil, is called
+// exactly once with the number of hooks matched, after every one of their
+// runs has ended (including drops and filter errors), or at once when none
+// matched. It may be called on another goroutine, and must not block long.
+func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
+	if d.isClosed.Load() {
+		if done != nil {
+			done(0)
+		}
+		return
+	}
+	d.m.receivedFor(ev.Profile).Inc()
+	ents := d.snap.Load().index[nodeKey{ev.Profile, ev.Service, ev.Node}]
+	var tr *tracker
+	if done != nil {
+		tr = &tracker{done: done}
+		tr.pending.Store(1)
+	}
+	bit := kindBit(ev.Kind)
+	var evp *hookctl.Event // one heap copy shared by the queued runs
+	matched := 0
+	for _, e := range ents {
+		if e.kinds&bit == 0 {
+			continue
+		}
+		if e.filter != nil {
+			ok, err := e.filter.Match(ev)
+			if err != nil {
+				matched++
+				d.recordNow(e, &ev, runner.Error, err)
+				continue
+			}
+			if !ok {
+				continue
+			}
+		}
+		if e.w == nil {
+			matched++
+			d.recordNow(e, &ev, runner.Error, errors.New(e.runErr))
+			continue
+		}
+		if evp == nil {
+			evp = new(hookctl.Event)
+			*evp = ev
+		}
+		tr.add()
+		switch e.w.enqueue(job{ev: evp, ent: e, tr: tr}) {
+		case queued:
+			matched++
+		case full:
+			matched++
+			e.tm.drops.Inc()
+			e.w.logDrop(d.log, evp)
+			d.recordNow(e, evp, runner.Dropped, errQueueFull)
+			tr.finish()
+		case closed:
+			matched++
+			d.recordNow(e, evp, runner.Dropped, errClosing)
+			tr.finish()
+		case gone:
+			// Removed by a SetHooks that raced this call: as if it had
+			// not matched.
+			tr.finish()
+		}
+	}
+	if matched > 0 {
+		d.m.matched.Inc()
+	}
+	if tr != nil {
+		tr.matched = matched
+		tr.finish()
+	}
+}
+
+var errQueueFull = errors.New("queue full")
+
+// recordNow records a run that ended before it started (dropped, filter
+// error, no runner).
+func (d *Dispatcher) recordNow(e *entry, ev *hookctl.Event, o runner.Outcome, err error) {
+	d.record(e, ev, time.Now(), 0, runner.Result{Outcome: o, ExitCode: -1, Err: err})
+}
+
+// record adds a run to the history, counts it and logs it.
+func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur time.Duration, res runner.Result) {
+	r := hookctl.Run{
+		Hook:     e.hook.Key,
+		HookName: e.hook.Name,
+		Event:    ev.Kind,
+		ItemID:   ev.ItemID,
+		Started:  started,
+		Duration: hookctl.Duration(dur),
+		Outcome:  string(res.Outcome),
+		ExitCode: res.ExitCode,
+		Output:   runner.Tail(res.Output, runner.OutputTail),
+		Catchup:  ev.Catchup,
+	}
+	if res.Err != nil {
+		r.Error = res.Err.Error()
+	}
+	d.hist.add(r)
+	tm := e.tm
+	d.m.countRun(e.hook.Type, tm, res.Outcome)
+	if res.Outcome != runner.Dropped {
+		tm.duration.Observe(dur.Seconds())
+	}
+	switch {
+	case res.Outcome == runner.Dropped:
+		// logged by logDrop (queue full) or the closing dispatcher
+	case res.Outcome != runner.OK:
+		d.log.Warn("hook run failed", "hook", e.hook.Key.String(), "name", e.hook.Name,
+			"event", ev.Kind, "item_id", ev.ItemID, "outcome", res.Outcome,
+			"exit_code", res.ExitCode, "duration", dur, "error", r.Error)
+	case d.log.Enabled(context.Background(), slog.LevelDebug):
+		d.log.Debug("hook ran", "hook", e.hook.Key.String(), "name", e.hook.Name,
+			"event", ev.Kind, "item_id", ev.ItemID, "duration", dur)
+	}
+}
+
+// Runs returns recent runs selected by q, newest first: q.Profile and
+// q.Node match exactly, q.Hook matches the hook's name or arg, FailedOnly
+// keeps outcomes other than ok, and at most q.Limit (default 100) are
+// returned.
+func (d *Dispatcher) Runs(q api.RunQuery) []hookctl.Run { return d.hist.query(q) }
+
+// HookErrors lists the hooks of the last SetHooks that could not be made
+// live as asked (filter that does not compile, no runner for the type, a
+// runner that failed to start, duplicate key), in key order.
+func (d *Dispatcher) HookErrors() []api.HookError {
+	errs := slices.Clone(d.snap.Load().errs)
+	slices.SortStableFunc(errs, func(a, b api.HookError) int { return a.Hook.Compare(b.Hook) })
+	return errs
+}
+
+// Close stops accepting events and waits for the queued runs to finish.
+// When ctx ends first, running runs get their context cancelled and queued
+// ones are recorded as dropped; Close still waits for every goroutine and
+// then closes every runner. It returns ctx's error if ctx ended first,
+// joined with the runners' Close errors.
+func (d *Dispatcher) Close(ctx context.Context) error {
+	d.mu.Lock()
+	if d.isClosed.Swap(true) {
+		d.mu.Unlock()
+		return nil
+	}
+	live := d.snap.Load().workers
+	all := make([]*worker, 0, len(live)+len(d.retiring))
+	for _, w := range live {
+		w.close(nil, false)
+		all = append(all, w)
+	}
+	for w := range d.retiring {
+		all = append(all, w)
+	}
+	d.mu.Unlock()
+
+	var ctxErr error
+	for _, w := range all {
+		select {
+		case <-w.drained:
+			continue
+		case <-ctx.Done():
+		}
+		if ctxErr == nil {
+			ctxErr = ctx.Err()
+			d.cancel()
+		}
+		<-w.drained
+	}
+	d.cancel()
+	d.wg.Wait() // retired runners are closed by their goroutines
+	errs := []error{ctxErr}
+	for _, w := range live {
+		if err := w.runner.Close(); err != nil {
+			errs = append(errs, errors.New("closing runner of "+w.hook.Key.String()+": "+err.Error()))
+		}
+	}
+	return errors.Join(errs...)
+}
