@@ -1,6 +1,31 @@
 // Package spec reads hooks files (hooks.yaml), validates them strictly and
 // turns them into the desired hooks, reporting every problem at once as
 // "FILE:LINE:COL: PATH: MESSAGE".
+//
+// Choices a user can rely on:
+//   - A field set to null (`service:`, `filter: ~`) is the same as leaving
+//     it out. String fields take any scalar's text (`node: 42` is "42");
+//     integers and booleans must be YAML integers and booleans.
+//   - Defaults: set "default", profile "default", type python_file (as
+//     `hook create`), persistent true, events publish and retract.
+//     `catchup: new` is accepted for the default policy.
+//   - python_file and exec paths resolve against the file's directory and
+//     become absolute; "~" and "~/…" expand to the home directory ("~user"
+//     is refused). With Options.CheckPaths the file must exist (and, for
+//     exec, be executable).
+//   - Filters compile against filter.Env; expr hooks are only parsed (the
+//     runner's action functions are not known here). Their errors point at
+//     the offending character when the scalar's source lines up with its
+//     value (plain, quoted without escapes, | and > blocks); otherwise at
+//     the start of the scalar.
+//   - Aliases are refused (no alias expansion, so no "billion laughs"), as
+//     are files over 4 MiB and files holding more than one YAML document.
+//   - Directories: their visible *.yaml and *.yml files in name order,
+//     symlinks followed; hidden entries (".git", Kubernetes' "..data") are
+//     skipped; -R descends into visible subdirectories, each once. A
+//     directory without hooks files is an error, like a missing path.
+//   - A hook's key must be unique across every file read; a set may span
+//     files. Names must be unique within a file.
 package spec
 
 import (
