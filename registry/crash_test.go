@@ -47,11 +47,12 @@ func TestCrashChild(t *testing.T) {
 	start := len(hooks) / crashBatch
 	fmt.Println("ready")
 	for b := start; b < start+200; b++ {
-		t0 := time.Now()
 		batch := hookctl.Batch{Revision: rev, Create: make([]hookctl.Hook, crashBatch)}
 		for i := range crashBatch {
 			batch.Create[i] = crashHook(b, i)
 		}
+		fmt.Println("apply", b)
+		t0 := time.Now()
 		if rev, err = s.Apply(context.Background(), batch); err != nil {
 			fmt.Println("error", err)
 			os.Exit(3)
@@ -91,6 +92,7 @@ func TestCrashAtomicity(t *testing.T) {
 			t.Fatal(err)
 		}
 		ready := make(chan struct{})
+		applying := make(chan struct{}, 1000)
 		committed := make(chan time.Duration, 1000)
 		var mu sync.Mutex
 		var lines []string
@@ -105,6 +107,9 @@ func TestCrashAtomicity(t *testing.T) {
 				mu.Unlock()
 				if line == "ready" {
 					close(ready)
+				}
+				if strings.HasPrefix(line, "apply ") {
+					applying <- struct{}{}
 				}
 				var b, ms int
 				if _, err := fmt.Sscanf(line, "committed %d %d", &b, &ms); err == nil {
@@ -122,22 +127,35 @@ func TestCrashAtomicity(t *testing.T) {
 			cmd.Wait()
 			t.Fatalf("round %d: child not ready; output %q", round, lines)
 		}
-		after := "ready"
+		var after string
 		if round == 0 {
 			// Let one batch through, to have data and to learn how long a
 			// batch takes here (ten times longer under -race).
 			select {
 			case batchTime = <-committed:
-				after = "the first commit"
 			case <-time.After(60 * time.Second):
 				cmd.Process.Kill()
 				cmd.Wait()
 				t.Fatalf("round %d: no batch committed in 60s; output %q", round, lines)
 			}
 		}
-		// A random moment within about one batch: most kills land inside
-		// an Apply (validation, bbolt writes, fsync), some between them.
-		delay := time.Duration(rng.Int64N(int64(batchTime) * 13 / 10))
+		// Kill at a random moment of an Apply (validation, encoding, bbolt
+		// writes, fsync), now and then just after it.
+		waitFor := func(what string, ch <-chan struct{}) {
+			select {
+			case <-ch:
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("round %d: child never started %s; output %q", round, what, lines)
+			}
+		}
+		for range len(applying) { // drain starts already seen
+			<-applying
+		}
+		waitFor("a batch", applying)
+		after = "Apply started"
+		delay := time.Duration(rng.Int64N(int64(batchTime) * 11 / 10))
 		time.Sleep(delay)
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatalf("round %d: kill: %v", round, err)

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,8 +86,9 @@ type Store struct {
 
 	state atomic.Pointer[state] // what readers see
 
-	subMu sync.Mutex
-	subs  map[*subscriber]struct{}
+	subMu      sync.Mutex
+	subs       map[*subscriber]struct{}
+	subsClosed bool // set by Close: later subscribers get a closed channel
 }
 
 // state is an immutable view of the registry at one revision.
@@ -167,8 +169,12 @@ func Open(dataDir string, opts Options) (*Store, error) {
 		} else if err := meta.Put(keySchema, fmt.Appendf(nil, "%d", schemaVersion)); err != nil {
 			return err
 		}
-		if v := meta.Get(keyRevision); len(v) == 8 {
+		switch v := meta.Get(keyRevision); len(v) {
+		case 0:
+		case 8:
 			rev = binary.BigEndian.Uint64(v)
+		default:
+			return fmt.Errorf("bad stored revision %x", v)
 		}
 		rev++
 		if err := putRevision(meta, rev); err != nil {
@@ -210,6 +216,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 
 	s.subMu.Lock()
+	s.subsClosed = true
 	for sub := range s.subs {
 		close(sub.ch)
 		delete(s.subs, sub)
@@ -244,7 +251,7 @@ func (s *Store) List(ctx context.Context, profile string) ([]hookctl.Hook, uint6
 	hooks := st.hooks
 	if profile != "" {
 		lo, _ := slices.BinarySearchFunc(hooks, profile, func(h hookctl.Hook, p string) int {
-			return cmpString(h.Profile, p)
+			return strings.Compare(h.Profile, p)
 		})
 		hi := lo
 		for hi < len(hooks) && hooks[hi].Profile == profile {
@@ -548,6 +555,11 @@ func (s *Store) rebuild(old, put []hookctl.Hook, changed map[hookctl.Key]struct{
 func (s *Store) Changes() (<-chan struct{}, func()) {
 	sub := &subscriber{ch: make(chan struct{}, 1)}
 	s.subMu.Lock()
+	if s.subsClosed {
+		s.subMu.Unlock()
+		close(sub.ch)
+		return sub.ch, func() {}
+	}
 	s.subs[sub] = struct{}{}
 	s.subMu.Unlock()
 	var once sync.Once
@@ -599,14 +611,4 @@ func duplicateError(old hookctl.Hook) error {
 		kind = "persistent"
 	}
 	return fmt.Errorf("%w: %s (%s, owner %s, from %s)", hookctl.ErrDuplicate, old.Key, kind, owner, src)
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -562,6 +562,12 @@ func TestChanges(t *testing.T) {
 	if _, ok := <-ch2; ok {
 		t.Error("channel not closed by Close")
 	}
+	if ch3, cancel3 := s.Changes(); true {
+		if _, ok := <-ch3; ok {
+			t.Error("Changes after Close gave an open channel")
+		}
+		cancel3()
+	}
 }
 
 func TestSecondOpenFailsFast(t *testing.T) {
