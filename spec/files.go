@@ -52,8 +52,12 @@ func (l *loader) collect(paths []string) []string {
 	var files []string
 	seen := make(map[string]bool)
 	add := func(f string) {
-		if !seen[f] {
-			seen[f] = true
+		key := f
+		if abs, err := filepath.Abs(f); err == nil {
+			key = abs // the same file named relatively and absolutely
+		}
+		if !seen[key] {
+			seen[key] = true
 			files = append(files, f)
 		}
 	}

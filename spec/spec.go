@@ -152,7 +152,7 @@ func Load(paths []string, opts Options) (*Set, error) {
 
 // Parse reads one file's content. name is used in messages and in each
 // hook's Source; relative paths in the file resolve against its directory.
-// Load uses it for each file; so does the fuzz test.
+// Load does the same for each file it reads.
 func Parse(name string, data []byte, opts Options) (*Set, error) {
 	l := newLoader(opts)
 	if len(data) > MaxFileSize {

@@ -126,12 +126,11 @@ func TestPaths(t *testing.T) {
 	home := filepath.Join(dir, "home")
 	t.Setenv("HOME", home)
 	writeFiles(t, dir, map[string]string{
-		"conf/hooks/a.yaml":  "version: 1\nhooks:\n  - {node: a, arg: ../scripts/x.py}\n  - {node: b, arg: ~/h.py}\n  - {node: c, type: exec, arg: run.sh, args: [-v]}\n  - {node: d, arg: " + filepath.Join(dir, "conf/scripts/x.py") + "}\n",
-		"conf/hooks/run.sh":  "#!/bin/sh\n",
-		"conf/scripts/x.py":  "def hook(host, client, item): pass\n",
-		"home/h.py":          "def hook(host, client, item): pass\n",
-		"other/hooks/x.py":   "not this one\n",
-		"conf/hooks/other.x": "",
+		"conf/hooks/a.yaml": "version: 1\nhooks:\n  - {node: a, arg: ../scripts/x.py}\n  - {node: b, arg: ~/h.py}\n  - {node: c, type: exec, arg: run.sh, args: [-v]}\n  - {node: d, arg: " + filepath.Join(dir, "conf/scripts/x.py") + "}\n",
+		"conf/hooks/run.sh": "#!/bin/sh\n",
+		"conf/scripts/x.py": "def hook(host, client, item): pass\n",
+		"home/h.py":         "def hook(host, client, item): pass\n",
+		"other/hooks/x.py":  "not this one\n",
 	})
 	t.Chdir(filepath.Join(dir, "other"))
 	set, err := spec.Load([]string{"../conf/hooks/a.yaml"}, spec.DefaultOptions())
@@ -148,6 +147,30 @@ func TestPaths(t *testing.T) {
 		"c " + filepath.Join(dir, "conf/hooks/run.sh"),
 		"d " + filepath.Join(dir, "conf/scripts/x.py"),
 	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("args (-want +got):\n%s", diff)
+	}
+}
+
+// TestArgsByType checks that only path types are resolved: a module name,
+// Python source, an expression or a URL is kept as written.
+func TestArgsByType(t *testing.T) {
+	src := `version: 1
+hooks:
+  - {node: a, type: python, arg: pkg.mod_1}
+  - {node: b, type: python_code, arg: "print(item)"}
+  - {node: c, type: expr, arg: 'event.kind == "publish"'}
+  - {node: d, type: http, arg: "https://127.0.0.1:8443/x?y=1"}
+`
+	set, err := spec.Parse(filepath.Join(t.TempDir(), "h.yaml"), []byte(src), spec.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range set.Hooks {
+		got = append(got, string(h.Type)+" "+h.Arg)
+	}
+	want := []string{"python pkg.mod_1", "python_code print(item)", `expr event.kind == "publish"`, "http https://127.0.0.1:8443/x?y=1"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
@@ -196,7 +219,7 @@ func TestDirectory(t *testing.T) {
 		{"flat", []string{"."}, false, []string{"a.yml", "b.yaml"}},
 		{"recursive", []string{"."}, true, []string{"a.yml", "b.yaml", "sub/c.yaml", "sub/deep/e.yml"}},
 		{"explicit files are read whatever their name", []string{".hidden.yaml", "./sub/../a.yml"}, false, []string{".hidden.yaml", "a.yml"}},
-		{"a file named twice is read once", []string{"a.yml", ".", "a.yml"}, false, []string{"a.yml", "b.yaml"}},
+		{"a file named twice is read once", []string{"a.yml", ".", "a.yml", filepath.Join(dir, "b.yaml")}, false, []string{"a.yml", "b.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			set, err := spec.Load(tc.paths, spec.Options{Recursive: tc.recursive})
