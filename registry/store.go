@@ -532,6 +532,22 @@ func (s *Store) commit(c change) error {
 // merged with the (sorted) puts that are still current. O(n + k log k), so
 // a single create does not sort the whole registry.
 func (s *Store) rebuild(old, put []hookctl.Hook, changed map[hookctl.Key]struct{}) []hookctl.Hook {
+	cmpKey := func(h hookctl.Hook, k hookctl.Key) int { return h.Key.Compare(k) }
+	if len(changed) <= 8 {
+		// A few keys (a Create, a small Remove): copy and edit in place by
+		// binary search, cheaper than hashing every key.
+		out := slices.Clone(old)
+		for k := range changed {
+			if i, found := slices.BinarySearchFunc(out, k, cmpKey); found {
+				out = slices.Delete(out, i, i+1)
+			}
+		}
+		for _, h := range put {
+			i, _ := slices.BinarySearchFunc(out, h.Key, cmpKey)
+			out = slices.Insert(out, i, h)
+		}
+		return out
+	}
 	add := slices.Clone(put)
 	slices.SortFunc(add, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
 	out := make([]hookctl.Hook, 0, len(s.hooks))
