@@ -6,13 +6,21 @@ import "github.com/spf13/cobra"
 // Each lives in its own file as newXxxCmd(g).
 func topCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
-		// serve, validate, diff, apply, watch, status, runs: added as they land.
+		newServeCmd(g),
+		newValidateCmd(g),
+		newDiffCmd(g),
+		newApplyCmd(g),
+		newWatchCmd(g),
+		newStatusCmd(g),
+		newRunsCmd(g),
 	}
 }
 
 // pubsubCommands are the commands under `hookctl pubsub` besides hook.
 func pubsubCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
-		// publish, retract, node: added as they land.
+		newPublishCmd(g),
+		newRetractCmd(g),
+		newNodeCmd(g),
 	}
 }

@@ -1,0 +1,31 @@
+# hookctl: `make demo` runs the main job, `make test` runs the tests.
+GO ?= go
+BIN := bin/hookctl
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build test vet demo bench fuzz clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/hookctl
+
+# The test command of the README and CI: vet, then every test with the race
+# detector (integration tests start their own Prosody).
+test:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test -race -timeout 20m ./...
+
+# One command on a fresh machine: a private Prosody, the backend watching
+# examples/, an item published, the hook's effect and its run shown.
+demo: build
+	./scripts/demo.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each fuzz target for a short, bounded time.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./spec/
+
+clean:
+	rm -rf bin

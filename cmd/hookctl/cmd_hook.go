@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"hookctl.dev/hookctl"
+)
+
+// newHookCmd is the reference's `pubsub hook` group: create, delete, list,
+// with the same short flags as Libervia's CLI.
+func newHookCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "hook",
+		Short: "Create, delete and list hooks by hand (the reference's commands)",
+	}
+	c.AddCommand(newHookCreateCmd(g), newHookDeleteCmd(g), newHookListCmd(g))
+	return c
+}
+
+func newHookCreateCmd(g *globals) *cobra.Command {
+	var (
+		service, node, typ, filter, name, timeout string
+		persistent                                bool
+		events                                    []string
+	)
+	c := &cobra.Command{
+		Use:   "create -n NODE [-s SERVICE] [-t TYPE] [-P] ARG [-- ARGS...]",
+		Short: "Create a hook on a node",
+		Long: `Create a hook of the given type on a node. ARG depends on the type: a script
+path (python_file), a module (python), Python code (python_code), a program path
+(exec; its arguments follow --), an expr-lang program (expr) or a URL (http).
+Hooks are temporary unless -P/--persistent: they are lost when the profile
+disconnects or the backend stops.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fail := func(err error) error { return fmt.Errorf("can't create hook: %w", err) }
+			t, err := hookctl.ParseType(typ)
+			if err != nil {
+				return fail(err)
+			}
+			arg := args[0]
+			if t.TakesPath() {
+				if arg, err = existingFile(arg); err != nil {
+					return fail(err)
+				}
+			}
+			if len(args) > 1 && t != hookctl.TypeExec {
+				return fail(fmt.Errorf("%w: only exec hooks take arguments after ARG", hookctl.ErrInvalid))
+			}
+			h := hookctl.Hook{
+				Key:        hookctl.Key{Profile: g.profile, Service: service, Node: node, Type: t, Arg: arg},
+				Args:       args[1:],
+				Persistent: persistent,
+				Name:       name,
+				Filter:     filter,
+				Source:     "cli",
+			}
+			for _, e := range events {
+				h.Events = append(h.Events, hookctl.EventKind(e))
+			}
+			if h.Timeout, err = hookctl.ParseDuration(timeout); err != nil {
+				return fail(err)
+			}
+			client, err := g.client()
+			if err != nil {
+				return fail(err)
+			}
+			if _, err := client.Create(cmd.Context(), h); err != nil {
+				return fail(err)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&service, "service", "s", "", "PubSub service JID (default: the profile's own PEP)")
+	f.StringVarP(&node, "node", "n", "", "node to hook (required)")
+	f.StringVarP(&typ, "type", "t", string(hookctl.TypePythonFile), "hook type: python, python_file, python_code, exec, expr, http")
+	f.BoolVarP(&persistent, "persistent", "P", false, "keep the hook across reconnections and restarts")
+	f.StringSliceVarP(&events, "events", "e", nil, "event kinds to fire on: publish, retract, purge, delete (default publish,retract)")
+	f.StringVar(&filter, "filter", "", "expr-lang condition on event and item, e.g. 'item.id startsWith \"post-\"'")
+	f.StringVar(&timeout, "timeout", "", "time limit of one run, e.g. 30s (default: the backend's)")
+	f.StringVar(&name, "name", "", "a label for the hook")
+	_ = c.MarkFlagRequired("node")
+	return c
+}
+
+// existingFile makes path absolute and checks that it is a regular file,
+// with the reference's message when it is not.
+func existingFile(path string) (string, error) {
+	abs, err := filepath.Abs(expandHome(path))
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	if err != nil || !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%w: %s is not a file", hookctl.ErrInvalid, abs)
+	}
+	return abs, nil
+}
+
+func expandHome(path string) string {
+	if path == "~" || strings.HasPrefix(path, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, path[1:])
+		}
+	}
+	return path
+}
+
+func newHookDeleteCmd(g *globals) *cobra.Command {
+	var service, node, typ, arg string
+	c := &cobra.Command{
+		Use:   "delete -n NODE [-s SERVICE] [-t TYPE] [-a ARG]",
+		Short: "Delete the hooks of a node that match a type and argument",
+		Long: `Delete one hook or several. An empty --type or --arg matches any, so
+"delete -n NODE" removes every hook of the node. A relative --arg of a
+python_file or exec hook is made absolute, as create does.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fail := func(err error) error { return fmt.Errorf("can't delete hook: %w", err) }
+			m := hookctl.Match{Profile: g.profile, Service: service, Node: node, Arg: arg}
+			if typ != "" {
+				t, err := hookctl.ParseType(typ)
+				if err != nil {
+					return fail(err)
+				}
+				m.Type = t
+				if t.TakesPath() && arg != "" {
+					abs, err := filepath.Abs(expandHome(arg))
+					if err != nil {
+						return fail(err)
+					}
+					m.Arg = abs
+				}
+			}
+			client, err := g.client()
+			if err != nil {
+				return fail(err)
+			}
+			n, err := client.Remove(cmd.Context(), m)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d hook(s) have been deleted\n", n)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&service, "service", "s", "", "PubSub service JID (default: the profile's own PEP)")
+	f.StringVarP(&node, "node", "n", "", "node of the hooks (required)")
+	f.StringVarP(&typ, "type", "t", "", "type of the hooks to delete (empty: any)")
+	f.StringVarP(&arg, "arg", "a", "", "argument of the hooks to delete (empty: any)")
+	_ = c.MarkFlagRequired("node")
+	return c
+}
+
+// listedHook is a hook as `hook list` prints it: the reference's fields as
+// strings, plus profile and owner.
+type listedHook struct {
+	Service    string `json:"service" yaml:"service"`
+	Node       string `json:"node" yaml:"node"`
+	Type       string `json:"type" yaml:"type"`
+	Arg        string `json:"arg" yaml:"arg"`
+	Persistent string `json:"persistent" yaml:"persistent"`
+	Profile    string `json:"profile" yaml:"profile"`
+	Owner      string `json:"owner" yaml:"owner"`
+}
+
+func newHookListCmd(g *globals) *cobra.Command {
+	var output string
+	var all bool
+	c := &cobra.Command{
+		Use:   "list [-O simple|json|json_raw|yaml]",
+		Short: "List the hooks of a profile",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fail := func(err error) error { return fmt.Errorf("can't list hooks: %w", err) }
+			if !slices.Contains([]string{"simple", "json", "json_raw", "yaml"}, output) {
+				return fail(fmt.Errorf("%w: unknown output %q (want simple, json, json_raw or yaml)", hookctl.ErrInvalid, output))
+			}
+			client, err := g.client()
+			if err != nil {
+				return fail(err)
+			}
+			profile := g.profile
+			if all {
+				profile = ""
+			}
+			hooks, _, err := client.List(cmd.Context(), profile)
+			if err != nil {
+				return fail(err)
+			}
+			// Persistent hooks first, as the reference lists them.
+			slices.SortStableFunc(hooks, func(a, b hookctl.Hook) int {
+				if a.Persistent != b.Persistent {
+					if a.Persistent {
+						return -1
+					}
+					return 1
+				}
+				return a.Key.Compare(b.Key)
+			})
+			rows := make([]listedHook, len(hooks))
+			for i, h := range hooks {
+				rows[i] = listedHook{Service: h.Service, Node: h.Node, Type: string(h.Type), Arg: h.Arg,
+					Persistent: fmt.Sprint(h.Persistent), Profile: h.Profile, Owner: h.Owner}
+			}
+			if len(rows) == 0 {
+				// On stderr, so that -O json stays valid JSON.
+				fmt.Fprintln(cmd.ErrOrStderr(), "No hook found.")
+			}
+			return printHooks(cmd, output, rows)
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "O", "simple", "output format: simple, json, json_raw or yaml")
+	c.Flags().BoolVarP(&all, "all-profiles", "A", false, "list the hooks of every profile")
+	return c
+}
+
+func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
+	out := cmd.OutOrStdout()
+	switch output {
+	case "json", "json_raw":
+		enc := json.NewEncoder(out)
+		if output == "json" {
+			enc.SetIndent("", "  ")
+		}
+		return enc.Encode(rows)
+	case "yaml":
+		if len(rows) == 0 {
+			_, err := fmt.Fprintln(out, "[]")
+			return err
+		}
+		return yaml.NewEncoder(out).Encode(rows)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tNODE\tTYPE\tARG\tPERSISTENT\tPROFILE\tOWNER")
+	for _, r := range rows {
+		owner := r.Owner
+		if owner == "" {
+			owner = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Node, r.Type, oneLine(r.Arg), r.Persistent, r.Profile, owner)
+	}
+	return tw.Flush()
+}
+
+// oneLine keeps multi-line args (python_code, expr) on one table row.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", `\n`) }

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+)
+
+func newRunsCmd(g *globals) *cobra.Command {
+	var (
+		q      api.RunQuery
+		output string
+		all    bool
+	)
+	c := &cobra.Command{
+		Use:   "runs [-n NODE] [--hook NAME|ARG] [--failed] [-o simple|json]",
+		Short: "List recent hook runs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, err := g.client()
+			if err != nil {
+				return err
+			}
+			if !all {
+				q.Profile = g.profile
+			}
+			runs, err := client.Runs(cmd.Context(), q)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if runs == nil {
+					runs = []hookctl.Run{}
+				}
+				return writeJSON(cmd.OutOrStdout(), runs)
+			}
+			if len(runs) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "No run found.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tNODE\tHOOK\tEVENT\tITEM\tDURATION\tOUTCOME\tEXIT\tOUTPUT")
+			for _, r := range runs {
+				name := r.HookName
+				if name == "" {
+					name = string(r.Hook.Type) + ":" + oneLine(r.Hook.Arg)
+				}
+				event := string(r.Event)
+				if r.Catchup {
+					event += " (catch-up)"
+				}
+				out := r.Output
+				if r.Error != "" {
+					out = r.Error + " " + out
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+					r.Started.Format("15:04:05.000"), r.Hook.Node, name, event, r.ItemID,
+					r.Duration, r.Outcome, r.ExitCode, oneLine(strings.TrimSpace(out)))
+			}
+			return tw.Flush()
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&q.Node, "node", "n", "", "only runs of hooks on this node")
+	f.StringVar(&q.Hook, "hook", "", "only runs of the hook with this name or arg")
+	f.BoolVar(&q.FailedOnly, "failed", false, "only runs that did not succeed")
+	f.IntVar(&q.Limit, "limit", 50, "at most this many runs")
+	f.BoolVarP(&all, "all-profiles", "A", false, "runs of every profile")
+	f.StringVarP(&output, "output", "o", "simple", "output format: simple or json")
+	return c
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"hookctl.dev/hookctl/config"
+	"hookctl.dev/hookctl/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func newServeCmd(g *globals) *cobra.Command {
+	var (
+		configFile, dataDir, listen, logLevel, logFormat, drift string
+		watch                                                   []string
+		recursive                                               bool
+		interval                                                time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "serve [--config FILE] [--data-dir DIR] [--socket PATH] [--watch PATH]...",
+		Short: "Run the backend: the hook registry, XMPP sessions and the control API",
+		Long: `Run the backend until SIGINT or SIGTERM (a second signal exits at once).
+Settings come from the config file (--config or HOOKCTL_CONFIG), then the
+environment (HOOKCTL_DATA_DIR, HOOKCTL_SOCKET), then flags. Without a config
+it runs on the embedded defaults: data under ~/.local/state/hookctl, every hook
+type allowed, no XMPP profile (hooks are kept but nothing fires).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configFile == "" {
+				configFile = os.Getenv("HOOKCTL_CONFIG")
+			}
+			cfg, err := config.Load(configFile)
+			if err != nil {
+				return exitCode(2, err)
+			}
+			cfg.ApplyEnv(os.Getenv)
+			if dataDir != "" {
+				cfg.DataDir = dataDir
+			}
+			if g.socket != "" {
+				cfg.Socket = g.socket
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			cfg.Defaults()
+			logger, err := newLogger(cmd, logLevel, logFormat)
+			if err != nil {
+				return exitCode(2, err)
+			}
+			d, err := daemon.New(daemon.Options{
+				Config:  cfg,
+				Logger:  logger,
+				Version: version,
+				Watch:   daemon.WatchOptions{Paths: watch, Recursive: recursive, Interval: interval, Drift: drift},
+			})
+			if err != nil {
+				return exitCode(2, err)
+			}
+			return d.Run(cmd.Context())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&configFile, "config", "", "backend config file (YAML; env HOOKCTL_CONFIG)")
+	f.StringVar(&dataDir, "data-dir", "", "directory of the store and default socket (env HOOKCTL_DATA_DIR)")
+	f.StringVar(&listen, "listen", "", "address for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9090")
+	f.StringArrayVar(&watch, "watch", nil, "hooks file or directory to keep applied (repeatable)")
+	f.BoolVarP(&recursive, "recursive", "R", false, "with --watch: read subdirectories too")
+	f.DurationVar(&interval, "watch-interval", time.Minute, "with --watch: resync period that corrects drift")
+	f.StringVar(&drift, "drift", "correct", "with --watch: correct or report drift")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	return c
+}
+
+func newLogger(cmd *cobra.Command, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: unknown format %q (want text or json)", format)
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"hookctl.dev/hookctl/api"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "status [-o simple|json]",
+		Short: "Show the backend's profiles, sessions and hook problems",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, err := g.client()
+			if err != nil {
+				return err
+			}
+			st, err := client.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			printStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "simple", "output format: simple or json")
+	return c
+}
+
+func printStatus(w io.Writer, st api.Status) {
+	fmt.Fprintf(w, "hookctl %s, up %s, revision %d, %d hook(s)\n", st.Version, time.Since(st.Started).Round(time.Second), st.Revision, st.Hooks)
+	if len(st.Profiles) == 0 {
+		fmt.Fprintln(w, "No profile configured: hooks are kept but nothing fires.")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROFILE\tJID\tSTATE\tHOOKS\tSUBSCRIPTIONS\tEVENTS\tRECONNECTS\tLAST ERROR")
+		for _, p := range st.Profiles {
+			lastErr := p.LastError
+			if lastErr == "" {
+				lastErr = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.JID, p.State, p.Hooks, p.Subscriptions, p.Events, p.Reconnects, lastErr)
+		}
+		tw.Flush()
+	}
+	for _, e := range st.HookErrors {
+		fmt.Fprintf(w, "problem: %s: %s\n", e.Hook, e.Error)
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

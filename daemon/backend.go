@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+)
+
+var _ api.Backend = (*Daemon)(nil)
+
+// List returns the live hooks; see hookctl.Registry.
+func (d *Daemon) List(ctx context.Context, profile string) ([]hookctl.Hook, uint64, error) {
+	return d.store.List(ctx, profile)
+}
+
+// Create checks that the hook's type is allowed and can run, then stores it.
+func (d *Daemon) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, error) {
+	if err := d.check(ctx, h); err != nil {
+		return hookctl.Hook{}, err
+	}
+	return d.store.Create(ctx, h)
+}
+
+// Remove deletes every matching hook; see hookctl.Registry.
+func (d *Daemon) Remove(ctx context.Context, m hookctl.Match) (int, error) {
+	return d.store.Remove(ctx, m)
+}
+
+// Apply checks every created or updated hook, then applies the batch
+// atomically; see hookctl.Registry.
+func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
+	var errs []error
+	for _, list := range [][]hookctl.Hook{b.Create, b.Update} {
+		for _, h := range list {
+			if err := d.check(ctx, h); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return d.store.Apply(ctx, b)
+}
+
+// check refuses hook types the config does not allow and hooks their
+// runner says cannot run (missing program, Python that does not load).
+func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {
+	if !d.cfg.Allowed(h.Type) {
+		return fmt.Errorf("%w: %s (this backend allows %v)", hookctl.ErrTypeNotAllowed, h.Type, d.cfg.AllowTypes)
+	}
+	f, ok := d.factories[h.Type]
+	if !ok {
+		return nil
+	}
+	err := f.Check(ctx, h)
+	if err != nil && !errors.Is(err, hookctl.ErrInvalid) {
+		err = fmt.Errorf("%w: %s hook %q: %v", hookctl.ErrInvalid, h.Type, h.Arg, err)
+	}
+	return err
+}
+
+// Status describes the backend, its profiles and hooks with problems.
+func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
+	hooks, rev := d.store.Snapshot()
+	st := api.Status{
+		Version:  d.version,
+		Started:  d.started,
+		Revision: rev,
+		Hooks:    len(hooks),
+	}
+	perProfile := map[string]int{}
+	for _, h := range hooks {
+		perProfile[h.Profile]++
+	}
+	for _, p := range d.profiles {
+		ps := p.status()
+		ps.Hooks = perProfile[p.name]
+		st.Profiles = append(st.Profiles, ps)
+	}
+	st.HookErrors = d.hookErrors()
+	return st, nil
+}
+
+// Runs returns recent runs, newest first.
+func (d *Daemon) Runs(ctx context.Context, q api.RunQuery) ([]hookctl.Run, error) {
+	if d.dispatcher == nil {
+		return nil, nil
+	}
+	return d.dispatcher.Runs(q), nil
+}
+
+// PubSub carries out a PubSub operation through the profile's session.
+func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubResult, error) {
+	p, ok := d.profileByName[r.Profile]
+	if !ok {
+		return api.PubSubResult{}, fmt.Errorf("%w: profile %q is not configured", hookctl.ErrNotFound, r.Profile)
+	}
+	if r.Node == "" {
+		return api.PubSubResult{}, fmt.Errorf("%w: node is required", hookctl.ErrInvalid)
+	}
+	s := p.session
+	if err := s.WaitConnected(ctx); err != nil {
+		return api.PubSubResult{}, fmt.Errorf("%w: profile %s is not connected: %v", hookctl.ErrUnavailable, r.Profile, err)
+	}
+	var err error
+	var res api.PubSubResult
+	switch r.Op {
+	case api.OpPublish:
+		res.ItemID, err = s.Publish(ctx, r.Service, r.Node, r.ItemID, r.Payload)
+	case api.OpRetract:
+		if r.ItemID == "" {
+			return res, fmt.Errorf("%w: item id is required", hookctl.ErrInvalid)
+		}
+		notify := r.Notify == nil || *r.Notify
+		err = s.Retract(ctx, r.Service, r.Node, r.ItemID, notify)
+	case api.OpNodeCreate:
+		err = s.CreateNode(ctx, r.Service, r.Node)
+	case api.OpNodeDelete:
+		err = s.DeleteNode(ctx, r.Service, r.Node)
+	default:
+		return res, fmt.Errorf("%w: unknown pubsub op %q", hookctl.ErrInvalid, r.Op)
+	}
+	if err != nil {
+		return res, fmt.Errorf("%s on %s: %w", r.Op, r.Node, err)
+	}
+	return res, nil
+}

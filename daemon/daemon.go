@@ -1,0 +1,321 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/config"
+	"hookctl.dev/hookctl/dispatch"
+	"hookctl.dev/hookctl/reconcile"
+	"hookctl.dev/hookctl/registry"
+	"hookctl.dev/hookctl/runner"
+	execrunner "hookctl.dev/hookctl/runner/exec"
+	exprrunner "hookctl.dev/hookctl/runner/expr"
+	httprunner "hookctl.dev/hookctl/runner/http"
+	pyrunner "hookctl.dev/hookctl/runner/python"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	Config  config.Config // Defaults already applied
+	Logger  *slog.Logger
+	Version string
+	// Getenv reads passwords and secrets; os.Getenv when nil.
+	Getenv func(string) string
+	// Watch, when set, runs the reconciler in-process on these paths.
+	Watch WatchOptions
+}
+
+// WatchOptions configure the in-process reconciler (serve --watch).
+type WatchOptions struct {
+	Paths     []string
+	Recursive bool
+	Interval  time.Duration
+	Drift     string
+}
+
+// Daemon is the backend. Build it with New, run it with Run.
+type Daemon struct {
+	cfg     config.Config
+	log     *slog.Logger
+	version string
+	getenv  func(string) string
+	watch   WatchOptions
+	started time.Time
+
+	store         *registry.Store
+	dispatcher    *dispatch.Dispatcher
+	factories     map[hookctl.Type]runner.Factory
+	profiles      []*profile
+	profileByName map[string]*profile
+	metrics       *prometheus.Registry
+}
+
+// New checks the configuration and prepares the pieces; it opens nothing.
+func New(opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	d := &Daemon{
+		cfg:           opts.Config,
+		log:           opts.Logger,
+		version:       opts.Version,
+		getenv:        opts.Getenv,
+		watch:         opts.Watch,
+		profileByName: map[string]*profile{},
+		metrics:       prometheus.NewRegistry(),
+	}
+	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.factories = d.newFactories()
+	for name, pc := range d.cfg.Profiles {
+		pw, err := pc.Password(d.getenv)
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", name, err)
+		}
+		p, err := d.newProfile(name, pc, pw)
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", name, err)
+		}
+		d.profiles = append(d.profiles, p)
+		d.profileByName[name] = p
+	}
+	return d, nil
+}
+
+// newFactories returns the runner of every allowed type.
+func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
+	jids := d.cfg.ProfileJIDs()
+	py := pyrunner.NewFactory(pyrunner.Options{
+		Python:     d.cfg.Python,
+		PythonPath: d.cfg.PythonPath,
+		WorkDir:    d.cfg.DataDir,
+		ProfileJID: func(p string) string { return jids[p] },
+		Logger:     d.log,
+	})
+	all := map[hookctl.Type]runner.Factory{
+		hookctl.TypePython:     py,
+		hookctl.TypePythonFile: py,
+		hookctl.TypePythonCode: py,
+		hookctl.TypeExec:       execrunner.NewFactory(execrunner.Options{}),
+		hookctl.TypeExpr:       exprrunner.NewFactory(exprrunner.Options{}),
+		hookctl.TypeHTTP:       httprunner.NewFactory(httprunner.Options{}),
+	}
+	out := map[hookctl.Type]runner.Factory{}
+	for t, f := range all {
+		if d.cfg.Allowed(t) {
+			out[t] = f
+		}
+	}
+	return out
+}
+
+// Run opens the store, serves the control API, connects the profiles and
+// runs hooks until ctx ends; then it shuts everything down in order and
+// returns. An error means the backend could not start or failed.
+func (d *Daemon) Run(ctx context.Context) (err error) {
+	d.started = time.Now()
+	d.store, err = registry.Open(d.cfg.DataDir, registry.Options{Profiles: d.cfg.ProfileJIDs()})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := d.store.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing store: %w", cerr)
+		}
+	}()
+
+	d.dispatcher = dispatch.New(dispatch.Options{
+		Factories:      d.factories,
+		Host:           host{d},
+		Logger:         d.log,
+		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
+		Metrics:        d.metrics,
+	})
+
+	apiListener, err := api.ListenUnix(d.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	var tcpListener, metricsListener net.Listener
+	var token string
+	if d.cfg.APIListen != "" {
+		b, err := os.ReadFile(d.cfg.APITokenFile)
+		if err != nil {
+			apiListener.Close()
+			return fmt.Errorf("reading api token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			apiListener.Close()
+			return fmt.Errorf("api token file %s is empty", d.cfg.APITokenFile)
+		}
+		if tcpListener, err = net.Listen("tcp", d.cfg.APIListen); err != nil {
+			apiListener.Close()
+			return fmt.Errorf("control API: %w", err)
+		}
+	}
+	if d.cfg.Listen != "" {
+		if metricsListener, err = net.Listen("tcp", d.cfg.Listen); err != nil {
+			apiListener.Close()
+			if tcpListener != nil {
+				tcpListener.Close()
+			}
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+
+	// Everything below is owned by this WaitGroup and stops with runCtx.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	goRun := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+
+	server := api.NewServer(api.ServerOptions{Backend: d, Logger: d.log, Token: token})
+	goRun("control API", func(ctx context.Context) error { return server.Serve(ctx, apiListener, false) })
+	if tcpListener != nil {
+		goRun("control API (tcp)", func(ctx context.Context) error { return server.Serve(ctx, tcpListener, true) })
+	}
+	if metricsListener != nil {
+		goRun("metrics", func(ctx context.Context) error { return d.serveMetrics(ctx, metricsListener) })
+	}
+	goRun("hook sync", d.syncHooks)
+	for _, p := range d.profiles {
+		goRun("profile "+p.name, p.session.Run)
+		goRun("subscriptions "+p.name, p.runSubscriptions)
+	}
+	if len(d.watch.Paths) > 0 {
+		goRun("watch", d.runWatch)
+	}
+	d.log.Info("backend started", "socket", d.cfg.Socket, "data_dir", d.cfg.DataDir, "profiles", len(d.profiles))
+
+	<-runCtx.Done()
+	d.log.Info("backend stopping")
+	cancel()
+	wg.Wait()
+	// Runs still queued get a bounded grace period; then they are cancelled.
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := d.dispatcher.Close(shutdownCtx); err != nil {
+		d.log.Warn("closing dispatcher", "err", err)
+	}
+	close(errc)
+	var errs []error
+	for e := range errc {
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// syncHooks keeps the dispatcher and the subscriptions in step with the
+// registry: on start and after every change.
+func (d *Daemon) syncHooks(ctx context.Context) error {
+	changes, cancel := d.store.Changes()
+	defer cancel()
+	for {
+		hooks, _ := d.store.Snapshot()
+		d.dispatcher.SetHooks(hooks)
+		for _, p := range d.profiles {
+			p.wantNodes(hooks)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+		}
+	}
+}
+
+func (d *Daemon) serveMetrics(ctx context.Context, l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range d.profiles {
+			if st := p.session.State(); st.State != "connected" {
+				http.Error(w, fmt.Sprintf("profile %s is %s", p.name, st.State), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, stop := context.WithTimeout(context.Background(), 3*time.Second)
+		defer stop()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// hookErrors merges the dispatcher's problems (load, filter) with
+// subscription problems.
+func (d *Daemon) hookErrors() []api.HookError {
+	var out []api.HookError
+	if d.dispatcher != nil {
+		out = d.dispatcher.HookErrors()
+	}
+	for _, p := range d.profiles {
+		out = append(out, p.subscriptionErrors()...)
+	}
+	return out
+}
+
+// host is what hooks may ask of the backend while they run.
+type host struct{ d *Daemon }
+
+func (h host) Publish(ctx context.Context, profile, service, node, itemID, payloadXML string) (string, error) {
+	res, err := h.d.PubSub(ctx, api.PubSubRequest{Op: api.OpPublish, Profile: profile, Service: service, Node: node, ItemID: itemID, Payload: payloadXML})
+	return res.ItemID, err
+}
+
+func (h host) Logger() *slog.Logger { return h.d.log }
+
+// runWatch keeps the registry matching the hooks files (serve --watch), with
+// the same loop as the `hookctl watch` sidecar.
+func (d *Daemon) runWatch(ctx context.Context) error {
+	w := &reconcile.Watcher{
+		Paths:     d.watch.Paths,
+		Recursive: d.watch.Recursive,
+		Load:      reconcile.SpecLoader(d.watch.Paths, d.watch.Recursive),
+		Registry:  d,
+		JIDs: func(context.Context) (map[string]string, error) {
+			return d.cfg.ProfileJIDs(), nil
+		},
+		Interval: d.watch.Interval,
+		Drift:    d.watch.Drift,
+		Logger:   d.log.With("component", "watch"),
+		Metrics:  reconcile.NewMetrics(d.metrics),
+	}
+	return w.Run(ctx)
+}
