@@ -596,3 +596,59 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Errorf("Open of a newer schema: err = %v", err)
 	}
 }
+
+// TestLargeBatchSnapshot exercises the merge rebuild (more than a few keys
+// changed): the snapshot stays sorted and holds exactly the expected hooks.
+func TestLargeBatchSnapshot(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	h := func(i int) hookctl.Hook {
+		return hook(fmt.Sprintf("n%d", i%7), hookctl.TypeExec, fmt.Sprintf("/h%03d", i), i%2 == 0)
+	}
+	var first []hookctl.Hook
+	for i := range 60 {
+		first = append(first, h(i))
+	}
+	if _, err := s.Apply(ctx, hookctl.Batch{Revision: s.Revision(), Create: first}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := range 60 {
+		want[h(i).Key.String()] = true
+	}
+	var b hookctl.Batch
+	b.Revision = s.Revision()
+	for i := range 20 { // updates switching sides
+		u := h(i)
+		u.Persistent = !u.Persistent
+		b.Update = append(b.Update, u)
+	}
+	for i := 20; i < 35; i++ {
+		b.Delete = append(b.Delete, h(i).Key)
+		delete(want, h(i).Key.String())
+	}
+	for i := 100; i < 125; i++ {
+		b.Create = append(b.Create, h(i))
+		want[h(i).Key.String()] = true
+	}
+	if _, err := s.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := s.Snapshot()
+	if !slices.IsSortedFunc(snap, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) }) {
+		t.Error("snapshot not in Key order")
+	}
+	got := map[string]bool{}
+	for _, x := range snap {
+		got[x.Key.String()] = true
+		if i := slices.IndexFunc(b.Update, func(u hookctl.Hook) bool { return u.Key == x.Key }); i >= 0 && x.Persistent != b.Update[i].Persistent {
+			t.Errorf("%s: persistent %v, want %v", x.Key, x.Persistent, b.Update[i].Persistent)
+		}
+	}
+	if len(snap) != len(got) {
+		t.Errorf("snapshot has %d hooks, %d distinct", len(snap), len(got))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("snapshot keys (-want +got):\n%s", diff)
+	}
+}
