@@ -1,11 +1,15 @@
 package prosodytest
 
 import (
+	"bufio"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestStartRegisterRestart(t *testing.T) {
@@ -52,5 +56,53 @@ func TestStartTLS(t *testing.T) {
 	s := Start(t, Options{TLS: true})
 	if err := s.probe(); err != nil {
 		t.Fatalf("STARTTLS login: %v", err)
+	}
+}
+
+// A server must not outlive a test binary that dies without cleanup.
+func TestServerDiesWithTestBinary(t *testing.T) {
+	if os.Getenv("PROSODYTEST_CHILD") == "1" {
+		s := Start(t, Options{})
+		fmt.Printf("DIR=%s\nPID=%d\n", s.Dir, s.PID())
+		select {} // wait to be killed
+	}
+	if _, err := exec.LookPath("prosody"); err != nil {
+		t.Skip("prosody not installed")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServerDiesWithTestBinary$", "-test.v")
+	cmd.Env = append(os.Environ(), "PROSODYTEST_CHILD=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	var pid int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if dir, ok := strings.CutPrefix(sc.Text(), "DIR="); ok {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+		}
+		if _, err := fmt.Sscanf(sc.Text(), "PID=%d", &pid); err == nil {
+			break
+		}
+	}
+	if pid == 0 {
+		cmd.Process.Kill()
+		t.Fatal("child printed no PID")
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("server %d not running: %v", pid, err)
+	}
+	cmd.Process.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("server %d still alive after its test binary died", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
