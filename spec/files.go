@@ -205,11 +205,16 @@ func (l *loader) result() (*Set, error) {
 		l.diags.sort()
 		return nil, l.diags
 	}
-	s := &Set{Hooks: make([]hookctl.Hook, len(l.entries)), Files: l.files}
-	for i, e := range l.entries {
-		s.Hooks[i] = e.hook
+	// Sort indices rather than hooks: a Hook is large to move around.
+	order := make([]int, len(l.entries))
+	for i := range order {
+		order[i] = i
 	}
-	slices.SortStableFunc(s.Hooks, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
+	slices.SortFunc(order, func(a, b int) int { return l.entries[a].hook.Key.Compare(l.entries[b].hook.Key) })
+	s := &Set{Hooks: make([]hookctl.Hook, len(l.entries)), Files: l.files}
+	for i, j := range order {
+		s.Hooks[i] = l.entries[j].hook
+	}
 	s.Sets = slices.Clone(l.sets)
 	slices.Sort(s.Sets)
 	s.Sets = slices.Compact(s.Sets)
