@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -66,6 +67,10 @@ type Dispatcher struct {
 	mu       sync.Mutex           // serialises SetHooks and Close
 	retiring map[*worker]struct{} // workers draining before their runner is closed
 	wg       sync.WaitGroup       // retire goroutines
+
+	handoff chan *worker   // idle run goroutines wait here for work
+	quit    chan struct{}  // closed by Close: idle goroutines exit
+	gwg     sync.WaitGroup // run goroutines
 }
 
 // nodeKey is what an event is routed by.
@@ -128,6 +133,8 @@ func New(opts Options) *Dispatcher {
 		ctx:      ctx,
 		cancel:   cancel,
 		retiring: make(map[*worker]struct{}),
+		handoff:  make(chan *worker),
+		quit:     make(chan struct{}),
 	}
 	d.snap.Store(&snapshot{
 		index:   map[nodeKey][]*entry{},
@@ -157,6 +164,7 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 		workers: make(map[hookctl.Key]*worker, len(hooks)),
 	}
 	// Sorted by key so that hooks sharing a node run in a stable order.
+	compiled := make(map[string]*filter.Filter) // one compile per distinct filter
 	sorted := slices.Clone(hooks)
 	slices.SortStableFunc(sorted, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
 	for _, h := range sorted {
@@ -164,13 +172,13 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: "duplicate hook key: kept the first"})
 			continue
 		}
-		e, err := d.newEntry(h, old.entries[h.Key])
+		e, err := d.newEntry(h, old.entries[h.Key], compiled)
 		if err != nil {
 			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: err.Error()})
 			continue
 		}
 		ow := old.workers[h.Key]
-		if ow != nil && len(ow.hook.AttributeChanges(h)) == 0 {
+		if ow != nil && sameAttributes(ow.hook, h) {
 			e.w = ow
 		} else if e.w, err = d.startWorker(h); err != nil {
 			e.runErr = err.Error()
@@ -195,14 +203,19 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 }
 
 // newEntry builds h's index entry, reusing the compiled filter of the
-// previous entry for the same key when the filter text is unchanged.
-func (d *Dispatcher) newEntry(h hookctl.Hook, prev *entry) (*entry, error) {
+// previous entry for the same key, or of another hook, when the filter text
+// is the same (a compiled filter is safe for concurrent use).
+func (d *Dispatcher) newEntry(h hookctl.Hook, prev *entry, compiled map[string]*filter.Filter) (*entry, error) {
 	e := &entry{hook: h, tm: d.m.forType(h.Type)}
 	for _, k := range h.EffectiveEvents() {
 		e.kinds |= kindBit(k)
 	}
 	if prev != nil && prev.hook.Filter == h.Filter {
 		e.filter = prev.filter
+		return e, nil
+	}
+	if f, ok := compiled[h.Filter]; ok {
+		e.filter = f
 		return e, nil
 	}
 	f, err := filter.Compile(h.Filter)
@@ -214,7 +227,22 @@ func (d *Dispatcher) newEntry(h hookctl.Hook, prev *entry) (*entry, error) {
 		return nil, errors.New("filter: " + err.Error())
 	}
 	e.filter = f
+	compiled[h.Filter] = f
 	return e, nil
+}
+
+// sameAttributes reports whether a and b (same key) have the same
+// attributes, as AttributeChanges defines them. Identical fields are
+// checked first because SetHooks runs on every registry change over every
+// hook, and AttributeChanges formats each field.
+func sameAttributes(a, b hookctl.Hook) bool {
+	if a.Persistent == b.Persistent && a.Owner == b.Owner && a.Name == b.Name &&
+		a.Filter == b.Filter && a.Timeout == b.Timeout && a.Concurrency == b.Concurrency &&
+		a.Catchup == b.Catchup && slices.Equal(a.Args, b.Args) && maps.Equal(a.Headers, b.Headers) &&
+		slices.Equal(a.Events, b.Events) {
+		return true
+	}
+	return len(a.AttributeChanges(b)) == 0
 }
 
 // startWorker makes the runner of h.
@@ -240,6 +268,7 @@ func (d *Dispatcher) retire(w, succ *worker) {
 	go func() {
 		defer d.wg.Done()
 		<-w.drained
+		w.cancel()
 		if err := w.runner.Close(); err != nil {
 			d.log.Warn("closing hook runner", "hook", w.hook.Key.String(), "error", err)
 		}
@@ -421,9 +450,12 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		<-w.drained
 	}
 	d.cancel()
+	close(d.quit)
+	d.gwg.Wait()
 	d.wg.Wait() // retired runners are closed by their goroutines
 	errs := []error{ctxErr}
 	for _, w := range live {
+		w.cancel()
 		if err := w.runner.Close(); err != nil {
 			errs = append(errs, errors.New("closing runner of "+w.hook.Key.String()+": "+err.Error()))
 		}

@@ -39,8 +39,14 @@ const (
 // 10,000 idle hooks cost no goroutines; with conc 1 at most one goroutine
 // runs at a time, which keeps runs in arrival order.
 type worker struct {
-	d       *Dispatcher
-	hook    hookctl.Hook // the hook the runner was made for
+	d    *Dispatcher
+	hook hookctl.Hook // the hook the runner was made for
+	// ctx is the parent of this hook's runs, a child of the dispatcher's.
+	// Runs derive from it rather than from the dispatcher's context so that
+	// registering a run's timeout touches only this hook's few children,
+	// not one map shared by every run in flight.
+	ctx     context.Context
+	cancel  context.CancelFunc
 	runner  runner.Runner
 	timeout time.Duration
 	conc    int
@@ -72,9 +78,12 @@ func newWorker(d *Dispatcher, h hookctl.Hook, r runner.Runner, tm *typeMetrics) 
 	if timeout <= 0 {
 		timeout = d.opts.DefaultTimeout
 	}
+	ctx, cancel := context.WithCancel(d.ctx)
 	return &worker{
 		d:       d,
 		hook:    h,
+		ctx:     ctx,
+		cancel:  cancel,
 		runner:  r,
 		timeout: timeout,
 		conc:    max(1, h.Concurrency),
@@ -115,9 +124,50 @@ func (w *worker) enqueue(j job) enqueueResult {
 	w.mu.Unlock()
 	w.d.m.depth.Inc()
 	if spawn {
-		go w.loop()
+		w.d.startGoroutine(w)
 	}
 	return queued
+}
+
+// idleTime is how long a goroutine whose queue ran empty waits for another
+// worker to serve before it exits.
+const idleTime = 2 * time.Second
+
+// startGoroutine has a goroutine run w's queue: an idle one if any, else a
+// new one. Reusing goroutines spares each burst a goroutine start and the
+// growth of its stack, which cost more than dispatching itself. A new
+// goroutine cannot be started after Close has waited for w to drain, since
+// w's active count (raised by the caller) keeps it from draining until the
+// goroutine has run.
+func (d *Dispatcher) startGoroutine(w *worker) {
+	select {
+	case d.handoff <- w:
+	default:
+		d.gwg.Add(1)
+		go d.serve(w)
+	}
+}
+
+// serve runs w's queue, then waits up to idleTime for another worker.
+func (d *Dispatcher) serve(w *worker) {
+	defer d.gwg.Done()
+	var t *time.Timer
+	for {
+		w.loop()
+		if t == nil {
+			t = time.NewTimer(idleTime)
+		} else {
+			t.Reset(idleTime)
+		}
+		select {
+		case w = <-d.handoff:
+		case <-t.C:
+			return
+		case <-d.quit:
+			t.Stop()
+			return
+		}
+	}
 }
 
 // push appends j to the ring, growing it (doubling, up to max) when full.
@@ -197,10 +247,10 @@ func (w *worker) loop() {
 func (d *Dispatcher) execute(w *worker, j job) {
 	started := time.Now()
 	var res runner.Result
-	if d.ctx.Err() != nil {
+	if w.ctx.Err() != nil {
 		res = runner.Result{Outcome: runner.Dropped, ExitCode: -1, Err: errClosing}
 	} else {
-		ctx, cancel := context.WithTimeout(d.ctx, w.timeout)
+		ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
 		res = safeRun(ctx, w.runner, j.ev)
 		// A runner that returns after its deadline without saying so
 		// (or that reports the context error as a failure) still timed out.
