@@ -652,3 +652,25 @@ func TestLargeBatchSnapshot(t *testing.T) {
 		t.Errorf("snapshot keys (-want +got):\n%s", diff)
 	}
 }
+
+func TestOversizedKeyFieldsAreInvalid(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := strings.Repeat("x", MaxArg+1)
+	for _, h := range []hookctl.Hook{
+		{Key: hookctl.Key{Profile: "p", Node: "n", Type: hookctl.TypePythonCode, Arg: big}, Persistent: true},
+		{Key: hookctl.Key{Profile: "p", Node: strings.Repeat("n", MaxNode+1), Type: hookctl.TypeExpr, Arg: "true"}, Persistent: true},
+	} {
+		if _, err := s.Create(context.Background(), h); !errors.Is(err, hookctl.ErrInvalid) {
+			t.Errorf("Create(%d-byte arg, %d-byte node) = %v, want ErrInvalid", len(h.Arg), len(h.Node), err)
+		}
+	}
+	// The largest allowed arg is stored.
+	h := hookctl.Hook{Key: hookctl.Key{Profile: "p", Node: "n", Type: hookctl.TypePythonCode, Arg: big[:MaxArg]}, Persistent: true}
+	if _, err := s.Create(context.Background(), h); err != nil {
+		t.Fatalf("Create(%d-byte arg) = %v", MaxArg, err)
+	}
+}

@@ -71,9 +71,23 @@ func (s *Store) normaliseKey(k hookctl.Key, cache map[string]string) (hookctl.Ke
 		return k, fmt.Errorf("%w: hook %s: unknown type %q", hookctl.ErrInvalid, k, k.Type)
 	case k.Arg == "":
 		return k, fmt.Errorf("%w: hook %s: arg is empty", hookctl.ErrInvalid, k)
+	case len(k.Profile) > MaxProfile:
+		return k, fmt.Errorf("%w: profile is %d bytes, at most %d", hookctl.ErrInvalid, len(k.Profile), MaxProfile)
+	case len(k.Node) > MaxNode:
+		return k, fmt.Errorf("%w: node is %d bytes, at most %d", hookctl.ErrInvalid, len(k.Node), MaxNode)
+	case len(k.Arg) > MaxArg:
+		return k, fmt.Errorf("%w: arg is %d bytes, at most %d (put long code in a python_file)", hookctl.ErrInvalid, len(k.Arg), MaxArg)
 	}
 	return k, nil
 }
+
+// Size limits of a key's fields. bbolt keys are at most 32 KiB and a key
+// holds all five fields; a JID is at most 3 KiB by RFC 7622.
+const (
+	MaxProfile = 256
+	MaxNode    = 1024
+	MaxArg     = 16 << 10
+)
 
 // normaliseHook validates h and returns the registry's own copy of it, with
 // Service normalised. Created is left for the caller to set.
