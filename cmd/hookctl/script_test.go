@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +48,7 @@ func TestScripts(t *testing.T) {
 			"waitsock": cmdWaitSock,
 			"prosody":  cmdProsody,
 			"waitfor":  cmdWaitFor,
+			"apireq":   cmdAPIRequest,
 		},
 		RequireExplicitExec: true,
 	})
@@ -93,6 +98,38 @@ func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	ts.Fatalf("waitfor %s %q: not met within 15s; file holds:\n%s", args[0], args[1], last)
+}
+
+// apireq METHOD PATH [BODY]: a raw control API request over the socket, as
+// a misbehaving client would send it; prints the status code, then the body.
+func cmdAPIRequest(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: apireq METHOD PATH [BODY]")
+	}
+	sock := ts.Getenv("HOOKCTL_SOCKET")
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	var body io.Reader
+	if len(args) == 3 {
+		body = strings.NewReader(args[2])
+	}
+	req, err := http.NewRequest(args[0], "http://hookctl"+args[1], body)
+	ts.Check(err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "%d\n%s\n", resp.StatusCode, b)
+	if neg != (resp.StatusCode >= 400) {
+		ts.Fatalf("apireq: status %d", resp.StatusCode)
+	}
 }
 
 var prosodyServers sync.Map // *testscript.TestScript → *prosodytest.Server
