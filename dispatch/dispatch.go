@@ -284,7 +284,9 @@ func (d *Dispatcher) retire(w, succ *worker) {
 // counted, logged and recorded as "dropped"). done, when not nil, is called
 // exactly once with the number of hooks matched, after every one of their
 // runs has ended (including drops and filter errors), or at once when none
-// matched. It may be called on another goroutine, and must not block long.
+// matched. It runs either before Dispatch returns (nothing matched, or
+// every run was dropped) or later on a run goroutine, so it must not block
+// long nor wait for the caller.
 func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
 	if d.isClosed.Load() {
 		if done != nil {
