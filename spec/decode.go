@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	exprfile "github.com/expr-lang/expr/file"
@@ -47,6 +50,19 @@ type fileParser struct {
 	data   []byte
 	lines  [][]byte // data split in lines, made on first need
 	failed bool     // a problem was reported in the current hook
+	// filters are compiled once the walk is done, on every CPU: compiling
+	// is most of the time spent on a file's own checks.
+	filters []filterJob
+}
+
+// filterJob is one filter to compile, and the entry of its hook (-1 if the
+// hook had other problems).
+type filterJob struct {
+	v     *yaml.Node
+	path  string
+	src   string
+	entry int
+	err   error
 }
 
 func (p *fileParser) errorAt(n *yaml.Node, path, format string, args ...any) {
@@ -243,6 +259,7 @@ func (p *fileParser) document(doc *yaml.Node) {
 	for i, hn := range hooks.Content {
 		path := "hooks[" + strconv.Itoa(i) + "]"
 		p.failed = false
+		jobs := len(p.filters)
 		h, ok := p.hook(hn, path, set, profile)
 		if h.Name != "" {
 			if prev, dup := names[h.Name]; dup {
@@ -253,8 +270,58 @@ func (p *fileParser) document(doc *yaml.Node) {
 			}
 		}
 		if ok && !p.failed {
+			for i := jobs; i < len(p.filters); i++ {
+				p.filters[i].entry = len(p.l.entries)
+			}
 			p.l.entries = append(p.l.entries, entry{hook: h, file: p.name, line: hn.Line, col: hn.Column, path: path})
 		}
+	}
+	p.compileFilters()
+}
+
+// compileFilters compiles the file's filters on up to GOMAXPROCS
+// goroutines, reports those that fail and drops their hooks.
+func (p *fileParser) compileFilters() {
+	jobs := p.filters
+	if len(jobs) == 0 {
+		return
+	}
+	workers := min(runtime.GOMAXPROCS(0), 1+len(jobs)/32)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) {
+					return
+				}
+				_, jobs[i].err = filter.Compile(jobs[i].src)
+			}
+		})
+	}
+	wg.Wait()
+	var drop map[int]bool
+	for _, j := range jobs {
+		if j.err == nil {
+			continue
+		}
+		p.exprError(j.v, j.path, j.err)
+		if j.entry >= 0 {
+			if drop == nil {
+				drop = make(map[int]bool)
+			}
+			drop[j.entry] = true
+		}
+	}
+	if drop != nil {
+		kept := p.l.entries[:0]
+		for i, e := range p.l.entries {
+			if !drop[i] {
+				kept = append(kept, e)
+			}
+		}
+		p.l.entries = kept
 	}
 }
 
@@ -362,9 +429,8 @@ func (p *fileParser) hook(n *yaml.Node, path, set, profile string) (hookctl.Hook
 	}
 	if v, fp, ok := get("filter"); ok {
 		if s, ok := p.str(v, fp); ok {
-			if _, err := filter.Compile(s); err != nil {
-				p.exprError(v, fp, err)
-			}
+			// Compiled later, in parallel with the other filters.
+			p.filters = append(p.filters, filterJob{v: v, path: fp, src: s, entry: -1})
 			h.Filter = s
 		}
 	}

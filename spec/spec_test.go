@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -397,5 +398,35 @@ func TestDiagnosticString(t *testing.T) {
 	}
 	if ds[0].File != "b.yaml" {
 		t.Errorf("Error() reordered its receiver")
+	}
+}
+
+// TestManyFilters has enough filters to be compiled in parallel: every
+// failing one is reported at its place, and only the valid hooks would load.
+func TestManyFilters(t *testing.T) {
+	var sb strings.Builder
+	sb.WriteString("version: 1\nhooks:\n")
+	var want []string
+	for i := range 100 {
+		f := fmt.Sprintf(`item.id == "%d"`, i)
+		if i%33 == 7 {
+			f = fmt.Sprintf(`item.idd == "%d"`, i)
+			// Each hook takes 4 lines from line 3; the filter is its 4th,
+			// and "idd" starts at column 18.
+			want = append(want, fmt.Sprintf("h.yaml:%d:18: hooks[%d].filter: type filter.ItemEnv has no field idd", 3+4*i+3, i))
+		}
+		fmt.Fprintf(&sb, "  - node: n%d\n    type: expr\n    arg: 'true'\n    filter: %s\n", i, f)
+	}
+	_, err := spec.Parse("h.yaml", []byte(sb.String()), spec.DefaultOptions())
+	if diff := cmp.Diff(want, errLines(t, nil, err)); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+	valid := strings.ReplaceAll(sb.String(), "item.idd", "item.id")
+	set, err := spec.Parse("h.yaml", []byte(valid), spec.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Hooks) != 100 || set.Hooks[0].Filter != `item.id == "0"` {
+		t.Errorf("%d hooks, first filter %q", len(set.Hooks), set.Hooks[0].Filter)
 	}
 }
