@@ -1,0 +1,89 @@
+package registry
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestNodeStateMarkBaselineForget(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NodeRef{"default", "pubsub.localhost", "a"}
+	b := NodeRef{"default", "pubsub.localhost", "b"}
+	st, err := s.NodeState(a)
+	if err != nil || st.Known {
+		t.Fatalf("unknown node: %+v, %v", st, err)
+	}
+	if err := s.SetBaseline(a, []Finished{{"1", "x"}, {"2", "y"}}); err != nil {
+		t.Fatal(err)
+	}
+	// "1" republished with new content moves to the end with its new digest.
+	if err := s.MarkFinished([]Mark{{a, Finished{"3", "z"}}, {b, Finished{"9", "q"}}, {a, Finished{"1", "x2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Durable: reopen.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err = s.NodeState(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := NodeState{Known: true, Finished: []Finished{{"2", "y"}, {"3", "z"}, {"1", "x2"}}}
+	if diff := cmp.Diff(want, st); diff != "" {
+		t.Errorf("state of a (-want +got):\n%s", diff)
+	}
+	n, err := s.ForgetNodes(func(r NodeRef) bool { return r == b })
+	if err != nil || n != 1 {
+		t.Fatalf("ForgetNodes = %d, %v; want 1", n, err)
+	}
+	if st, _ := s.NodeState(a); st.Known {
+		t.Error("a still known after ForgetNodes")
+	}
+	if st, _ := s.NodeState(b); !st.Known || len(st.Finished) != 1 {
+		t.Errorf("b = %+v, want kept", st)
+	}
+}
+
+func TestNodeStateIsBounded(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ref := NodeRef{"p", "s", "n"}
+	var marks []Mark
+	for i := range MaxFinished + 250 {
+		marks = append(marks, Mark{ref, Finished{fmt.Sprint(i), "d"}})
+	}
+	if err := s.MarkFinished(marks); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.NodeState(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Finished) != MaxFinished || st.Finished[0].ID != "250" || st.Finished[MaxFinished-1].ID != fmt.Sprint(MaxFinished+249) {
+		t.Errorf("kept %d entries from %s to %s; want the newest %d", len(st.Finished), st.Finished[0].ID, st.Finished[len(st.Finished)-1].ID, MaxFinished)
+	}
+}
+
+func TestNodeStateAfterClose(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := s.MarkFinished([]Mark{{NodeRef{"p", "s", "n"}, Finished{"1", "d"}}}); err == nil {
+		t.Error("MarkFinished after Close succeeded")
+	}
+}
