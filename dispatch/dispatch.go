@@ -66,7 +66,9 @@ type Dispatcher struct {
 
 	mu       sync.Mutex           // serialises SetHooks and Close
 	retiring map[*worker]struct{} // workers draining before their runner is closed
-	wg       sync.WaitGroup       // retire goroutines
+	// retiredByKey is the last removed worker of each key still draining.
+	retiredByKey map[hookctl.Key]*worker
+	wg           sync.WaitGroup // retire goroutines
 
 	handoff chan *worker   // idle run goroutines wait here for work
 	quit    chan struct{}  // closed by Close: idle goroutines exit
@@ -126,15 +128,16 @@ func New(opts Options) *Dispatcher {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Dispatcher{
-		opts:     opts,
-		log:      log,
-		m:        newMetrics(opts.Metrics, log),
-		hist:     newHistory(opts.History),
-		ctx:      ctx,
-		cancel:   cancel,
-		retiring: make(map[*worker]struct{}),
-		handoff:  make(chan *worker),
-		quit:     make(chan struct{}),
+		opts:         opts,
+		log:          log,
+		m:            newMetrics(opts.Metrics, log),
+		hist:         newHistory(opts.History),
+		ctx:          ctx,
+		cancel:       cancel,
+		retiring:     make(map[*worker]struct{}),
+		retiredByKey: make(map[hookctl.Key]*worker),
+		handoff:      make(chan *worker),
+		quit:         make(chan struct{}),
 	}
 	d.snap.Store(&snapshot{
 		index:   map[nodeKey][]*entry{},
@@ -186,8 +189,13 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 		}
 		if e.w != nil {
 			next.workers[h.Key] = e.w
+			// A new runner waits for the previous one of the same key, still
+			// live or removed a moment ago, so that runs never overlap or
+			// reorder across the change. Set before the worker is published.
 			if ow != nil && ow != e.w {
-				e.w.after = ow.drained // set before the worker is published
+				e.w.after = ow.drained
+			} else if ow == nil && d.retiredByKey[h.Key] != nil {
+				e.w.after = d.retiredByKey[h.Key].drained
 			}
 		}
 		next.entries[h.Key] = e
@@ -264,6 +272,9 @@ func (d *Dispatcher) startWorker(h hookctl.Hook) (*worker, error) {
 func (d *Dispatcher) retire(w, succ *worker) {
 	w.close(succ, true)
 	d.retiring[w] = struct{}{}
+	if succ == nil {
+		d.retiredByKey[w.hook.Key] = w
+	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -274,12 +285,16 @@ func (d *Dispatcher) retire(w, succ *worker) {
 		}
 		d.mu.Lock()
 		delete(d.retiring, w)
+		if d.retiredByKey[w.hook.Key] == w {
+			delete(d.retiredByKey, w.hook.Key)
+		}
 		d.mu.Unlock()
 	}()
 }
 
 // Dispatch routes ev to the hooks on exactly (ev.Profile, ev.Service,
-// ev.Node) whose events include ev.Kind and whose filter accepts it, and
+// ev.Node) whose events include ev.Kind and whose filter accepts it (a
+// caught-up event, ev.Catchup, skips hooks whose Catchup is "none"), and
 // queues a run for each without blocking. A full queue drops the run (it is
 // counted, logged and recorded as "dropped"). done, when not nil, is called
 // exactly once with the number of hooks matched, after every one of their
@@ -307,6 +322,9 @@ func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
 	for _, e := range ents {
 		if e.kinds&bit == 0 {
 			continue
+		}
+		if ev.Catchup && e.hook.Catchup == hookctl.CatchupNone {
+			continue // live events only for this hook
 		}
 		if e.filter != nil {
 			ok, err := e.filter.Match(ev)

@@ -801,3 +801,38 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value stri
 	t.Fatalf("no series %s{%s=%q}", name, label, value)
 	return 0
 }
+
+func TestReaddedHookWaitsForRemovedQueue(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	gate := make(chan struct{})
+	f := &fakeFactory{fn: func(ctx context.Context, h hookctl.Hook, ev hookctl.Event) runner.Result {
+		if ev.ItemID == "a" {
+			<-gate
+		}
+		mu.Lock()
+		order = append(order, ev.ItemID)
+		mu.Unlock()
+		return runner.Result{Outcome: runner.OK}
+	}}
+	d := newTest(t, f, Options{})
+	h := testHook("n", "/a")
+	d.SetHooks([]hookctl.Hook{h})
+	var wg sync.WaitGroup
+	wg.Add(3)
+	d.Dispatch(testEvent("n", hookctl.EventPublish, "a"), func(int) { wg.Done() })
+	d.Dispatch(testEvent("n", hookctl.EventPublish, "b"), func(int) { wg.Done() })
+	d.SetHooks(nil)
+	d.SetHooks([]hookctl.Hook{h})
+	d.Dispatch(testEvent("n", hookctl.EventPublish, "c"), func(int) { wg.Done() })
+	close(gate)
+	wg.Wait()
+	if n := len(f.of(h.Key)); n != 2 {
+		t.Errorf("%d runners, want 2 (re-added hook gets a new one)", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"a", "b", "c"}, order); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}

@@ -117,12 +117,12 @@ func (w *worker) enqueue(j job) enqueueResult {
 		return full
 	}
 	w.push(j)
+	w.d.m.depth.Inc() // before a run goroutine can take it and Dec
 	spawn := w.active < w.conc
 	if spawn {
 		w.active++
 	}
 	w.mu.Unlock()
-	w.d.m.depth.Inc()
 	if spawn {
 		w.d.startGoroutine(w)
 	}
