@@ -87,7 +87,17 @@ func (p *profile) onConnect(ctx context.Context, reconnect bool) {
 	p.mu.Lock()
 	clear(p.have)
 	p.mu.Unlock()
-	p.syncSubscriptions(ctx)
+	if p.syncSubscriptions(ctx) {
+		p.wake() // the loop retries with its backoff
+	}
+}
+
+// wake wakes the subscription loop without blocking.
+func (p *profile) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // wantNodes records which nodes this profile's hooks need, and wakes the
@@ -108,32 +118,50 @@ func (p *profile) wantNodes(hooks []hookctl.Hook) {
 	p.mu.Lock()
 	p.want = want
 	p.mu.Unlock()
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
+	p.wake()
 }
+
+// Failed subscriptions are retried after retryFirst, doubling up to
+// retryMax. A PEP node does not exist until its first publish (subscribing
+// gives item-not-found), so a hook created before it must not wait a full
+// minute to start firing.
+const (
+	retryFirst = time.Second
+	retryMax   = time.Minute
+)
 
 // runSubscriptions subscribes to the nodes hooks need and unsubscribes
 // from those it made and no hook needs any more, whenever hooks change.
-// Failed subscriptions are retried every minute.
+// Failed subscriptions are retried with a backoff (retryFirst … retryMax);
+// every retryMax the subscriptions are checked anyway.
 func (p *profile) runSubscriptions(ctx context.Context) error {
-	retry := time.NewTicker(time.Minute)
-	defer retry.Stop()
+	wait := retryFirst
+	t := time.NewTimer(retryMax)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.kick:
-		case <-retry.C:
+			wait = retryFirst
+		case <-t.C:
 		}
+		failed := false
 		if p.session.State().State == xmppsession.StateConnected {
-			p.syncSubscriptions(ctx)
+			failed = p.syncSubscriptions(ctx)
 		}
+		next := retryMax
+		if failed {
+			next = wait
+			wait = min(2*wait, retryMax)
+		}
+		t.Reset(next)
 	}
 }
 
-func (p *profile) syncSubscriptions(ctx context.Context) {
+// syncSubscriptions makes the subscriptions match the hooks; it reports
+// whether a node that hooks need is still not subscribed.
+func (p *profile) syncSubscriptions(ctx context.Context) (failed bool) {
 	p.mu.Lock()
 	var add, drop []nodeRef
 	for ref := range p.want {
@@ -196,6 +224,14 @@ func (p *profile) syncSubscriptions(ctx context.Context) {
 			p.d.log.Error("saving subscriptions", "profile", p.name, "err", err)
 		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for ref := range p.want {
+		if !p.have[ref] {
+			return true
+		}
+	}
+	return false
 }
 
 // subscriptionErrors lists, per hook, the subscribe problem of its node.
