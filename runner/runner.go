@@ -4,7 +4,9 @@
 package runner
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -83,4 +85,17 @@ func Tail(s string, n int) string {
 		}
 	}
 	return s
+}
+
+// EventJSON is the document exec hooks read on stdin and http hooks receive
+// as the body: the Event's JSON, with <, > and & left as they are so that
+// XML payloads stay readable.
+func EventJSON(ev hookctl.Event) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

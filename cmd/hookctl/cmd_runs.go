@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +61,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
 					r.Started.Format("15:04:05.000"), r.Hook.Node, name, event, r.ItemID,
-					r.Duration, r.Outcome, r.ExitCode, oneLine(strings.TrimSpace(out)))
+					roundDuration(time.Duration(r.Duration)), r.Outcome, r.ExitCode, oneLine(strings.TrimSpace(out)))
 			}
 			return tw.Flush()
 		},
@@ -73,4 +74,15 @@ func newRunsCmd(g *globals) *cobra.Command {
 	f.BoolVarP(&all, "all-profiles", "A", false, "runs of every profile")
 	f.StringVarP(&output, "output", "o", "simple", "output format: simple or json")
 	return c
+}
+
+// roundDuration keeps three significant digits or so: 125.751236ms → 125.8ms.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
 }

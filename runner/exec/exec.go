@@ -19,7 +19,6 @@ package execrunner
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -137,7 +136,7 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		ctx, cancel = context.WithTimeout(ctx, cmp(r.timeout, runner.DefaultTimeout))
 		defer cancel()
 	}
-	input, err := json.Marshal(ev)
+	input, err := runner.EventJSON(ev)
 	if err != nil {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("encoding event: %w", err)}
 	}

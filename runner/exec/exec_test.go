@@ -69,7 +69,7 @@ echo done`)
 	if diff := cmp.Diff(ev, got); diff != "" {
 		t.Errorf("stdin event (-want +got):\n%s", diff)
 	}
-	wantJSON, _ := json.Marshal(ev)
+	wantJSON, _ := runner.EventJSON(ev)
 	if string(readFile(t, dir, "stdin.json")) != string(wantJSON) {
 		t.Errorf("stdin is not the bare event JSON:\n%s", readFile(t, dir, "stdin.json"))
 	}

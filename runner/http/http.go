@@ -14,7 +14,6 @@ package httprunner
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,7 +171,7 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		}
 		header.Set(name, v)
 	}
-	body, err := json.Marshal(ev)
+	body, err := runner.EventJSON(ev)
 	if err != nil {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("encoding event: %w", err)}
 	}

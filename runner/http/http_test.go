@@ -2,7 +2,6 @@ package httprunner_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -94,7 +93,7 @@ func TestPostWithHeaders(t *testing.T) {
 	if res.Outcome != runner.OK || res.ExitCode != http.StatusAccepted || res.Output != "thanks" || res.Err != nil {
 		t.Fatalf("result = %+v, want ok 202", res)
 	}
-	body, _ := json.Marshal(runnertest.Event())
+	body, _ := runner.EventJSON(runnertest.Event())
 	want := []recorded{{"POST", "application/json", "hookctl", "Bearer t0ken", "cost $5 {x}", string(body)}}
 	if diff := cmp.Diff(want, s.requests); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
