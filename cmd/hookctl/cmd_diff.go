@@ -86,7 +86,8 @@ func newDiffCmd(g *globals) *cobra.Command {
 		Short: "Show how the live registry differs from the hooks files",
 		Long: `Show what apply would do: + create, ~ update (with the attributes that
 change), - delete, ! conflict (a live hook with the same key belongs to
-someone else), then a summary line. Exit status: 0 in sync, 1 differences,
+someone else), = left alone (made by hand, owned by another set, or kept
+by --prune=false), then a summary line. Exit status: 0 in sync, 1 differences,
 2 error (invalid files are reported without contacting the backend).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -116,7 +117,9 @@ someone else), then a summary line. Exit status: 0 in sync, 1 differences,
 			if output == "json" {
 				err = writeJSON(out, res.Plan.Document())
 			} else {
-				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor)})
+				// Hooks left alone are listed too: diff is where a user looks
+				// for what the files do not manage.
+				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor), LeftAlone: true})
 			}
 			if err != nil {
 				return exitCode(2, err)
