@@ -62,22 +62,22 @@ func TestExample(t *testing.T) {
 	}
 	src := "../examples/hooks.yaml:"
 	want := []hookctl.Hook{{
-		Key:        hookctl.Key{Profile: "admin", Service: "pubsub.example.org", Node: "announcements", Type: hookctl.TypeExpr, Arg: `log("got " + event.item_id)`},
-		Persistent: false, Owner: "blog", Name: "log-items", Catchup: hookctl.CatchupNone, Source: src + "36",
-	}, {
-		Key:        hookctl.Key{Profile: "default", Node: "urn:xmpp:microblog:0", Type: hookctl.TypeExec, Arg: filepath.Join(ex, "hooks/notify.sh")},
+		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExec, Arg: filepath.Join(ex, "hooks/notify.sh")},
 		Args:       []string{"--verbose"},
-		Persistent: true, Owner: "blog", Name: "notify", Source: src + "24",
+		Persistent: true, Owner: "blog", Name: "notify", Source: src + "26",
 		Events: []hookctl.EventKind{"publish", "retract", "purge", "delete"},
 		Filter: "event.kind in [\"publish\", \"retract\"]\n  && not event.catchup\n",
 	}, {
-		Key:        hookctl.Key{Profile: "default", Service: "pubsub.example.org", Node: "urn:xmpp:microblog:0", Type: hookctl.TypeHTTP, Arg: "http://127.0.0.1:8080/hook"},
+		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExpr, Arg: `log("got " + event.item_id)`},
+		Persistent: false, Owner: "blog", Name: "log-items", Catchup: hookctl.CatchupNone, Source: src + "39",
+	}, {
+		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeHTTP, Arg: "http://127.0.0.1:8080/hook"},
 		Headers:    map[string]string{"Authorization": "Bearer ${HOOK_TOKEN}"},
-		Persistent: true, Owner: "blog", Name: "webhook", Source: src + "48",
+		Persistent: true, Owner: "blog", Name: "webhook", Source: src + "51",
 		Timeout: hookctl.Duration(10 * time.Second), Concurrency: 4,
 	}, {
-		Key:        hookctl.Key{Profile: "default", Service: "pubsub.example.org", Node: "urn:xmpp:microblog:0", Type: hookctl.TypePythonFile, Arg: filepath.Join(ex, "hooks/rebuild.py")},
-		Persistent: true, Owner: "blog", Name: "rebuild", Source: src + "10",
+		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypePythonFile, Arg: filepath.Join(ex, "hooks/rebuild.py")},
+		Persistent: true, Owner: "blog", Name: "rebuild", Source: src + "12",
 		Events:  []hookctl.EventKind{"publish"},
 		Filter:  `event.kind == "publish" && item.id startsWith "post-"`,
 		Timeout: hookctl.Duration(30 * time.Second), Concurrency: 1,
