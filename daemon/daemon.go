@@ -59,6 +59,7 @@ type Daemon struct {
 
 	store         *registry.Store
 	dispatcher    *dispatch.Dispatcher
+	catchup       *catchup
 	factories     map[hookctl.Type]runner.Factory
 	profiles      []*profile
 	profileByName map[string]*profile
@@ -148,6 +149,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
 		Metrics:        d.metrics,
 	})
+	d.catchup = newCatchup(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
 
 	apiListener, err := api.ListenUnix(d.cfg.Socket)
 	if err != nil {
@@ -206,6 +208,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		goRun("metrics", func(ctx context.Context) error { return d.serveMetrics(ctx, metricsListener) })
 	}
 	goRun("hook sync", d.syncHooks)
+	goRun("catch-up marks", d.catchup.run)
 	for _, p := range d.profiles {
 		goRun("profile "+p.name, p.session.Run)
 		goRun("subscriptions "+p.name, p.runSubscriptions)
@@ -225,6 +228,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := d.dispatcher.Close(shutdownCtx); err != nil {
 		d.log.Warn("closing dispatcher", "err", err)
 	}
+	d.catchup.flush() // marks of runs that ended during the shutdown
 	close(errc)
 	var errs []error
 	for e := range errc {
@@ -241,6 +245,7 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	for {
 		hooks, _ := d.store.Snapshot()
 		d.dispatcher.SetHooks(hooks)
+		d.catchup.setHooks(hooks)
 		for _, p := range d.profiles {
 			p.wantNodes(hooks)
 		}
@@ -287,6 +292,10 @@ func (d *Daemon) hookErrors() []api.HookError {
 	}
 	for _, p := range d.profiles {
 		out = append(out, p.subscriptionErrors()...)
+	}
+	if d.catchup != nil {
+		hooks, _ := d.store.Snapshot()
+		out = append(out, d.catchup.problems(hooks)...)
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
+	"hookctl.dev/hookctl/registry"
 	"hookctl.dev/hookctl/xmppsession"
 )
 
@@ -79,11 +80,12 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 }
 
 // onEvent hands a notification to the dispatcher; it must not block.
-func (d *Daemon) onEvent(ev hookctl.Event) { d.dispatcher.Dispatch(ev, nil) }
+func (d *Daemon) onEvent(ev hookctl.Event) { d.catchup.event(ev) }
 
 // onConnect forgets what was known of the old connection and re-checks
 // every subscription.
 func (p *profile) onConnect(ctx context.Context, reconnect bool) {
+	p.d.catchup.hold(p.name)
 	p.mu.Lock()
 	clear(p.have)
 	p.mu.Unlock()
@@ -180,6 +182,8 @@ func (p *profile) syncSubscriptions(ctx context.Context) (failed bool) {
 
 	changedOurs := false
 	for _, ref := range add {
+		node := registry.NodeRef{Profile: p.name, Service: ref.Service, Node: ref.Node}
+		p.d.catchup.beforeSubscribe(ctx, p.session, node)
 		opCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		created, err := p.session.Subscribe(opCtx, ref.Service, ref.Node)
 		cancel()
@@ -196,6 +200,7 @@ func (p *profile) syncSubscriptions(ctx context.Context) (failed bool) {
 			}
 		}
 		p.mu.Unlock()
+		p.d.catchup.afterSubscribe(ctx, p.session, node, err)
 	}
 	for _, ref := range drop {
 		opCtx, cancel := context.WithTimeout(ctx, 15*time.Second)

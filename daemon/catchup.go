@@ -1,0 +1,531 @@
+package daemon
+
+// Catch-up: at-least-once delivery of publish events across restarts,
+// reconnects and new subscriptions.
+//
+// Per (profile, service, node) with hooks, the store remembers which items
+// the hooks have finished with (id + digest of the payload, bounded per
+// node). An item is marked finished only when every matching hook's run has
+// ended, so a crash mid-run means it runs again. When a node's subscription
+// (re)starts — backend start, reconnect, a new or recovered subscription —
+// its items are fetched and those not finished are dispatched, in publish
+// order, as catch-up events (Event.Catchup), before any live event of that
+// node: live events are held meanwhile and released after, deduplicated
+// against the finished and in-flight items.
+//
+// A node whose first hooks are new starts from its current items (they are
+// recorded as finished, the baseline) unless one of its hooks says
+// catchup: all. The state is the node's, shared by its hooks; hooks with
+// catchup: none are skipped by the dispatcher for catch-up events.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/registry"
+	"hookctl.dev/hookctl/xmppsession"
+)
+
+// catchupFetchTimeout bounds one fetch of a node's items.
+const catchupFetchTimeout = 30 * time.Second
+
+// digest is the payload digest stored per finished item: sha256, truncated
+// (collisions only matter between two contents of the same item id).
+func digest(payload string) string {
+	sum := sha256.Sum256([]byte(payload))
+	return hex.EncodeToString(sum[:8])
+}
+
+// retracted is the digest recorded for a retracted item, so that the same
+// content published again under the same id counts as new.
+const retracted = "-"
+
+// catchup tracks delivery per node; see the file comment.
+type catchup struct {
+	store    *registry.Store
+	dispatch func(hookctl.Event, func(int))
+	log      *slog.Logger
+	m        catchupMetrics
+
+	kick chan struct{} // wakes the writer (buffer 1)
+
+	mu      sync.Mutex
+	nodes   map[registry.NodeRef]*tracked
+	pending []nodeOp // store writes not done yet, in order
+	pruned  bool     // stale node states of the store were pruned once
+}
+
+// tracked is one node with hooks.
+type tracked struct {
+	catchAll bool // a hook on the node says catchup: all
+	known    bool // the node has a baseline (in the store)
+	finished map[string]string
+	order    []string          // finished ids, oldest first (for the bound)
+	inflight map[string]string // id → digest of items dispatched, not finished
+	holding  bool              // live events wait in held while catching up
+	held     []hookctl.Event
+
+	catching sync.Mutex // one catch-up at a time per node
+
+	gaps    int    // catch-ups that found only unseen items
+	lastGap string // its description, for status
+}
+
+// nodeOp is one store write: a finished mark, or a reset (purge, delete).
+type nodeOp struct {
+	mark  registry.Mark
+	reset bool
+}
+
+type catchupMetrics struct {
+	events     *prometheus.CounterVec
+	duplicates *prometheus.CounterVec
+	gaps       *prometheus.CounterVec
+}
+
+func newCatchupMetrics(reg prometheus.Registerer) catchupMetrics {
+	m := catchupMetrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookctl_catchup_events_total",
+			Help: "Publish events dispatched by catch-up (missed while offline).",
+		}, []string{"profile"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookctl_catchup_duplicates_total",
+			Help: "Live notifications not run because their item was already handled or in flight.",
+		}, []string{"profile"}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookctl_catchup_gaps_total",
+			Help: "Catch-ups where every item the node still held was unseen: items published before them (beyond the node's max_items) may have been missed.",
+		}, []string{"profile", "service", "node"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.events, m.duplicates, m.gaps)
+	}
+	return m
+}
+
+func newCatchup(store *registry.Store, dispatch func(hookctl.Event, func(int)), log *slog.Logger, reg prometheus.Registerer) *catchup {
+	return &catchup{
+		store:    store,
+		dispatch: dispatch,
+		log:      log,
+		m:        newCatchupMetrics(reg),
+		kick:     make(chan struct{}, 1),
+		nodes:    map[registry.NodeRef]*tracked{},
+	}
+}
+
+// setHooks tracks the nodes that have hooks. A node that lost its hooks is
+// forgotten (its held events are released): if hooks come back, they start
+// from the node's state then.
+func (c *catchup) setHooks(hooks []hookctl.Hook) {
+	want := map[registry.NodeRef]bool{} // → catchAll
+	for _, h := range hooks {
+		ref := registry.NodeRef{Profile: h.Profile, Service: h.Service, Node: h.Node}
+		want[ref] = want[ref] || h.Catchup == hookctl.CatchupAll
+	}
+	c.mu.Lock()
+	var gone []*tracked
+	for ref, t := range c.nodes {
+		if _, ok := want[ref]; !ok {
+			gone = append(gone, t)
+			delete(c.nodes, ref)
+		}
+	}
+	var added []registry.NodeRef
+	for ref, all := range want {
+		if t, ok := c.nodes[ref]; ok {
+			t.catchAll = all
+			continue
+		}
+		c.nodes[ref] = &tracked{catchAll: all, finished: map[string]string{}, inflight: map[string]string{}}
+		added = append(added, ref)
+	}
+	prune := len(gone) > 0 || !c.pruned
+	c.pruned = true
+	c.mu.Unlock()
+
+	for _, t := range gone {
+		c.mu.Lock()
+		held := t.held
+		t.held, t.holding = nil, false
+		c.mu.Unlock()
+		for _, ev := range held {
+			c.dispatch(ev, nil)
+		}
+	}
+	if prune {
+		if _, err := c.store.ForgetNodes(func(r registry.NodeRef) bool { _, ok := want[r]; return ok }); err != nil {
+			c.log.Error("catch-up: forgetting nodes without hooks", "err", err)
+		}
+	}
+	for _, ref := range added {
+		st, err := c.store.NodeState(ref)
+		if err != nil {
+			c.log.Error("catch-up: reading node state", "node", ref.Node, "err", err)
+			continue
+		}
+		c.mu.Lock()
+		if t := c.nodes[ref]; t != nil && st.Known {
+			t.known = true
+			for _, f := range st.Finished {
+				t.addFinished(f.ID, f.Digest)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// addFinished records id as finished with digest dg, within the bound.
+// The caller holds c.mu.
+func (t *tracked) addFinished(id, dg string) {
+	if _, ok := t.finished[id]; ok {
+		for i, v := range t.order {
+			if v == id {
+				t.order = append(t.order[:i], t.order[i+1:]...)
+				break
+			}
+		}
+	}
+	t.finished[id] = dg
+	t.order = append(t.order, id)
+	if len(t.order) > registry.MaxFinished {
+		delete(t.finished, t.order[0])
+		t.order = t.order[1:]
+	}
+}
+
+// handled reports whether item id with digest dg was finished or is in
+// flight. The caller holds c.mu.
+func (t *tracked) handled(id, dg string) bool {
+	if v, ok := t.inflight[id]; ok && v == dg {
+		return true
+	}
+	v, ok := t.finished[id]
+	return ok && v == dg
+}
+
+// event takes a live event from a session; it never blocks.
+func (c *catchup) event(ev hookctl.Event) {
+	ref := registry.NodeRef{Profile: ev.Profile, Service: ev.Service, Node: ev.Node}
+	c.mu.Lock()
+	t := c.nodes[ref]
+	if t == nil {
+		c.mu.Unlock()
+		c.dispatch(ev, nil) // no hooks here: nothing to remember
+		return
+	}
+	if t.holding {
+		t.held = append(t.held, ev)
+		c.mu.Unlock()
+		return
+	}
+	send, done := c.admit(ref, t, ev)
+	c.mu.Unlock()
+	if send {
+		c.dispatch(ev, done)
+	}
+}
+
+// admit decides what to do with an event of a tracked node: publish events
+// already handled are skipped, others are marked in flight and get a
+// completion callback. The caller holds c.mu and dispatches when send.
+func (c *catchup) admit(ref registry.NodeRef, t *tracked, ev hookctl.Event) (send bool, done func(int)) {
+	switch ev.Kind {
+	case hookctl.EventPublish:
+		dg := digest(ev.Payload)
+		if t.handled(ev.ItemID, dg) {
+			c.m.duplicates.WithLabelValues(ref.Profile).Inc()
+			return false, nil
+		}
+		t.inflight[ev.ItemID] = dg
+		id := ev.ItemID
+		return true, func(int) { c.finish(ref, id, dg) }
+	case hookctl.EventRetract:
+		delete(t.inflight, ev.ItemID)
+		t.addFinished(ev.ItemID, retracted)
+		c.queue(nodeOp{mark: registry.Mark{NodeRef: ref, Finished: registry.Finished{ID: ev.ItemID, Digest: retracted}}})
+	case hookctl.EventPurge, hookctl.EventDelete:
+		clear(t.finished)
+		t.order = nil
+		c.queue(nodeOp{mark: registry.Mark{NodeRef: ref}, reset: true})
+	}
+	return true, nil
+}
+
+// finish marks an item finished once every hook it reached has ended.
+func (c *catchup) finish(ref registry.NodeRef, id, dg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.nodes[ref]
+	if t == nil {
+		return // the node lost its hooks meanwhile
+	}
+	if t.inflight[id] == dg {
+		delete(t.inflight, id)
+	}
+	t.addFinished(id, dg)
+	c.queue(nodeOp{mark: registry.Mark{NodeRef: ref, Finished: registry.Finished{ID: id, Digest: dg}}})
+}
+
+// queue adds a store write for the writer. The caller holds c.mu.
+func (c *catchup) queue(op nodeOp) {
+	c.pending = append(c.pending, op)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes finished marks to the store, many per transaction, until ctx
+// ends. Writes wait for no run: a crash loses only marks, and their items
+// run again (at least once).
+func (c *catchup) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			c.flush()
+			return nil
+		case <-c.kick:
+			c.flush()
+		}
+	}
+}
+
+// flush writes every pending mark.
+func (c *catchup) flush() {
+	c.mu.Lock()
+	ops := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	var marks []registry.Mark
+	write := func() {
+		if err := c.store.MarkFinished(marks); err != nil {
+			c.log.Error("catch-up: recording finished items", "count", len(marks), "err", err)
+		}
+		marks = marks[:0]
+	}
+	for _, op := range ops {
+		if !op.reset {
+			marks = append(marks, op.mark)
+			continue
+		}
+		write()
+		if err := c.store.SetBaseline(op.mark.NodeRef, nil); err != nil {
+			c.log.Error("catch-up: resetting node state", "node", op.mark.Node, "err", err)
+		}
+	}
+	write()
+}
+
+// hold makes live events of the profile's tracked nodes wait for their
+// catch-up: called when a connection starts.
+func (c *catchup) hold(profile string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ref, t := range c.nodes {
+		if ref.Profile == profile {
+			t.holding = true
+		}
+	}
+}
+
+// beforeSubscribe runs before (re)subscribing to ref: live events are held,
+// and a node new to its hooks gets its baseline.
+func (c *catchup) beforeSubscribe(ctx context.Context, s *xmppsession.Session, ref registry.NodeRef) {
+	c.mu.Lock()
+	t := c.nodes[ref]
+	if t == nil {
+		c.mu.Unlock()
+		return
+	}
+	t.holding = true
+	known, all := t.known, t.catchAll
+	c.mu.Unlock()
+	if known {
+		return
+	}
+	t.catching.Lock()
+	defer t.catching.Unlock()
+	var base []registry.Finished
+	if !all {
+		fctx, cancel := context.WithTimeout(ctx, catchupFetchTimeout)
+		items, err := s.Items(fctx, ref.Service, ref.Node, 0)
+		cancel()
+		if err != nil && !errors.Is(err, hookctl.ErrNotFound) && !errors.Is(err, xmppsession.ErrTooLarge) {
+			c.log.Warn("catch-up: fetching the baseline failed; will retry", "profile", ref.Profile, "service", ref.Service, "node", ref.Node, "err", err)
+			return
+		}
+		for _, it := range items {
+			base = append(base, registry.Finished{ID: it.ID, Digest: digest(it.Payload)})
+		}
+	}
+	if err := c.store.SetBaseline(ref, base); err != nil {
+		c.log.Error("catch-up: recording the baseline", "node", ref.Node, "err", err)
+		return
+	}
+	c.mu.Lock()
+	t.known = true
+	for _, f := range base {
+		t.addFinished(f.ID, f.Digest)
+	}
+	c.mu.Unlock()
+	c.log.Info("catch-up: new node, starting from its current items", "profile", ref.Profile,
+		"service", ref.Service, "node", ref.Node, "baseline", len(base), "catchup_all", all)
+}
+
+// afterSubscribe runs once the subscription to ref is back (err nil):
+// unfinished items are dispatched in publish order, then held live events.
+// On a failed subscription, held events are released.
+func (c *catchup) afterSubscribe(ctx context.Context, s *xmppsession.Session, ref registry.NodeRef, subErr error) {
+	c.mu.Lock()
+	t := c.nodes[ref]
+	c.mu.Unlock()
+	if t == nil {
+		return
+	}
+	t.catching.Lock()
+	defer t.catching.Unlock()
+	var items []xmppsession.Item
+	if subErr == nil {
+		fctx, cancel := context.WithTimeout(ctx, catchupFetchTimeout)
+		var err error
+		items, err = s.Items(fctx, ref.Service, ref.Node, 0)
+		cancel()
+		if err != nil {
+			// Items too large are skipped with a record; the others run.
+			c.log.Warn("catch-up: fetching items", "profile", ref.Profile, "service", ref.Service, "node", ref.Node, "fetched", len(items), "err", err)
+		}
+		// Prosody 0.12 answers in publish order, oldest first (checked by
+		// TestCatchupAfterBackendStopped); XEP-0060 fixes no order.
+	}
+	start := time.Now()
+	c.mu.Lock()
+	var batch []admitted
+	if subErr == nil && t.known {
+		batch = c.candidates(ref, t, items)
+	} else if subErr == nil && len(items) > 0 {
+		// No baseline (its fetch failed): start from the current items.
+		for _, it := range items {
+			t.addFinished(it.ID, digest(it.Payload))
+			c.queue(nodeOp{mark: registry.Mark{NodeRef: ref, Finished: registry.Finished{ID: it.ID, Digest: digest(it.Payload)}}})
+		}
+		t.known = true
+	}
+	n := len(batch)
+	c.mu.Unlock()
+	if n > 0 {
+		c.m.events.WithLabelValues(ref.Profile).Add(float64(n))
+	}
+	// Dispatch the batch, then held live events, until none are left;
+	// only then do live events of the node flow directly again.
+	for {
+		for _, a := range batch {
+			c.dispatch(a.ev, a.done)
+		}
+		c.mu.Lock()
+		held := t.held
+		t.held = nil
+		if len(held) == 0 {
+			t.holding = false
+			c.mu.Unlock()
+			break
+		}
+		batch = batch[:0]
+		for _, ev := range held {
+			if send, done := c.admit(ref, t, ev); send {
+				batch = append(batch, admitted{ev, done})
+			}
+		}
+		c.mu.Unlock()
+	}
+	if n > 0 {
+		c.log.Info("catch-up: dispatched missed items", "profile", ref.Profile, "service", ref.Service,
+			"node", ref.Node, "items", n, "fetched", len(items), "took", time.Since(start))
+	}
+}
+
+type admitted struct {
+	ev   hookctl.Event
+	done func(int)
+}
+
+// candidates returns the fetched items (publish order) that are neither
+// finished nor in flight, marked in flight, as catch-up events. When the
+// node holds more items than are remembered per node, items older than the
+// oldest remembered one are taken as handled. A fetch in which no item was
+// seen before, from a node with history, is a gap: items may have been
+// missed. The caller holds c.mu.
+func (c *catchup) candidates(ref registry.NodeRef, t *tracked, items []xmppsession.Item) []admitted {
+	// Items also waiting as held live notifications were not missed: they
+	// run once, not marked as caught up.
+	live := map[string]string{}
+	for _, ev := range t.held {
+		if ev.Kind == hookctl.EventPublish {
+			live[ev.ItemID] = digest(ev.Payload)
+		}
+	}
+	dgs := make([]string, len(items))
+	from, seen := 0, false
+	for i, it := range items {
+		dgs[i] = digest(it.Payload)
+		if !seen && t.handled(it.ID, dgs[i]) {
+			seen = true
+			if len(items) > registry.MaxFinished {
+				from = i
+			}
+		}
+	}
+	if !seen && len(items) > 0 && len(t.finished) > 0 {
+		t.gaps++
+		t.lastGap = fmt.Sprintf("catch-up at %s: all %d items the node holds were unseen; items published before them while offline may have been missed (the node keeps only its newest items: raise its max_items)",
+			time.Now().UTC().Format(time.RFC3339), len(items))
+		c.m.gaps.WithLabelValues(ref.Profile, ref.Service, ref.Node).Inc()
+		c.log.Warn("catch-up: items may have been missed", "profile", ref.Profile, "service", ref.Service,
+			"node", ref.Node, "unseen_items", len(items), "gaps", t.gaps)
+	}
+	now := time.Now()
+	var out []admitted
+	for i := from; i < len(items); i++ {
+		it := items[i]
+		if t.handled(it.ID, dgs[i]) {
+			continue
+		}
+		t.inflight[it.ID] = dgs[i]
+		id, dg := it.ID, dgs[i]
+		out = append(out, admitted{
+			ev: hookctl.Event{
+				Profile: ref.Profile, Service: ref.Service, Node: ref.Node,
+				Kind: hookctl.EventPublish, ItemID: it.ID, Publisher: it.Publisher,
+				Payload: it.Payload, ItemXML: it.XML, Received: now, Catchup: live[it.ID] != dgs[i],
+			},
+			done: func(int) { c.finish(ref, id, dg) },
+		})
+	}
+	return out
+}
+
+// problems lists, per hook of a node with a catch-up gap, the last gap:
+// shown by hookctl status.
+func (c *catchup) problems(hooks []hookctl.Hook) []api.HookError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []api.HookError
+	for _, h := range hooks {
+		t := c.nodes[registry.NodeRef{Profile: h.Profile, Service: h.Service, Node: h.Node}]
+		if t != nil && t.gaps > 0 {
+			out = append(out, api.HookError{Hook: h.Key, Error: fmt.Sprintf("%s [%d such gap(s) since start]", t.lastGap, t.gaps)})
+		}
+	}
+	return out
+}

@@ -1,0 +1,307 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"mellium.im/sasl"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/xmppsession"
+)
+
+// createNode creates node on the PubSub component as user (an admin), with
+// max_items set: Prosody's default keeps only 20 items. xmppsession has no
+// node configuration, so this speaks XMPP with mellium directly.
+func createNode(t testing.TB, srv *prosodytest.Server, user, node string, maxItems int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	origin := jid.MustParse(user + "@localhost/setup")
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	xs, err := xmpp.NewSession(ctx, origin.Domain(), origin, nc, xmpp.Secure, xmpp.NewNegotiator(
+		func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{xmpp.SASL("", "pw", sasl.Plain), xmpp.BindResource()}}
+		}))
+	if err != nil {
+		t.Fatalf("setup session: %v", err)
+	}
+	go xs.Serve(nil)
+	defer xs.Close()
+	el := func(ns, local string, inner xml.TokenReader, attrs ...string) xml.TokenReader {
+		start := xml.StartElement{Name: xml.Name{Space: ns, Local: local}}
+		for i := 0; i+1 < len(attrs); i += 2 {
+			start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: attrs[i]}, Value: attrs[i+1]})
+		}
+		return xmlstream.Wrap(inner, start)
+	}
+	field := func(v, val string) xml.TokenReader {
+		return el("", "field", el("", "value", xmlstream.Token(xml.CharData(val))), "var", v)
+	}
+	payload := el(xmppsession.NSPubSub, "pubsub", xmlstream.MultiReader(
+		el("", "create", nil, "node", node),
+		el("", "configure", el("jabber:x:data", "x", xmlstream.MultiReader(
+			field("FORM_TYPE", "http://jabber.org/protocol/pubsub#node_config"),
+			field("pubsub#max_items", fmt.Sprint(maxItems)),
+		), "type", "submit")),
+	))
+	resp, err := xs.SendIQElement(ctx, payload, stanza.IQ{To: jid.MustParse(srv.PubSub), Type: stanza.SetIQ})
+	if err != nil {
+		t.Fatalf("creating node %s: %v", node, err)
+	}
+	defer resp.Close()
+	tok, err := resp.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start, ok := tok.(xml.StartElement); ok {
+		if _, err := stanza.UnmarshalIQError(resp, start); err != nil {
+			t.Fatalf("creating node %s: %v", node, err)
+		}
+	}
+}
+
+// publisher publishes as its own account through an xmppsession.Session,
+// which reconnects by itself while the server restarts.
+type publisher struct {
+	s      *xmppsession.Session
+	svc    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newPublisher(t testing.TB, srv *prosodytest.Server, user string) *publisher {
+	t.Helper()
+	s, err := xmppsession.New(xmppsession.Config{Profile: "pub", JID: user + "@localhost", Password: "pw",
+		Server: srv.Addr, TLS: xmppsession.TLSNone, Resource: "pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &publisher{s: s, svc: srv.PubSub, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(p.done); s.Run(ctx) }()
+	t.Cleanup(func() { p.cancel(); <-p.done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := s.WaitConnected(wctx); err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	return p
+}
+
+// publish publishes item id, retrying while the server is away, and
+// reports whether the server acknowledged it within timeout.
+func (p *publisher) publish(node, id string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := p.s.WaitConnected(ctx); err == nil {
+			_, err = p.s.Publish(ctx, p.svc, node, id, entry(id))
+			if err == nil {
+				cancel()
+				return true
+			}
+		}
+		cancel()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// recordScript writes an exec hook that appends "ITEM_ID catchup?" lines
+// to out, after sleeping delay (a shell sleep argument, "" for none).
+func recordScript(t testing.TB, dir, out, delay string) string {
+	body := `read -r ev || true
+case "$ev" in *'"catchup":true'*) c=catchup;; *) c=live;; esac
+`
+	if delay != "" {
+		body += "sleep " + delay + "\n"
+	}
+	body += `echo "$HOOK_ITEM_ID $c" >> ` + out + "\n"
+	p := filepath.Join(dir, "record.sh")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tally is what a recording hook saw: ids in run order, how many runs each
+// got, how many runs were marked as catch-up.
+type tally struct {
+	order   []string
+	count   map[string]int
+	catchup int
+}
+
+func readTally(t testing.TB, out string) tally {
+	t.Helper()
+	tl := tally{count: map[string]int{}}
+	f, err := os.Open(out)
+	if os.IsNotExist(err) {
+		return tl
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		id, how, _ := strings.Cut(sc.Text(), " ")
+		if tl.count[id] == 0 {
+			tl.order = append(tl.order, id)
+		}
+		tl.count[id]++
+		if how == "catchup" {
+			tl.catchup++
+		}
+	}
+	return tl
+}
+
+// check compares the tally with the items published (in order): lost
+// (published, never run), duplicates (extra runs), unknown (run, never
+// published).
+func (tl tally) check(published []string) (lost, dups int, unknown []string) {
+	pub := map[string]bool{}
+	for _, id := range published {
+		pub[id] = true
+		if tl.count[id] == 0 {
+			lost++
+		}
+		if n := tl.count[id]; n > 1 {
+			dups += n - 1
+		}
+	}
+	for id := range tl.count {
+		if !pub[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	return lost, dups, unknown
+}
+
+func waitTally(t *testing.T, out string, published []string, timeout time.Duration) tally {
+	t.Helper()
+	var tl tally
+	waitUntil(t, timeout, "every published item run", func() (bool, string) {
+		tl = readTally(t, out)
+		lost, _, _ := tl.check(published)
+		return lost == 0, fmt.Sprintf("%d of %d items not run yet", lost, len(published))
+	})
+	return tl
+}
+
+func ids(prefix string, from, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%04d", prefix, from+i)
+	}
+	return out
+}
+
+// TestCatchupAfterBackendStopped: items published while the backend is
+// stopped run after it starts, in publish order, once, marked as catch-up;
+// a hook with catchup: none does not get them.
+func TestCatchupAfterBackendStopped(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv.Register(t, "pub", "pw")
+	cfg := testConfig(t, srv, "bot")
+	createNode(t, srv, "pub", "feed", 256)
+	pub := newPublisher(t, srv, "pub")
+
+	dir := t.TempDir()
+	out, outNone := filepath.Join(dir, "out"), filepath.Join(dir, "none")
+	prog := recordScript(t, dir, out, "")
+	progNone := filepath.Join(dir, "none.sh")
+	if err := os.WriteFile(progNone, []byte("#!/bin/sh\necho \"$HOOK_ITEM_ID\" >> "+outNone+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := startBackend(t, cfg)
+	b.create(hookctl.Hook{Key: hookctl.Key{Service: srv.PubSub, Node: "feed", Type: hookctl.TypeExec, Arg: prog}, Persistent: true, Events: []hookctl.EventKind{hookctl.EventPublish}})
+	b.create(hookctl.Hook{Key: hookctl.Key{Service: srv.PubSub, Node: "feed", Type: hookctl.TypeExec, Arg: progNone}, Persistent: true, Catchup: hookctl.CatchupNone, Events: []hookctl.EventKind{hookctl.EventPublish}})
+	b.waitSubscribed("default", 1)
+
+	live := ids("live", 0, 20)
+	for _, id := range live {
+		if !pub.publish("feed", id, 10*time.Second) {
+			t.Fatalf("publishing %s failed", id)
+		}
+	}
+	waitTally(t, out, live, 20*time.Second)
+	b.stop()
+
+	missed := ids("missed", 0, 200)
+	for _, id := range missed {
+		if !pub.publish("feed", id, 10*time.Second) {
+			t.Fatalf("publishing %s failed", id)
+		}
+	}
+	b = startBackend(t, cfg)
+	all := append(slices.Clone(live), missed...)
+	tl := waitTally(t, out, all, 30*time.Second)
+	// A little longer, to see duplicates that would come late.
+	after := ids("after", 0, 5)
+	for _, id := range after {
+		pub.publish("feed", id, 10*time.Second)
+	}
+	all = append(all, after...)
+	tl = waitTally(t, out, all, 20*time.Second)
+	lost, dups, unknown := tl.check(all)
+	t.Logf("published %d, run %d, caught up %d, duplicates %d, lost %d", len(all), len(tl.order), tl.catchup, dups, lost)
+	if lost != 0 || dups != 0 || len(unknown) != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %v; want none", lost, dups, unknown)
+	}
+	if diff := slicesDiff(all, tl.order); diff != "" {
+		t.Errorf("run order is not publish order: %s", diff)
+	}
+	if tl.catchup != len(missed) {
+		t.Errorf("%d runs marked catch-up, want %d", tl.catchup, len(missed))
+	}
+	runs := b.runs(api.RunQuery{Node: "feed", Hook: prog})
+	caught := 0
+	for _, r := range runs {
+		if r.Catchup {
+			caught++
+		}
+	}
+	if caught != len(missed) {
+		t.Errorf("hookctl runs shows %d caught-up runs, want %d", caught, len(missed))
+	}
+	// catchup: none: live items only.
+	none := readTally(t, outNone)
+	if l, d, u := none.check(append(slices.Clone(live), after...)); l != 0 || d != 0 || len(u) != 0 {
+		t.Errorf("catchup: none hook: lost %d, duplicates %d, ran %d unexpected items (%v)", l, d, len(u), u[:min(3, len(u))])
+	}
+}
+
+func slicesDiff(want, got []string) string {
+	for i := range min(len(want), len(got)) {
+		if want[i] != got[i] {
+			return fmt.Sprintf("at %d: want %s, got %s", i, want[i], got[i])
+		}
+	}
+	if len(want) != len(got) {
+		return fmt.Sprintf("want %d items, got %d", len(want), len(got))
+	}
+	return ""
+}
+
