@@ -68,7 +68,8 @@ type Options struct {
 	// (so a pyenv shim is resolved once, not run at every start).
 	Python string
 	// PythonPath lists directories searched for hook modules, before the
-	// backend's own PYTHONPATH (the backend config's python_path).
+	// backend's own PYTHONPATH (the backend config's python_path). Relative
+	// entries are made absolute from the backend's working directory.
 	PythonPath []string
 	// WorkDir is the workers' working directory for python and python_code
 	// hooks (python_file hooks run in their script's directory); default
@@ -130,6 +131,16 @@ func NewFactory(opts Options) runner.Factory {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Workers run in other directories: a relative entry would be searched
+	// from each worker's own working directory.
+	pp := make([]string, 0, len(opts.PythonPath))
+	for _, d := range opts.PythonPath {
+		if a, err := filepath.Abs(d); err == nil {
+			d = a
+		}
+		pp = append(pp, d)
+	}
+	opts.PythonPath = pp
 	return &factory{opts: opts}
 }
 
