@@ -7,6 +7,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/xmppsession"
 )
 
 var _ api.Backend = (*Daemon)(nil)
@@ -125,7 +126,20 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 		return res, fmt.Errorf("%w: unknown pubsub op %q", hookctl.ErrInvalid, r.Op)
 	}
 	if err != nil {
+		var se *xmppsession.StanzaError
+		if errors.As(err, &se) && !errors.Is(err, hookctl.ErrNotFound) {
+			// The server refused (forbidden, conflict, …): the request cannot
+			// succeed as it is, so it is the caller's to change.
+			return res, fmt.Errorf("%w: %s on %s refused by %s: %v", hookctl.ErrInvalid, r.Op, r.Node, serviceName(r.Service), err)
+		}
 		return res, fmt.Errorf("%s on %s: %w", r.Op, r.Node, err)
 	}
 	return res, nil
+}
+
+func serviceName(service string) string {
+	if service == "" {
+		return "own PEP"
+	}
+	return service
 }

@@ -266,3 +266,16 @@ func TestTypeNotAllowedIsRefused(t *testing.T) {
 		t.Fatalf("registry after refusal: %v, %v", hooks, err)
 	}
 }
+
+func TestPubSubRefusalIsAClearClientError(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{}) // no admins: nobody may create nodes
+	b := startBackend(t, testConfig(t, srv, "bot"))
+	_, err := b.client.PubSub(context.Background(), api.PubSubRequest{Op: api.OpNodeCreate, Profile: "default", Service: srv.PubSub, Node: "blog"})
+	if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("node create as a non-admin = %v, want an invalid-request error naming forbidden", err)
+	}
+	_, err = b.client.PubSub(context.Background(), api.PubSubRequest{Op: api.OpNodeCreate, Profile: "nobody", Node: "blog"})
+	if !errors.Is(err, hookctl.ErrNotFound) {
+		t.Fatalf("unknown profile = %v, want ErrNotFound", err)
+	}
+}
