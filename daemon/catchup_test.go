@@ -305,3 +305,115 @@ func slicesDiff(want, got []string) string {
 	return ""
 }
 
+// TestCatchupBaselineAndAll: a hook added to a node with items starts from
+// the node's current state; with catchup: all, the node's items run too.
+func TestCatchupBaselineAndAll(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv.Register(t, "pub", "pw")
+	cfg := testConfig(t, srv, "bot")
+	createNode(t, srv, "pub", "old", 256)
+	createNode(t, srv, "pub", "all", 256)
+	pub := newPublisher(t, srv, "pub")
+	before := ids("before", 0, 5)
+	for _, id := range before {
+		pub.publish("old", id, 10*time.Second)
+		pub.publish("all", id, 10*time.Second)
+	}
+	dir := t.TempDir()
+	outOld, outAll := filepath.Join(dir, "old"), filepath.Join(dir, "all")
+	b := startBackend(t, cfg)
+	b.create(hookctl.Hook{Key: hookctl.Key{Service: srv.PubSub, Node: "old", Type: hookctl.TypeExec, Arg: recordScript(t, t.TempDir(), outOld, "")}, Persistent: true})
+	b.create(hookctl.Hook{Key: hookctl.Key{Service: srv.PubSub, Node: "all", Type: hookctl.TypeExec, Arg: recordScript(t, t.TempDir(), outAll, "")}, Persistent: true, Catchup: hookctl.CatchupAll})
+	b.waitSubscribed("default", 2)
+	pub.publish("old", "new-1", 10*time.Second)
+	pub.publish("all", "new-1", 10*time.Second)
+
+	tl := waitTally(t, outAll, append(slices.Clone(before), "new-1"), 20*time.Second)
+	if tl.catchup != len(before) || slicesDiff(append(slices.Clone(before), "new-1"), tl.order) != "" {
+		t.Errorf("catchup: all ran %v (%d caught up), want the %d old items then new-1", tl.order, tl.catchup, len(before))
+	}
+	tl = waitTally(t, outOld, []string{"new-1"}, 20*time.Second)
+	time.Sleep(200 * time.Millisecond) // an old item run late would show now
+	if tl = readTally(t, outOld); len(tl.order) != 1 {
+		t.Errorf("default hook ran %v, want only new-1 (old items are the baseline)", tl.order)
+	}
+}
+
+// TestCatchupGapIsReported: more items published while offline than the
+// node keeps: the loss is reported in status, and what the node kept runs.
+func TestCatchupGapIsReported(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv.Register(t, "pub", "pw")
+	cfg := testConfig(t, srv, "bot")
+	createNode(t, srv, "pub", "small", 10)
+	pub := newPublisher(t, srv, "pub")
+	out := filepath.Join(t.TempDir(), "out")
+	b := startBackend(t, cfg)
+	b.create(hookctl.Hook{Key: hookctl.Key{Service: srv.PubSub, Node: "small", Type: hookctl.TypeExec, Arg: recordScript(t, t.TempDir(), out, "")}, Persistent: true})
+	b.waitSubscribed("default", 1)
+	pub.publish("small", "seen", 10*time.Second)
+	waitTally(t, out, []string{"seen"}, 20*time.Second)
+	b.stop()
+	missed := ids("m", 0, 25)
+	for _, id := range missed {
+		pub.publish("small", id, 10*time.Second)
+	}
+	b = startBackend(t, cfg)
+	kept := missed[len(missed)-10:]
+	tl := waitTally(t, out, kept, 20*time.Second)
+	if lost, _, _ := tl.check(missed[:15]); lost != 15 {
+		t.Errorf("items the node dropped ran anyway?: %v", tl.order)
+	}
+	st, err := b.client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, he := range st.HookErrors {
+		if strings.Contains(he.Error, "may have been missed") && strings.Contains(he.Error, "all 10 items") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("status does not report the gap: %+v", st.HookErrors)
+	}
+}
+
+// TestCatchupAcrossProsodyRestart: the server restarts in the middle of a
+// burst; every item it acknowledged runs after the reconnect.
+func TestCatchupAcrossProsodyRestart(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv.Register(t, "pub", "pw")
+	cfg := testConfig(t, srv, "bot")
+	createNode(t, srv, "pub", "burst", 256)
+	pub := newPublisher(t, srv, "pub")
+	out := filepath.Join(t.TempDir(), "out")
+	b := startBackend(t, cfg)
+	b.create(hookctl.Hook{Key: hookctl.Key{Service: srv.PubSub, Node: "burst", Type: hookctl.TypeExec, Arg: recordScript(t, t.TempDir(), out, "")}, Persistent: true})
+	b.waitSubscribed("default", 1)
+
+	var acked []string
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		time.Sleep(300 * time.Millisecond)
+		srv.Restart(t)
+	}()
+	for _, id := range ids("b", 0, 200) {
+		if pub.publish("burst", id, 20*time.Second) {
+			acked = append(acked, id)
+		}
+	}
+	<-restarted
+	tl := waitTally(t, out, acked, 60*time.Second)
+	lost, dups, unknown := tl.check(acked)
+	st, _ := b.client.Status(context.Background())
+	t.Logf("published %d (acknowledged), run %d, caught up %d, duplicates %d, lost %d, unknown %d, reconnects %d",
+		len(acked), len(tl.order), tl.catchup, dups, lost, len(unknown), st.Profiles[0].Reconnects)
+	if lost != 0 {
+		t.Errorf("%d acknowledged items never ran", lost)
+	}
+	if st.Profiles[0].Reconnects == 0 {
+		t.Error("the backend never reconnected: the test did not test a restart")
+	}
+}
