@@ -316,6 +316,18 @@ Plan: 1 to create, 1 to update, 1 to delete (1 left alone).
 		t.Errorf("text (-want +got):\n%s", diff)
 	}
 
+	// LeftAlone lists hooks made by hand, not other sets' hooks.
+	hand := hk("e", "/usr/bin/x", "")
+	p = Plan(desired, append(live, hand), 3, Options{Sets: []string{"blog"}})
+	buf.Reset()
+	if err := p.WriteText(&buf, TextOptions{LeftAlone: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := buf.String(); !strings.Contains(got, "= default pubsub.localhost e exec /usr/bin/x  (made by hand)\n") ||
+		strings.Contains(got, " d exec") || !strings.HasSuffix(got, "(2 left alone).\n") {
+		t.Errorf("LeftAlone text: want the hand-made hook listed, set news only counted; got:\n%s", got)
+	}
+
 	buf.Reset()
 	_ = p.WriteText(&buf, TextOptions{Color: true})
 	if !strings.Contains(buf.String(), "\x1b[32m+ default") || !strings.Contains(buf.String(), "\x1b[31m- default") {

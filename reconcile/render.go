@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"hookctl.dev/hookctl"
@@ -73,7 +74,10 @@ func (p Changeset) Document() Document {
 type TextOptions struct {
 	// Color adds ANSI colours (green create, yellow update, red delete).
 	Color bool
-	// LeftAlone also lists the hooks left alone, not only counts them.
+	// LeftAlone also lists the hooks left alone that concern the plan's
+	// sets: made by hand (candidates for --adopt or --prune-unowned) and
+	// the sets' own hooks kept by NoPrune. Other sets' hooks are only
+	// counted, so that the output does not grow with the registry.
 	LeftAlone bool
 }
 
@@ -110,7 +114,7 @@ func (p Changeset) WriteText(w io.Writer, o TextOptions) error {
 			sign, color = "!", ansiRed
 			where = e.Source() + ", conflict: " + e.Reason
 		case ActionLeftAlone:
-			if !o.LeftAlone {
+			if !o.LeftAlone || otherSet(p.Sets, e.Live.Owner) {
 				continue
 			}
 			sign, color, where = "=", ansiDim, e.Reason
@@ -152,6 +156,12 @@ func valueText(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// otherSet reports whether owner is a set other than sets (not made by
+// hand).
+func otherSet(sets []string, owner string) bool {
+	return owner != "" && !slices.Contains(sets, owner)
 }
 
 func ownerLabel(o string) string {

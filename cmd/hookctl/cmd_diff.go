@@ -86,8 +86,8 @@ func newDiffCmd(g *globals) *cobra.Command {
 		Short: "Show how the live registry differs from the hooks files",
 		Long: `Show what apply would do: + create, ~ update (with the attributes that
 change), - delete, ! conflict (a live hook with the same key belongs to
-someone else), = left alone (made by hand, owned by another set, or kept
-by --prune=false), then a summary line. Exit status: 0 in sync, 1 differences,
+someone else), = left alone (made by hand, or kept by --prune=false;
+hooks of other sets are only counted), then a summary line. Exit status: 0 in sync, 1 differences,
 2 error (invalid files are reported without contacting the backend).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
