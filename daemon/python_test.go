@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -52,6 +53,7 @@ func TestPythonHooks(t *testing.T) {
 	run("BurstInArrivalOrder", e.burst)
 	run("LoadErrors", e.loadErrors)
 	run("OwnPEPNodeCreatedAfterTheHook", e.ownPEP)
+	run("READMEExample", e.readmeExample)
 }
 
 // hook creates the node on the PubSub component (when the hook is on it)
@@ -375,5 +377,49 @@ func (e *pyEnv) ownPEP(t *testing.T) {
 	got := readLines(t, out)
 	if want := "publish {http://jabber.org/protocol/pubsub#event}item m2 [{" + blogNS + "}entry=m2] default bot@localhost bot@localhost " + node; got[len(got)-1] != want {
 		t.Errorf("hook saw %q, want last %q", got, want)
+	}
+}
+
+// readmeExample runs the complete hook of the README's "Python hooks"
+// section, so that the documented example keeps working.
+func (e *pyEnv) readmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Python hooks\n")
+	m := regexp.MustCompile("(?s)```python\n(.*?)```").FindStringSubmatch(section)
+	if !ok || m == nil {
+		t.Fatal("README: no python block in the Python hooks section")
+	}
+	code := strings.ReplaceAll(m[1], "pubsub.example.org", e.srv.PubSub)
+	sub := filepath.Join(e.dir, "readme")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(sub, "do_something_neat.py")
+	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(e.dir, "notes.out")
+	e.hook(t, hookctl.Hook{Key: hookctl.Key{Service: e.srv.PubSub, Node: "announcements", Type: hookctl.TypePythonCode,
+		Arg: fmt.Sprintf("with open(%q, 'a') as f:\n    f.write('%%s %%s\\n' %% (item[0].get('of'), item[0].text))\n", notes)}})
+	e.hook(t, hookctl.Hook{Key: hookctl.Key{Service: e.srv.PubSub, Node: "readme-blog", Type: hookctl.TypePythonFile, Arg: path}})
+
+	for _, id := range []string{"r1", "r2"} {
+		e.publish("readme-blog", id, "<entry xmlns='http://www.w3.org/2005/Atom'><title>Title "+id+"</title></entry>")
+	}
+	runs := e.b.waitRuns(api.RunQuery{Node: "readme-blog"}, 2)
+	for i, r := range runs {
+		if want := fmt.Sprintf("new post r%d 'Title r%d' (%d this run of the worker)", i+1, i+1, i+1); r.Outcome != "ok" || !strings.Contains(r.Output, want) {
+			t.Errorf("run %d = %+v, want ok with %q", i, r, want)
+		}
+	}
+	e.b.waitRuns(api.RunQuery{Node: "announcements"}, 2)
+	if got, want := readLines(t, filepath.Join(sub, "titles.log")), []string{"r1 bot@localhost Title r1", "r2 bot@localhost Title r2"}; !slices.Equal(got, want) {
+		t.Errorf("titles.log = %q, want %q", got, want)
+	}
+	if got, want := readLines(t, notes), []string{"r1 Title r1", "r2 Title r2"}; !slices.Equal(got, want) {
+		t.Errorf("announcements = %q, want %q", got, want)
 	}
 }
