@@ -1,0 +1,599 @@
+// Command hookctl-bench measures the hookctl runtime end to end against a
+// private Prosody: a publisher sends a burst of items to a PubSub node; the
+// backend (run in this process, as `hookctl serve` would) fires one hook per
+// item, and a bare XMPP subscriber on the same node, in the same run, is the
+// yardstick. For each consumer it prints the rate (items/s from the first
+// publish sent to the last item handled), the publish-to-handled latency
+// (median, p99, max) and how many items were handled out of arrival order.
+//
+// Usage:
+//
+//	go run ./cmd/hookctl-bench -type expr -items 2000
+//	go run ./cmd/hookctl-bench -type exec -items 2000
+//
+// Timestamps: "sent" is taken just before each publish request is written;
+// the bare subscriber's "handled" when its session decodes the event; a
+// hook's "handled" is the end of its run (Run.Started + Run.Duration from
+// the backend's run history; the backend runs in this process, so the
+// clocks are the same). Arrival order is the order the bare subscriber
+// received the notifications (Prosody notifies every subscriber in the same
+// order). For exec hooks a plain loop of the same program, started
+// sequentially with os/exec, is measured as the baseline.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/config"
+	"hookctl.dev/hookctl/daemon"
+	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/xmppsession"
+)
+
+const (
+	node     = "bench"
+	password = "benchpw"
+	pwEnv    = "HOOKCTL_BENCH_PASSWORD"
+)
+
+type options struct {
+	typ        string
+	items      int
+	inflight   int
+	timeout    time.Duration
+	asJSON     bool
+	verbose    bool
+	cpuprofile string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.typ, "type", "expr", "hook type to measure: expr or exec")
+	flag.IntVar(&o.items, "items", 2000, "items published in the burst (at most 10000, the run history size)")
+	flag.IntVar(&o.inflight, "inflight", 8, "publish requests in flight at once")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up when the burst is not handled within this time")
+	flag.BoolVar(&o.asJSON, "json", false, "print the results as JSON")
+	flag.BoolVar(&o.verbose, "v", false, "log the backend at debug level to stderr")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (backend, subscriber, publisher) during the burst")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "hookctl-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// Result is one consumer's figures.
+type Result struct {
+	Consumer    string  `json:"consumer"`
+	Items       int     `json:"items"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"items_per_second"`
+	MedianMS    float64 `json:"latency_median_ms"`
+	P99MS       float64 `json:"latency_p99_ms"`
+	MaxMS       float64 `json:"latency_max_ms"`
+	OutOfOrder  int     `json:"out_of_order"`
+	NotOK       int     `json:"not_ok,omitempty"`
+	LatencyNote string  `json:"latency,omitempty"`
+	// BusyPerSecond is the rate from the first item handled to the last:
+	// how fast the consumer drains once it has work.
+	BusyPerSecond float64 `json:"busy_items_per_second,omitempty"`
+	// RunMedianMS and RunP99MS are the hook's own run durations.
+	RunMedianMS float64 `json:"run_median_ms,omitempty"`
+	RunP99MS    float64 `json:"run_p99_ms,omitempty"`
+	// RunMeanMS is the mean run duration; GapMeanMS the mean time from
+	// one run's end to the next one's start while runs were queued (the
+	// dispatcher's own cost per run, plus scheduling).
+	RunMeanMS float64 `json:"run_mean_ms,omitempty"`
+	GapMeanMS float64 `json:"gap_mean_ms,omitempty"`
+}
+
+// Report is the whole output.
+type Report struct {
+	Type      string   `json:"type"`
+	Items     int      `json:"items"`
+	InFlight  int      `json:"inflight"`
+	CPUs      int      `json:"cpus"`
+	Publisher Result   `json:"publisher"`
+	Results   []Result `json:"results"`
+	Ratio     *Ratio   `json:"hook_vs_bare,omitempty"`
+	// ProsodyCPU is the CPU time the server used during the burst, and
+	// SelfCPU this process's (backend, subscriber, publisher), in seconds.
+	ProsodyCPU float64   `json:"prosody_cpu_seconds"`
+	SelfCPU    float64   `json:"self_cpu_seconds"`
+	When       time.Time `json:"when"`
+}
+
+// Ratio compares the hook with the bare subscriber.
+type Ratio struct {
+	Rate float64 `json:"rate"` // hook items/s ÷ bare items/s
+	P99  float64 `json:"p99"`  // hook p99 ÷ bare p99
+}
+
+func run(o options) error {
+	if o.items <= 0 || o.items > 10000 {
+		return fmt.Errorf("-items must be in 1..10000")
+	}
+	typ, err := hookctl.ParseType(o.typ)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+
+	fmt.Fprintln(os.Stderr, "starting prosody…")
+	srv, err := prosodytest.StartProcess("", prosodytest.Options{MemoryStorage: true, Admins: []string{"pub@localhost"}})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	for _, u := range []string{"bot", "bare", "pub"} {
+		if _, err := srv.RegisterUser(u, password); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp("", "hkb")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// The publisher owns the node, so only it may publish.
+	pub, stopPub, err := session(ctx, srv, "pub", nil, log)
+	if err != nil {
+		return err
+	}
+	defer stopPub()
+	if err := pub.CreateNode(ctx, srv.PubSub, node); err != nil {
+		return fmt.Errorf("creating node: %w", err)
+	}
+
+	// The bare subscriber records when each item arrives, in arrival order.
+	var bareMu sync.Mutex
+	var bareIDs []string
+	var bareAt []time.Time
+	bareDone := make(chan struct{})
+	bare, stopBare, err := session(ctx, srv, "bare", func(ev hookctl.Event) {
+		now := time.Now()
+		if ev.Kind != hookctl.EventPublish || ev.Node != node {
+			return
+		}
+		bareMu.Lock()
+		bareIDs = append(bareIDs, ev.ItemID)
+		bareAt = append(bareAt, now)
+		if len(bareIDs) == o.items {
+			close(bareDone)
+		}
+		bareMu.Unlock()
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer stopBare()
+	if _, err := bare.Subscribe(ctx, srv.PubSub, node); err != nil {
+		return fmt.Errorf("bare subscriber: %w", err)
+	}
+
+	// The backend, in this process, as `hookctl serve` runs it.
+	cfg := config.Config{
+		DataDir:    filepath.Join(dir, "data"),
+		AllowTypes: []hookctl.Type{typ},
+		Profiles: map[string]config.Profile{"default": {
+			JID: "bot@localhost", PasswordEnv: pwEnv, Server: srv.Addr, TLS: config.TLSNone,
+		}},
+	}
+	cfg.Defaults()
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: "bench",
+		Getenv: func(k string) string {
+			if k == pwEnv {
+				return password
+			}
+			return os.Getenv(k)
+		}})
+	if err != nil {
+		return err
+	}
+	dctx, stopDaemon := context.WithCancel(ctx)
+	daemonErr := make(chan error, 1)
+	go func() { daemonErr <- d.Run(dctx) }()
+	defer func() {
+		stopDaemon()
+		if err := <-daemonErr; err != nil {
+			fmt.Fprintln(os.Stderr, "backend:", err)
+		}
+	}()
+	client, err := api.NewClient(api.ClientOptions{Socket: cfg.Socket})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := waitFor(ctx, 20*time.Second, "backend connected", func() (bool, error) {
+		st, err := client.Status(ctx)
+		if err != nil {
+			return false, nil // not listening yet
+		}
+		return len(st.Profiles) == 1 && st.Profiles[0].State == "connected", nil
+	}); err != nil {
+		return err
+	}
+
+	h := hookctl.Hook{Name: "bench", Key: hookctl.Key{Profile: "default", Service: srv.PubSub, Node: node, Type: typ},
+		Events: []hookctl.EventKind{hookctl.EventPublish}}
+	var prog, out string
+	switch typ {
+	case hookctl.TypeExpr:
+		h.Arg = `log(item.id)`
+	case hookctl.TypeExec:
+		out = filepath.Join(dir, "exec.out")
+		prog = filepath.Join(dir, "hook.sh")
+		if err := os.WriteFile(prog, []byte("#!/bin/sh\necho \"$HOOK_ITEM_ID\" >> "+out+"\n"), 0o755); err != nil {
+			return err
+		}
+		h.Arg = prog
+	default:
+		return fmt.Errorf("-type %s is not measured yet (expr, exec)", typ)
+	}
+	if _, err := client.Create(ctx, h); err != nil {
+		return fmt.Errorf("creating hook: %w", err)
+	}
+	if err := waitFor(ctx, 20*time.Second, "backend subscribed", func() (bool, error) {
+		st, err := client.Status(ctx)
+		if err != nil {
+			return false, err
+		}
+		if len(st.HookErrors) > 0 {
+			return false, fmt.Errorf("hook error: %s", st.HookErrors[0].Error)
+		}
+		return st.Profiles[0].Subscriptions == 1, nil
+	}); err != nil {
+		return err
+	}
+
+	// The burst: o.inflight publishers take the next index in turn.
+	fmt.Fprintf(os.Stderr, "publishing %d items (%d in flight) to a %s hook and a bare subscriber…\n", o.items, o.inflight, typ)
+	sent := make([]time.Time, o.items)
+	ids := make([]string, o.items)
+	index := map[string]int{}
+	for i := range ids {
+		ids[i] = fmt.Sprintf("i%06d", i)
+		index[ids[i]] = i
+	}
+	payload := "<entry xmlns='urn:example:bench'>item</entry>"
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	prosodyCPU0, selfCPU0 := cpuSeconds(srv.PID()), cpuSeconds(os.Getpid())
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, o.inflight)
+	for range o.inflight {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= o.items {
+					return
+				}
+				sent[i] = time.Now()
+				if _, err := pub.Publish(ctx, srv.PubSub, node, ids[i], payload); err != nil {
+					errc <- fmt.Errorf("publishing %s: %w", ids[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	published := time.Now()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+
+	deadline := time.After(o.timeout)
+	select {
+	case <-bareDone:
+	case <-deadline:
+		bareMu.Lock()
+		n := len(bareIDs)
+		bareMu.Unlock()
+		return fmt.Errorf("bare subscriber got %d of %d items within %s", n, o.items, o.timeout)
+	}
+	// Runs are numbered from 1 and only this hook runs: the newest run's
+	// ID says how many have been recorded.
+	if err := waitFor(ctx, o.timeout, "hook runs", func() (bool, error) {
+		runs, err := client.Runs(ctx, api.RunQuery{Limit: 1})
+		if err != nil {
+			return false, err
+		}
+		return len(runs) == 1 && runs[0].ID >= uint64(o.items), nil
+	}); err != nil {
+		return err
+	}
+	prosodyCPU, selfCPU := cpuSeconds(srv.PID())-prosodyCPU0, cpuSeconds(os.Getpid())-selfCPU0
+	runs, err := client.Runs(ctx, api.RunQuery{Limit: o.items})
+	if err != nil {
+		return err
+	}
+	slices.Reverse(runs) // oldest first
+
+	first := slices.MinFunc(sent, func(a, b time.Time) int { return a.Compare(b) })
+	rep := Report{Type: string(typ), Items: o.items, InFlight: o.inflight, CPUs: runtime.NumCPU(), When: time.Now().UTC(),
+		ProsodyCPU: prosodyCPU, SelfCPU: selfCPU}
+	rep.Publisher = Result{Consumer: "publisher (acks)", Items: o.items, Seconds: published.Sub(first).Seconds(),
+		PerSecond: float64(o.items) / published.Sub(first).Seconds()}
+
+	arrival := map[string]int{}
+	for i, id := range bareIDs {
+		arrival[id] = i
+	}
+	bareRes := measure("bare subscriber", bareIDs, bareAt, sent, index, arrival, first)
+	bareRes.LatencyNote = "publish sent → event decoded"
+	var hookIDs []string
+	var hookAt []time.Time
+	notOK := 0
+	var durs []time.Duration
+	for _, r := range runs {
+		durs = append(durs, time.Duration(r.Duration))
+		hookIDs = append(hookIDs, r.ItemID)
+		hookAt = append(hookAt, r.Started.Add(time.Duration(r.Duration)))
+		if r.Outcome != "ok" {
+			notOK++
+		}
+	}
+	hookRes := measure(string(typ)+" hook", hookIDs, hookAt, sent, index, arrival, first)
+	hookRes.NotOK = notOK
+	var sum, gaps time.Duration
+	ngaps := 0
+	for i, r := range runs {
+		sum += time.Duration(r.Duration)
+		if i > 0 {
+			prevEnd := runs[i-1].Started.Add(time.Duration(runs[i-1].Duration))
+			// Queued: the next item had arrived before the previous run ended.
+			if a, ok := arrival[r.ItemID]; ok && bareAt[a].Before(prevEnd) {
+				gaps += r.Started.Sub(prevEnd)
+				ngaps++
+			}
+		}
+	}
+	if len(runs) > 0 {
+		hookRes.RunMeanMS = ms(sum / time.Duration(len(runs)))
+	}
+	if ngaps > 0 {
+		hookRes.GapMeanMS = ms(gaps / time.Duration(ngaps))
+	}
+	slices.Sort(durs)
+	hookRes.RunMedianMS, hookRes.RunP99MS = ms(percentile(durs, 50)), ms(percentile(durs, 99))
+	hookRes.LatencyNote = "publish sent → run ended (Run.Started+Duration)"
+	rep.Results = append(rep.Results, bareRes, hookRes)
+	rep.Ratio = &Ratio{Rate: hookRes.PerSecond / bareRes.PerSecond, P99: hookRes.P99MS / bareRes.P99MS}
+
+	if typ == hookctl.TypeExec {
+		// The hook's own output must list every item in arrival order.
+		data, err := os.ReadFile(out)
+		if err != nil {
+			return err
+		}
+		if lines := bytes.Count(data, []byte("\n")); lines != o.items {
+			return fmt.Errorf("exec hook wrote %d lines, want %d", lines, o.items)
+		}
+		base, err := forkLoop(prog, filepath.Join(dir, "loop.out"), o.items)
+		if err != nil {
+			return err
+		}
+		rep.Results = append(rep.Results, base)
+	}
+	if o.asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printReport(rep)
+	return nil
+}
+
+// measure computes a consumer's figures from the items it handled, in the
+// order it handled them, and when.
+func measure(name string, ids []string, at, sent []time.Time, index, arrival map[string]int, first time.Time) Result {
+	r := Result{Consumer: name, Items: len(ids)}
+	if len(ids) == 0 {
+		return r
+	}
+	last := slices.MaxFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	r.Seconds = last.Sub(first).Seconds()
+	r.PerSecond = float64(len(ids)) / r.Seconds
+	if firstAt := slices.MinFunc(at, func(a, b time.Time) int { return a.Compare(b) }); last.After(firstAt) && len(ids) > 1 {
+		r.BusyPerSecond = float64(len(ids)-1) / last.Sub(firstAt).Seconds()
+	}
+	lat := make([]time.Duration, 0, len(ids))
+	maxArrival := -1
+	for i, id := range ids {
+		if j, ok := index[id]; ok {
+			lat = append(lat, at[i].Sub(sent[j]))
+		}
+		// Out of order: handled after an item that arrived later.
+		a, ok := arrival[id]
+		if !ok {
+			continue
+		}
+		if a < maxArrival {
+			r.OutOfOrder++
+		}
+		maxArrival = max(maxArrival, a)
+	}
+	slices.Sort(lat)
+	r.MedianMS = ms(percentile(lat, 50))
+	r.P99MS = ms(percentile(lat, 99))
+	r.MaxMS = ms(lat[len(lat)-1])
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cpuSeconds returns the user+system CPU time of process pid so far, from
+// /proc (0 where there is none).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	// After ")": state is field 3, utime 14 and stime 15 (1-based).
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// percentile returns the p-th percentile (nearest rank) of sorted d.
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := (len(d)*p + 99) / 100
+	return d[min(max(i-1, 0), len(d)-1)]
+}
+
+// forkLoop starts prog n times in sequence, as the exec runner does (event
+// JSON on stdin, HOOK_* environment, own process group), and reports the
+// rate and the per-run latency.
+func forkLoop(prog, out string, n int) (Result, error) {
+	fmt.Fprintf(os.Stderr, "fork/exec baseline: %d sequential runs…\n", n)
+	ev := hookctl.Event{Profile: "default", Service: "pubsub.localhost", Node: node, Kind: hookctl.EventPublish,
+		Payload: "<entry xmlns='urn:example:bench'>item</entry>", Received: time.Now()}
+	lat := make([]time.Duration, n)
+	start := time.Now()
+	for i := range n {
+		ev.ItemID = fmt.Sprintf("i%06d", i)
+		input, err := json.Marshal(ev)
+		if err != nil {
+			return Result{}, err
+		}
+		t0 := time.Now()
+		cmd := exec.Command(prog)
+		cmd.Dir = filepath.Dir(prog)
+		cmd.Env = []string{"HOOK_ITEM_ID=" + ev.ItemID, "HOOK_NODE=" + node, "HOOK_EVENT=publish", "PATH=/usr/bin:/bin"}
+		cmd.Stdin = bytes.NewReader(input)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Run(); err != nil {
+			return Result{}, fmt.Errorf("baseline run %d: %w: %s", i, err, buf.String())
+		}
+		lat[i] = time.Since(t0)
+	}
+	total := time.Since(start)
+	_ = os.Remove(out)
+	slices.Sort(lat)
+	return Result{Consumer: "fork/exec loop (baseline)", Items: n, Seconds: total.Seconds(),
+		PerSecond: float64(n) / total.Seconds(), BusyPerSecond: float64(n) / total.Seconds(), MedianMS: ms(percentile(lat, 50)), P99MS: ms(percentile(lat, 99)),
+		MaxMS: ms(lat[len(lat)-1]), LatencyNote: "one run, start to exit"}, nil
+}
+
+func printReport(r Report) {
+	fmt.Printf("hookctl-bench: %s hook, %d items, %d publishes in flight, %d CPUs\n\n", r.Type, r.Items, r.InFlight, r.CPUs)
+	fmt.Printf("%-28s %7s %9s %9s %10s %10s %10s %12s\n", "consumer", "items", "items/s", "busy/s", "median ms", "p99 ms", "max ms", "out-of-order")
+	row := func(x Result) {
+		fmt.Printf("%-28s %7d %9.0f %9.0f %10.2f %10.2f %10.2f %12d\n", x.Consumer, x.Items, x.PerSecond, x.BusyPerSecond, x.MedianMS, x.P99MS, x.MaxMS, x.OutOfOrder)
+	}
+	fmt.Printf("%-28s %7d %9.0f\n", r.Publisher.Consumer, r.Publisher.Items, r.Publisher.PerSecond)
+	for _, x := range r.Results {
+		row(x)
+	}
+	fmt.Println()
+	for _, x := range r.Results {
+		if x.LatencyNote != "" {
+			fmt.Printf("latency of %s: %s\n", x.Consumer, x.LatencyNote)
+		}
+		if x.NotOK > 0 {
+			fmt.Printf("%s: %d runs not ok\n", x.Consumer, x.NotOK)
+		}
+	}
+	for _, x := range r.Results {
+		if x.RunMedianMS > 0 {
+			fmt.Printf("%s: run duration median %.2f ms, p99 %.2f ms, mean %.2f ms; mean gap between queued runs %.3f ms\n",
+				x.Consumer, x.RunMedianMS, x.RunP99MS, x.RunMeanMS, x.GapMeanMS)
+		}
+	}
+	fmt.Printf("CPU during the burst: prosody %.2fs, this process %.2fs (children not included)\n", r.ProsodyCPU, r.SelfCPU)
+	if r.Ratio != nil {
+		fmt.Printf("hook ÷ bare subscriber: rate %.2f×, p99 %.2f×\n", r.Ratio.Rate, r.Ratio.P99)
+	}
+}
+
+// session connects user to srv and runs the session until stop is called.
+func session(ctx context.Context, srv *prosodytest.Server, user string, onEvent func(hookctl.Event), log *slog.Logger) (*xmppsession.Session, func(), error) {
+	s, err := xmppsession.New(xmppsession.Config{Profile: user, JID: user + "@" + srv.Domain, Password: password,
+		Server: srv.Addr, TLS: xmppsession.TLSNone, OnEvent: onEvent, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(sctx) }()
+	stop := func() { cancel(); <-done }
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := s.WaitConnected(wctx); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("%s: connecting: %w (%s)", user, err, s.State().LastError)
+	}
+	return s, stop, nil
+}
+
+// waitFor polls cond every 50ms until it holds, fails, or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %s", what, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
