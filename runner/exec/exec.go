@@ -130,18 +130,14 @@ func (r *Runner) Close() error { return nil }
 // when ctx ends. Exit 0 is OK, another status Failed, a killed run Timeout
 // (deadline) or Failed (cancel), a program that cannot start Error.
 func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
-	if _, ok := ctx.Deadline(); !ok {
-		// Dispatch always sets a deadline; this guards direct callers.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cmp(r.timeout, runner.DefaultTimeout))
-		defer cancel()
-	}
+	ctx, cancel := runner.WithDeadline(ctx, r.timeout)
+	defer cancel()
 	input, err := runner.EventJSON(ev)
 	if err != nil {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("encoding event: %w", err)}
 	}
 
-	out := newTail(runner.OutputTail)
+	out := runner.NewTailWriter(runner.OutputTail)
 	cmd := exec.Command(r.path, r.args...)
 	cmd.Dir = filepath.Dir(r.path)
 	cmd.Env = hookEnv(r.env, ev)
@@ -226,12 +222,6 @@ func describeExit(ps *os.ProcessState) error {
 	return fmt.Errorf("exit status %d", ps.ExitCode())
 }
 
-func cmp(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
 
 // hookEnv returns base plus the HOOK_* variables of ev.
 func hookEnv(base []string, ev hookctl.Event) []string {

@@ -214,13 +214,9 @@ type evalResult struct {
 
 // Run evaluates the program for ev.
 func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
-	if _, ok := ctx.Deadline(); !ok {
-		// Dispatch always sets a deadline; this guards direct callers.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cmp(r.timeout, runner.DefaultTimeout))
-		defer cancel()
-	}
-	out := newTail(runner.OutputTail)
+	ctx, cancel := runner.WithDeadline(ctx, r.timeout)
+	defer cancel()
+	out := runner.NewTailWriter(runner.OutputTail)
 	env := r.env(ctx, ev, out)
 
 	done := make(chan evalResult, 1)
@@ -239,21 +235,13 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		}
 		return runner.Result{Outcome: runner.OK, ExitCode: -1, Output: out.String()}
 	case <-ctx.Done():
-		res := runner.Result{ExitCode: -1, Output: out.String()}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			res.Outcome = runner.Timeout
-			res.Err = fmt.Errorf("stopped after timeout: %w", ctx.Err())
-		} else {
-			res.Outcome = runner.Failed
-			res.Err = fmt.Errorf("stopped: %w", ctx.Err())
-		}
-		return res
+		return runner.Stopped(ctx, runner.Result{ExitCode: -1, Output: out.String()})
 	}
 }
 
 // env builds the per-run environment; its functions write to out and act
 // through the host under ctx.
-func (r *Runner) env(ctx context.Context, ev hookctl.Event, out *tail) Env {
+func (r *Runner) env(ctx context.Context, ev hookctl.Event, out *runner.TailWriter) Env {
 	fe := filter.NewEnv(ev)
 	log := r.host.Logger()
 	sb := &stringBudget{left: r.strings}
@@ -309,9 +297,3 @@ type runError struct {
 func (e *runError) Error() string { return e.msg }
 func (e *runError) Unwrap() error { return e.err }
 
-func cmp(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}

@@ -152,12 +152,8 @@ func (r *Runner) Close() error { return nil }
 
 // Run POSTs ev, retrying as the package doc says.
 func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
-	if _, ok := ctx.Deadline(); !ok {
-		// Dispatch always sets a deadline; this guards direct callers.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cmp(r.timeout, runner.DefaultTimeout))
-		defer cancel()
-	}
+	ctx, cancel := runner.WithDeadline(ctx, r.timeout)
+	defer cancel()
 	header := make(http.Header, len(r.headers)+2)
 	header.Set("Content-Type", "application/json")
 	header.Set("User-Agent", "hookctl")
@@ -194,7 +190,7 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return stopped(ctx, res)
+			return runner.Stopped(ctx, res)
 		}
 	}
 }
@@ -211,7 +207,7 @@ func (r *Runner) post(ctx context.Context, header http.Header, body []byte, last
 	if err != nil {
 		res := runner.Result{Outcome: runner.Failed, ExitCode: lastStatus, Err: err}
 		if ctx.Err() != nil {
-			return stopped(ctx, res), false
+			return runner.Stopped(ctx, res), false
 		}
 		return res, true
 	}
@@ -224,7 +220,7 @@ func (r *Runner) post(ctx context.Context, header http.Header, body []byte, last
 	res := runner.Result{ExitCode: resp.StatusCode, Output: tailString(got)}
 	switch {
 	case readErr != nil && ctx.Err() != nil:
-		return stopped(ctx, res), false
+		return runner.Stopped(ctx, res), false
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		res.Outcome = runner.OK
 		return res, false
@@ -239,18 +235,6 @@ func (r *Runner) post(ctx context.Context, header http.Header, body []byte, last
 	}
 }
 
-// stopped turns res into the result of a run ended by ctx: Timeout on the
-// deadline, Failed on cancellation.
-func stopped(ctx context.Context, res runner.Result) runner.Result {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		res.Outcome = runner.Timeout
-		res.Err = fmt.Errorf("stopped after timeout: %w", ctx.Err())
-	} else {
-		res.Outcome = runner.Failed
-		res.Err = fmt.Errorf("stopped: %w", ctx.Err())
-	}
-	return res
-}
 
 func tailString(b []byte) string {
 	return runner.Tail(string(b), runner.OutputTail)
@@ -300,9 +284,3 @@ func validVarName(s string) bool {
 	return true
 }
 
-func cmp(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
