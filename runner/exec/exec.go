@@ -222,7 +222,6 @@ func describeExit(ps *os.ProcessState) error {
 	return fmt.Errorf("exit status %d", ps.ExitCode())
 }
 
-
 // hookEnv returns base plus the HOOK_* variables of ev.
 func hookEnv(base []string, ev hookctl.Event) []string {
 	env := make([]string, 0, len(base)+6)

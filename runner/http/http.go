@@ -235,7 +235,6 @@ func (r *Runner) post(ctx context.Context, header http.Header, body []byte, last
 	}
 }
 
-
 func tailString(b []byte) string {
 	return runner.Tail(string(b), runner.OutputTail)
 }
@@ -283,4 +282,3 @@ func validVarName(s string) bool {
 	}
 	return true
 }
-
