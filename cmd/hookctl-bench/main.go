@@ -10,6 +10,7 @@
 //
 //	go run ./cmd/hookctl-bench -type expr -items 2000
 //	go run ./cmd/hookctl-bench -type exec -items 2000
+//	go run ./cmd/hookctl-bench -type expr -items 2000 -check   # for make: exit 3 on a missed goal
 //
 // Timestamps: "sent" is taken just before each publish request is written;
 // the bare subscriber's "handled" when its session decodes the event; a
@@ -25,6 +26,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -63,6 +65,7 @@ type options struct {
 	asJSON     bool
 	verbose    bool
 	cpuprofile string
+	check      bool
 }
 
 func main() {
@@ -73,10 +76,14 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up when the burst is not handled within this time")
 	flag.BoolVar(&o.asJSON, "json", false, "print the results as JSON")
 	flag.BoolVar(&o.verbose, "v", false, "log the backend at debug level to stderr")
+	flag.BoolVar(&o.check, "check", false, "exit with status 3 when a goal is missed: any run not ok or out of order, or (expr) rate below 0.9× or p99 above 2× the bare subscriber's")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (backend, subscriber, publisher) during the burst")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "hookctl-bench:", err)
+		if errors.Is(err, errGoal) {
+			os.Exit(3)
+		}
 		os.Exit(1)
 	}
 }
@@ -414,9 +421,40 @@ func run(o options) error {
 	if o.asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		return checkGoals(o, rep)
 	}
 	printReport(rep)
+	return checkGoals(o, rep)
+}
+
+// errGoal marks a missed goal (-check).
+var errGoal = errors.New("goal missed")
+
+// checkGoals returns errGoal, with the reasons, when -check is set and
+// the run misses a goal.
+func checkGoals(o options, rep Report) error {
+	if !o.check {
+		return nil
+	}
+	var why []string
+	hook := rep.Results[1]
+	if hook.NotOK > 0 || hook.OutOfOrder > 0 {
+		why = append(why, fmt.Sprintf("%d runs not ok, %d out of order", hook.NotOK, hook.OutOfOrder))
+	}
+	if rep.Type == string(hookctl.TypeExpr) {
+		if rep.Ratio.Rate < 0.9 {
+			why = append(why, fmt.Sprintf("rate %.2f× the bare subscriber's (goal ≥ 0.9×)", rep.Ratio.Rate))
+		}
+		if rep.Ratio.P99 > 2 {
+			why = append(why, fmt.Sprintf("p99 %.2f× the bare subscriber's (goal ≤ 2×)", rep.Ratio.P99))
+		}
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("%w: %s", errGoal, strings.Join(why, "; "))
+	}
 	return nil
 }
 
