@@ -64,6 +64,7 @@ type Daemon struct {
 	profiles      []*profile
 	profileByName map[string]*profile
 	metrics       *prometheus.Registry
+	runProblems   runProblems // runs that could not start, for status
 }
 
 // New checks the configuration and prepares the pieces; it opens nothing.
@@ -121,7 +122,7 @@ func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 	out := map[hookctl.Type]runner.Factory{}
 	for t, f := range all {
 		if d.cfg.Allowed(t) {
-			out[t] = f
+			out[t] = problemFactory{Factory: f, p: &d.runProblems}
 		}
 	}
 	return out
@@ -293,9 +294,12 @@ func (d *Daemon) hookErrors() []api.HookError {
 	for _, p := range d.profiles {
 		out = append(out, p.subscriptionErrors()...)
 	}
-	if d.catchup != nil {
+	if d.store != nil {
 		hooks, _ := d.store.Snapshot()
-		out = append(out, d.catchup.problems(hooks)...)
+		if d.catchup != nil {
+			out = append(out, d.catchup.problems(hooks)...)
+		}
+		out = append(out, d.runProblems.list(hooks)...)
 	}
 	return out
 }

@@ -326,6 +326,9 @@ func (e *pyEnv) loadErrors(t *testing.T) {
 	e.write("breaks.py", "raise RuntimeError('cannot load this')\n")
 	e.publish("breaks", "k2", entry("2"))
 	e.b.waitRuns(api.RunQuery{Node: "breaks"}, 2)
+	if got := e.problems("breaks"); len(got) != 1 || !strings.Contains(got[0], "RuntimeError: cannot load this") {
+		t.Errorf("status problems of the broken hook = %q, want its load error", got)
+	}
 	e.write("breaks.py", good)
 	e.publish("breaks", "k3", entry("3"))
 	runs := e.b.waitRuns(api.RunQuery{Node: "breaks"}, 3)
@@ -338,6 +341,25 @@ func (e *pyEnv) loadErrors(t *testing.T) {
 	if got, want := readLines(t, out), []string{"k1", "k3"}; !slices.Equal(got, want) {
 		t.Errorf("hook wrote %q, want %q", got, want)
 	}
+	if got := e.problems("breaks"); len(got) != 0 {
+		t.Errorf("status problems after the fix = %q, want none", got)
+	}
+}
+
+// problems returns the status's hook problems on node.
+func (e *pyEnv) problems(node string) []string {
+	e.t.Helper()
+	st, err := e.b.client.Status(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, he := range st.HookErrors {
+		if he.Hook.Node == node {
+			out = append(out, he.Error)
+		}
+	}
+	return out
 }
 
 // ownPEP: a hook on the account's own PEP node created before the node
