@@ -10,6 +10,7 @@
 //
 //	go run ./cmd/hookctl-bench -type expr -items 2000
 //	go run ./cmd/hookctl-bench -type exec -items 2000
+//	go run ./cmd/hookctl-bench -type python_file -items 2000
 //	go run ./cmd/hookctl-bench -type expr -items 2000 -check   # for make: exit 3 on a missed goal
 //
 // Timestamps: "sent" is taken just before each publish request is written;
@@ -70,7 +71,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.typ, "type", "expr", "hook type to measure: expr or exec")
+	flag.StringVar(&o.typ, "type", "expr", "hook type to measure: expr, exec or python_file")
 	flag.IntVar(&o.items, "items", 2000, "items published in the burst (at most 10000, the run history size)")
 	flag.IntVar(&o.inflight, "inflight", 8, "publish requests in flight at once")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up when the burst is not handled within this time")
@@ -259,8 +260,12 @@ func run(o options) error {
 			return err
 		}
 		h.Arg = prog
+	case hookctl.TypePythonFile:
+		if h.Arg, out, err = pythonFileHook(dir); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("-type %s is not measured yet (expr, exec)", typ)
+		return fmt.Errorf("-type %s is not measured yet (expr, exec, python_file)", typ)
 	}
 	if _, err := client.Create(ctx, h); err != nil {
 		return fmt.Errorf("creating hook: %w", err)
@@ -403,6 +408,11 @@ func run(o options) error {
 	rep.Results = append(rep.Results, bareRes, hookRes)
 	rep.Ratio = &Ratio{Rate: hookRes.PerSecond / bareRes.PerSecond, P99: hookRes.P99MS / bareRes.P99MS}
 
+	if typ == hookctl.TypePythonFile {
+		if err := checkHookOutput(out, hookIDs); err != nil {
+			return err
+		}
+	}
 	if typ == hookctl.TypeExec {
 		// The hook's own output must list every item in arrival order.
 		data, err := os.ReadFile(out)
