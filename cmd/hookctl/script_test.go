@@ -48,6 +48,9 @@ func TestScripts(t *testing.T) {
 			"waitsock": cmdWaitSock,
 			"prosody":  cmdProsody,
 			"waitfor":  cmdWaitFor,
+			"poll":     cmdPoll,     // script_cmds_gitops_test.go
+			"httpget":  cmdHTTPGet,  // script_cmds_gitops_test.go
+			"freeport": cmdFreePort, // script_cmds_gitops_test.go
 			"apireq":   cmdAPIRequest,
 		},
 		RequireExplicitExec: true,
