@@ -42,6 +42,9 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOOKCTL_DATA_DIR", filepath.Join(env.WorkDir, "data"))
 			env.Setenv("HOME", env.WorkDir)
 			env.Setenv("NO_COLOR", "1")
+			// A -race binary sleeps 1s at exit by default; every hookctl
+			// call in a script is one.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
