@@ -134,6 +134,9 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 		}
 		return res, fmt.Errorf("%s on %s: %w", r.Op, r.Node, err)
 	}
+	if r.Op == api.OpPublish || r.Op == api.OpNodeCreate {
+		p.nodeMayExist(r.Service, r.Node)
+	}
 	return res, nil
 }
 

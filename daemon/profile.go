@@ -123,6 +123,23 @@ func (p *profile) wantNodes(hooks []hookctl.Hook) {
 	p.wake()
 }
 
+// nodeMayExist wakes the subscription loop at once when this profile may
+// just have created a node that a hook is waiting for (a PEP node is
+// created by its first publish), rather than at the next retry.
+func (p *profile) nodeMayExist(service, node string) {
+	if service == "" {
+		service = p.jid
+	}
+	ref := nodeRef{service, node}
+	p.mu.Lock()
+	_, wanted := p.want[ref]
+	waiting := wanted && !p.have[ref]
+	p.mu.Unlock()
+	if waiting {
+		p.wake()
+	}
+}
+
 // Failed subscriptions are retried after retryFirst, doubling up to
 // retryMax. A PEP node does not exist until its first publish (subscribing
 // gives item-not-found), so a hook created before it must not wait a full

@@ -31,8 +31,8 @@ type pyEnv struct {
 // TestPythonHooks proves the Python hook types end to end: real Prosody,
 // real backend driven over its control API, real python3 workers.
 func TestPythonHooks(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
-	cfg := testConfig(t, srv, "bot")
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost", "pub@localhost"}, MemoryStorage: true})
+	cfg := testConfig(t, srv, "bot", "pub")
 	e := &pyEnv{t: t, srv: srv, dir: t.TempDir(), libs: t.TempDir()}
 	cfg.PythonPath = []string{e.libs}
 	e.b = startBackend(t, cfg)
@@ -53,6 +53,7 @@ func TestPythonHooks(t *testing.T) {
 	run("BurstInArrivalOrder", e.burst)
 	run("LoadErrors", e.loadErrors)
 	run("OwnPEPNodeCreatedAfterTheHook", e.ownPEP)
+	run("NodeCreatedLaterByAnother", e.nodeLater)
 	run("READMEExample", e.readmeExample)
 }
 
@@ -364,8 +365,8 @@ func (e *pyEnv) problems(node string) []string {
 
 // ownPEP: a hook on the account's own PEP node created before the node
 // exists. Subscribing fails (item-not-found) and status says so; the first
-// publish creates the node, the backend retries within seconds, and the
-// next item fires the hook.
+// publish, through the backend, creates the node and wakes the
+// subscription loop at once, and the next item fires the hook.
 func (e *pyEnv) ownPEP(t *testing.T) {
 	const node = "urn:xmpp:microblog:0"
 	out := filepath.Join(e.dir, "pep.out")
@@ -399,6 +400,35 @@ func (e *pyEnv) ownPEP(t *testing.T) {
 	got := readLines(t, out)
 	if want := "publish {http://jabber.org/protocol/pubsub#event}item m2 [{" + blogNS + "}entry=m2] default bot@localhost bot@localhost " + node; got[len(got)-1] != want {
 		t.Errorf("hook saw %q, want last %q", got, want)
+	}
+}
+
+// nodeLater: a hook on a node that another account creates later. The
+// subscription fails (item-not-found) and is retried with a backoff (1s,
+// 2s, 4s…), so the hook fires within seconds of the node's creation.
+func (e *pyEnv) nodeLater(t *testing.T) {
+	const node = "later"
+	out := filepath.Join(e.dir, "later.out")
+	path := e.write("later.py", fmt.Sprintf("OUT = %q\ndef hook(host, client, item):%s", out, recorder))
+	e.b.create(hookctl.Hook{Key: hookctl.Key{Service: e.srv.PubSub, Node: node, Type: hookctl.TypePythonFile, Arg: path}})
+	waitUntil(t, 10*time.Second, "item-not-found reported", func() (bool, string) {
+		got := e.problems(node)
+		return len(got) == 1 && strings.Contains(got[0], "item-not-found"), fmt.Sprintf("problems %q", got)
+	})
+	// Another profile of the same backend: its publishes do not wake the
+	// bot's subscription loop, only the retry does.
+	e.b.pubsub("pub", api.PubSubRequest{Op: api.OpNodeCreate, Service: e.srv.PubSub, Node: node})
+	start := time.Now()
+	e.subs++
+	e.b.waitSubscribed("default", e.subs)
+	t.Logf("subscribed %s after the node was created", time.Since(start).Round(time.Millisecond))
+	if got := e.problems(node); len(got) != 0 {
+		t.Errorf("problems after subscribing: %q", got)
+	}
+	e.b.pubsub("pub", api.PubSubRequest{Op: api.OpPublish, Service: e.srv.PubSub, Node: node, ItemID: "l1", Payload: entry("l1")})
+	runs := e.b.waitRuns(api.RunQuery{Node: node}, 1)
+	if r := runs[0]; r.ItemID != "l1" || r.Outcome != "ok" {
+		t.Errorf("run = %+v, want ok of l1", r)
 	}
 }
 
