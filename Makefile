@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/hookctl
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test vet demo bench fuzz clean
+.PHONY: build test vet demo bench bench-e2e fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/hookctl
@@ -22,6 +22,12 @@ demo: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# End to end through a private Prosody: each hook type side by side with a
+# bare subscriber in the same run (see BENCHMARKS.md).
+bench-e2e:
+	$(GO) run ./cmd/hookctl-bench -type expr -items 2000
+	$(GO) run ./cmd/hookctl-bench -type exec -items 2000
 
 # Each fuzz target for a short, bounded time.
 fuzz:
