@@ -83,7 +83,12 @@ func Load(path string) (Config, error) {
 		if err := c.validate(path); err != nil {
 			return c, err
 		}
-		c.resolvePaths(filepath.Dir(path))
+		// Absolute, so that workers started in other directories agree.
+		dir, err := filepath.Abs(filepath.Dir(path))
+		if err != nil {
+			return c, fmt.Errorf("reading config: %w", err)
+		}
+		c.resolvePaths(dir)
 	}
 	return c, nil
 }

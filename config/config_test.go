@@ -92,3 +92,18 @@ func TestPassword(t *testing.T) {
 		t.Error("empty env var accepted")
 	}
 }
+
+func TestRelativeConfigPathGivesAbsolutePaths(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte("data_dir: data\npython_path: [lib]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	c, err := Load("c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(c.DataDir) || !filepath.IsAbs(c.PythonPath[0]) {
+		t.Errorf("paths from a relative config: data_dir %q, python_path %q; want absolute", c.DataDir, c.PythonPath[0])
+	}
+}
