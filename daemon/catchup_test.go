@@ -21,6 +21,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/internal/prosodytest"
 	"hookctl.dev/hookctl/xmppsession"
 )
@@ -87,6 +88,8 @@ type publisher struct {
 	svc    string
 	cancel context.CancelFunc
 	done   chan struct{}
+	// lastErr is the last publish error, for messages.
+	lastErr error
 }
 
 func newPublisher(t testing.TB, srv *prosodytest.Server, user string) *publisher {
@@ -120,6 +123,7 @@ func (p *publisher) publish(node, id string, timeout time.Duration) bool {
 				cancel()
 				return true
 			}
+			p.lastErr = err
 		}
 		cancel()
 		time.Sleep(50 * time.Millisecond)
@@ -415,5 +419,128 @@ func TestCatchupAcrossProsodyRestart(t *testing.T) {
 	}
 	if st.Profiles[0].Reconnects == 0 {
 		t.Error("the backend never reconnected: the test did not test a restart")
+	}
+}
+
+// BenchmarkCatchup1000: 1,000 items published on one node while the backend
+// is stopped; one op is from starting the backend (store open, XMPP login,
+// subscribe, fetch) until an expr hook has run all 1,000.
+func BenchmarkCatchup1000(b *testing.B) {
+	const n = 1000
+	// Memory storage: with file storage Prosody rewrites the whole node on
+	// each publish, far too slow for 1,000 items. The node is purged before
+	// each round, as Prosody's memory archive fails once full.
+	srv := prosodytest.Start(b, prosodytest.Options{Admins: []string{"pub@localhost"}, MemoryStorage: true})
+	// Prosody caps a node's max_items at 256 unless told otherwise; the
+	// last section of the config file is the PubSub component.
+	f, err := os.OpenFile(srv.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(f, "\tpubsub_max_items = %d\n", 2*n)
+	f.Close()
+	srv.Restart(b)
+	srv.Register(b, "pub", "pw")
+	cfg := benchConfig(b, srv)
+	createNode(b, srv, "pub", "big", n)
+	pub := newPublisher(b, srv, "pub")
+
+	d := runDaemon(b, cfg)
+	d.waitConnected(b, 0)
+	if _, err := d.client.Create(context.Background(), hookctl.Hook{Key: hookctl.Key{Profile: "default", Service: srv.PubSub, Node: "big", Type: hookctl.TypeExpr, Arg: `event.item_id != ""`}, Persistent: true}); err != nil {
+		b.Fatal(err)
+	}
+	d.waitConnected(b, 1)
+	d.stop(b)
+
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		if err := pub.s.Purge(context.Background(), srv.PubSub, "big"); err != nil {
+			b.Fatal(err)
+		}
+		for _, id := range ids(fmt.Sprint("i", i), 0, n) {
+			if !pub.publish("big", id, 10*time.Second) {
+				b.Fatalf("publishing %s failed: %v", id, pub.lastErr)
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		d = runDaemon(b, cfg)
+		for {
+			runs, err := d.client.Runs(context.Background(), api.RunQuery{Node: "big", Limit: 2 * n})
+			if err == nil && len(runs) >= n {
+				if !runs[0].Catchup || runs[0].Outcome != "ok" {
+					b.Fatalf("run %+v: want an ok caught-up run", runs[0])
+				}
+				break
+			}
+			if time.Since(start) > 60*time.Second {
+				b.Fatalf("%d of %d runs after 60s", len(runs), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.StopTimer()
+		d.stop(b)
+		b.StartTimer()
+	}
+}
+
+// benchConfig is testConfig for benchmarks (one profile, "bot").
+func benchConfig(tb testing.TB, srv *prosodytest.Server) config.Config {
+	dir, err := os.MkdirTemp("", "hkb")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("pw\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	srv.Register(tb, "bot", "pw")
+	cfg := config.Config{DataDir: filepath.Join(dir, "data"), Profiles: map[string]config.Profile{
+		"default": {JID: "bot@localhost", PasswordFile: pw, Server: srv.Addr, TLS: config.TLSNone},
+	}}
+	cfg.Defaults()
+	return cfg
+}
+
+// daemonRun is an in-process backend for benchmarks.
+type daemonRun struct {
+	client *api.Client
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func runDaemon(tb testing.TB, cfg config.Config) *daemonRun {
+	d, err := New(Options{Config: cfg})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &daemonRun{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	if r.client, err = api.NewClient(api.ClientOptions{Socket: cfg.Socket}); err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+func (r *daemonRun) waitConnected(tb testing.TB, subs int) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := r.client.Status(context.Background())
+		if err == nil && len(st.Profiles) > 0 && st.Profiles[0].State == "connected" && st.Profiles[0].Subscriptions >= subs {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Fatal("backend not connected within 20s")
+}
+
+func (r *daemonRun) stop(tb testing.TB) {
+	r.cancel()
+	if err := <-r.done; err != nil {
+		tb.Fatal(err)
 	}
 }
