@@ -141,11 +141,16 @@ func NewFactory(opts Options) runner.Factory {
 		pp = append(pp, d)
 	}
 	opts.PythonPath = pp
-	return &factory{opts: opts}
+	return &factory{opts: opts, warmups: make(chan struct{}, maxWarmups)}
 }
 
+// maxWarmups bounds how many workers start ahead of events at once, so
+// that a registry of many Python hooks does not start them all together.
+const maxWarmups = 2
+
 type factory struct {
-	opts Options
+	opts    Options
+	warmups chan struct{} // semaphore of warm-ups in progress
 
 	mu     sync.Mutex
 	python string // the resolved interpreter, once known
@@ -304,7 +309,9 @@ func load(w *worker, h hookctl.Hook) (string, *LoadError, error) {
 	return "", nil, fmt.Errorf("python worker answered %q to load", fr.Op)
 }
 
-// New returns a runner for h. Workers start on the first event.
+// New returns a runner for h. The first worker starts and loads the hook in
+// the background at once, so that the first events do not queue behind
+// python3's start-up; others start on demand.
 func (f *factory) New(h hookctl.Hook, host runner.Host) (runner.Runner, error) {
 	if err := validate(h); err != nil {
 		return nil, err
@@ -323,6 +330,11 @@ func (f *factory) New(h hookctl.Hook, host runner.Host) (runner.Runner, error) {
 	if r.log == nil {
 		r.log = f.opts.Logger
 	}
+	r.warming.Add(1)
+	go func() {
+		defer r.warming.Done()
+		r.warm()
+	}()
 	return r, nil
 }
 

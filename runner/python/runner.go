@@ -29,6 +29,7 @@ type pyRunner struct {
 	closing   chan struct{} // closed by Close: ends backoff waits
 	closeOnce sync.Once
 	stopping  sync.WaitGroup // idle stops in progress
+	warming   sync.WaitGroup // the start-up warm-up, see warm
 }
 
 var _ runner.Runner = (*pyRunner)(nil)
@@ -128,6 +129,46 @@ func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event) runner.
 		res.Output = runner.Tail(loadOut+res.Output, runner.OutputTail)
 	}
 	return res
+}
+
+// warm starts a worker and loads the hook in a free slot, ahead of the
+// first event: python3 takes tens to hundreds of milliseconds to start, and
+// a burst arriving meanwhile would queue behind it. Problems are left for
+// the first run to meet and report.
+func (r *pyRunner) warm() {
+	select {
+	case r.f.warmups <- struct{}{}:
+		defer func() { <-r.f.warmups }()
+	case <-r.closing:
+		return
+	}
+	var s *slot
+	select {
+	case s = <-r.slots:
+	default:
+		return // a run got there first
+	}
+	defer func() { r.slots <- s }()
+	s.mu.Lock()
+	if r.closed.Load() || s.w != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.busy = true
+	s.mu.Unlock()
+	defer r.release(s)
+
+	ctx, cancel := context.WithTimeout(context.Background(), runner.DefaultTimeout)
+	defer cancel()
+	w, _ := r.startWorker(ctx, s)
+	if w == nil {
+		return
+	}
+	kill := context.AfterFunc(ctx, w.kill)
+	_, _, _ = r.ensureLoaded(ctx, s, w)
+	if !kill() {
+		r.drop(s, w)
+	}
 }
 
 // release marks s free and arms its idle timer.
@@ -387,6 +428,7 @@ func (r *pyRunner) Close() error {
 			r.slots <- s
 		}
 		r.stopping.Wait()
+		r.warming.Wait()
 	})
 	return nil
 }
