@@ -91,6 +91,14 @@ func (l *loader) parseFile(name string, data []byte) {
 	}
 	p.dir = dir
 
+	if len(data) >= p.l.splitMin {
+		if doc, ok := decodeSplit(data, splitParts()); ok {
+			if !p.refuseAliases(doc) {
+				p.document(doc)
+			}
+			return
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	switch err := dec.Decode(&doc); {

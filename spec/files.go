@@ -23,6 +23,9 @@ type loader struct {
 	// stats caches path checks: many hooks often share one script.
 	stats map[string]string
 	home  string // the user's home directory, looked up on first "~"
+	// splitMin is the file size from which the hooks list is parsed in
+	// parallel (see decodeSplit); tests lower it.
+	splitMin int
 }
 
 // entry is a valid hook with where it was declared, for duplicate checks.
@@ -35,7 +38,7 @@ type entry struct {
 }
 
 func newLoader(opts Options) *loader {
-	return &loader{opts: opts, stats: make(map[string]string)}
+	return &loader{opts: opts, stats: make(map[string]string), splitMin: splitMin}
 }
 
 func (l *loader) fileError(file, msg string) {
