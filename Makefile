@@ -8,12 +8,14 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/hookctl
 
-# The test command of the README and CI: vet, then every test with the race
-# detector (integration tests start their own Prosody).
+# The test command of the README and CI: vet, gofmt, every test with the
+# race detector (integration tests start their own Prosody), then each fuzz
+# target for a few seconds.
 test:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -timeout 20m ./...
+	FUZZTIME=5s ./.ci/fuzz.sh
 
 # One command on a fresh machine: a private Prosody, the backend watching
 # examples/, an item published, the hook's effect and its run shown.
@@ -29,9 +31,9 @@ bench-e2e:
 	$(GO) run ./cmd/hookctl-bench -type expr -items 2000
 	$(GO) run ./cmd/hookctl-bench -type exec -items 2000
 
-# Each fuzz target for a short, bounded time.
+# Each fuzz target for a bounded time (FUZZTIME, default 10s each).
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./spec/
+	./.ci/fuzz.sh
 
 clean:
 	rm -rf bin

@@ -6,3 +6,4 @@ t=${FUZZTIME:-10s}
 go test ./spec -run '^$' -fuzz '^FuzzParse$' -fuzztime "$t"
 go test ./xmppsession -run '^$' -fuzz '^FuzzDecodeEvent$' -fuzztime "$t"
 go test ./api -run '^$' -fuzz '^FuzzDecodeRequest$' -fuzztime "$t"
+go test ./spec -run '^$' -fuzz '^FuzzDecodeSplit$' -fuzztime "$t"
