@@ -184,7 +184,9 @@ type Item struct {
 	Publisher string
 	// Payload is the item's children as XML text, namespaces declared.
 	Payload string
-	// XML is the whole <item> element as XML text.
+	// XML is the whole <item> element as XML text, in the pubsub#event
+	// namespace as in notifications (fetched items come in the pubsub
+	// namespace), so that hooks see one element either way.
 	XML string
 
 	tooLarge bool

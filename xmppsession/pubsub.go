@@ -322,6 +322,9 @@ func decodeItems(r xml.TokenReader) ([]Item, error) {
 			}
 		case xml.StartElement:
 			if t.Name.Local == "item" && t.Name.Space == NSPubSub && d.depth == 4 {
+				// Hooks get the same element as from a notification,
+				// whether the item was fetched or pushed.
+				t.Name.Space = NSPubSubEvent
 				it, err := capture(d, t)
 				if err != nil {
 					return items, err

@@ -277,7 +277,7 @@ func TestSessionPEP(t *testing.T) {
 	items, err := alice.Items(ctx, "", "urn:test:pep", 0)
 	// Prosody's PEP nodes keep one item by default.
 	if err != nil || len(items) != 1 || items[0].ID != "two" ||
-		items[0].XML != `<item xmlns="http://jabber.org/protocol/pubsub" id="two"><n xmlns="urn:test">2</n></item>` {
+		items[0].XML != `<item xmlns="http://jabber.org/protocol/pubsub#event" id="two"><n xmlns="urn:test">2</n></item>` {
 		t.Errorf("PEP Items = %+v, %v", items, err)
 	}
 }
