@@ -30,6 +30,33 @@ type Status struct {
 	Profiles []ProfileStatus `json:"profiles"`
 	// Hooks with a problem (subscribe error, load error), by key.
 	HookErrors []HookError `json:"hook_errors,omitempty"`
+	// Nodes are the nodes that hooks watch, with their delivery state.
+	Nodes []NodeStatus `json:"nodes,omitempty"`
+}
+
+// NodeStatus is the delivery state of one node that hooks watch: what the
+// backend remembers of it and what catch-up did since start. Items missed
+// while offline are reported here as data, not as hook errors.
+type NodeStatus struct {
+	Profile string `json:"profile"`
+	// Service is the PubSub service; the profile's bare JID for its own PEP.
+	Service string `json:"service"`
+	Node    string `json:"node"`
+	// Hooks is how many hooks watch the node.
+	Hooks int `json:"hooks"`
+	// Subscribed tells whether the profile's session is subscribed to it.
+	Subscribed bool `json:"subscribed"`
+	// Finished is how many items are remembered as handled (bounded).
+	Finished int `json:"finished"`
+	// LastCatchup is when the node's items were last fetched to catch up.
+	LastCatchup time.Time `json:"last_catchup,omitzero"`
+	// CaughtUp counts the items run by catch-up since start.
+	CaughtUp uint64 `json:"caught_up"`
+	// Gaps counts the catch-ups in which every item the node held was
+	// unseen: items published before them may have been missed.
+	Gaps uint64 `json:"gaps"`
+	// MaybeMissed describes the last gap for people; empty when none.
+	MaybeMissed string `json:"maybe_missed,omitempty"`
 }
 
 // ProfileStatus is one profile's session state.

@@ -83,6 +83,18 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Profiles = append(st.Profiles, ps)
 	}
 	st.HookErrors = d.hookErrors()
+	if d.catchup != nil {
+		st.Nodes = d.catchup.nodeStatus(hooks)
+		for i := range st.Nodes {
+			n := &st.Nodes[i]
+			if p := d.profileByName[n.Profile]; p != nil {
+				if n.Service == "" {
+					n.Service = p.jid
+				}
+				n.Subscribed = p.subscribed(n.Service, n.Node)
+			}
+		}
+	}
 	return st, nil
 }
 

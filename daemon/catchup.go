@@ -19,12 +19,15 @@ package daemon
 // catchup: none are skipped by the dispatcher for catch-up events.
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,8 +80,10 @@ type tracked struct {
 
 	catching sync.Mutex // one catch-up at a time per node
 
-	gaps    int    // catch-ups that found only unseen items
-	lastGap string // its description, for status
+	lastCatchup time.Time // last fetch of the node's items
+	caughtUp    uint64    // items dispatched by catch-up since start
+	gaps        uint64    // catch-ups that found only unseen items
+	lastGap     string    // the last gap's description, for status
 }
 
 // nodeOp is one store write: a finished mark, or a reset (purge, delete).
@@ -423,6 +428,10 @@ func (c *catchup) afterSubscribe(ctx context.Context, s *xmppsession.Session, re
 		t.known = true
 	}
 	n := len(batch)
+	if subErr == nil {
+		t.lastCatchup = start
+		t.caughtUp += uint64(n)
+	}
 	c.mu.Unlock()
 	if n > 0 {
 		c.m.events.WithLabelValues(ref.Profile).Add(float64(n))
@@ -488,7 +497,7 @@ func (c *catchup) candidates(ref registry.NodeRef, t *tracked, items []xmppsessi
 	}
 	if !seen && len(items) > 0 && len(t.finished) > 0 {
 		t.gaps++
-		t.lastGap = fmt.Sprintf("catch-up at %s: all %d items the node holds were unseen; items published before them while offline may have been missed (the node keeps only its newest items: raise its max_items)",
+		t.lastGap = fmt.Sprintf("unknown, maybe some: at the catch-up of %s all %d items the node held were new, so items published before them while offline may be gone (the node keeps only its newest items: raise its max_items)",
 			time.Now().UTC().Format(time.RFC3339), len(items))
 		c.m.gaps.WithLabelValues(ref.Profile, ref.Service, ref.Node).Inc()
 		c.log.Warn("catch-up: items may have been missed", "profile", ref.Profile, "service", ref.Service,
@@ -515,17 +524,33 @@ func (c *catchup) candidates(ref registry.NodeRef, t *tracked, items []xmppsessi
 	return out
 }
 
-// problems lists, per hook of a node with a catch-up gap, the last gap:
-// shown by hookctl status.
-func (c *catchup) problems(hooks []hookctl.Hook) []api.HookError {
+// nodeStatus describes each tracked node for status: hooks per node, what is
+// remembered, what catch-up did and the last gap. Services are as the hooks
+// name them ("" for the profile's own PEP).
+func (c *catchup) nodeStatus(hooks []hookctl.Hook) []api.NodeStatus {
+	count := map[registry.NodeRef]int{}
+	for _, h := range hooks {
+		count[registry.NodeRef{Profile: h.Profile, Service: h.Service, Node: h.Node}]++
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []api.HookError
-	for _, h := range hooks {
-		t := c.nodes[registry.NodeRef{Profile: h.Profile, Service: h.Service, Node: h.Node}]
-		if t != nil && t.gaps > 0 {
-			out = append(out, api.HookError{Hook: h.Key, Error: fmt.Sprintf("%s [%d such gap(s) since start]", t.lastGap, t.gaps)})
+	out := make([]api.NodeStatus, 0, len(c.nodes))
+	for ref, t := range c.nodes {
+		ns := api.NodeStatus{
+			Profile: ref.Profile, Service: ref.Service, Node: ref.Node,
+			Hooks:       count[ref],
+			Finished:    len(t.finished),
+			LastCatchup: t.lastCatchup,
+			CaughtUp:    t.caughtUp,
+			Gaps:        t.gaps,
 		}
+		if t.gaps > 0 {
+			ns.MaybeMissed = fmt.Sprintf("%s [%d such gap(s) since start]", t.lastGap, t.gaps)
+		}
+		out = append(out, ns)
 	}
+	slices.SortFunc(out, func(a, b api.NodeStatus) int {
+		return cmp.Or(strings.Compare(a.Profile, b.Profile), strings.Compare(a.Service, b.Service), strings.Compare(a.Node, b.Node))
+	})
 	return out
 }

@@ -296,9 +296,6 @@ func (d *Daemon) hookErrors() []api.HookError {
 	}
 	if d.store != nil {
 		hooks, _ := d.store.Snapshot()
-		if d.catchup != nil {
-			out = append(out, d.catchup.problems(hooks)...)
-		}
 		out = append(out, d.runProblems.list(hooks)...)
 	}
 	return out

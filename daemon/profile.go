@@ -269,6 +269,14 @@ func (p *profile) subscriptionErrors() []api.HookError {
 	return out
 }
 
+// subscribed reports whether the session is subscribed to the node in the
+// current connection (service is never empty: own PEP is the bare JID).
+func (p *profile) subscribed(service, node string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.have[nodeRef{service, node}]
+}
+
 func (p *profile) status() api.ProfileStatus {
 	st := p.session.State()
 	p.mu.Lock()

@@ -16,7 +16,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var output string
 	c := &cobra.Command{
 		Use:   "status [-o simple|json]",
-		Short: "Show the backend's profiles, sessions and hook problems",
+		Short: "Show the backend's profiles, sessions, watched nodes and hook problems",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			client, err := g.client()
@@ -53,6 +53,24 @@ func printStatus(w io.Writer, st api.Status) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.JID, p.State, p.Hooks, p.Subscriptions, p.Events, p.Reconnects, lastErr)
 		}
 		tw.Flush()
+	}
+	if len(st.Nodes) > 0 {
+		fmt.Fprintln(w, "\nWatched nodes:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROFILE\tSERVICE\tNODE\tHOOKS\tSUBSCRIBED\tFINISHED\tLAST CATCH-UP\tCAUGHT UP\tGAPS")
+		for _, n := range st.Nodes {
+			last := "-"
+			if !n.LastCatchup.IsZero() {
+				last = n.LastCatchup.Local().Format(time.DateTime)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%t\t%d\t%s\t%d\t%d\n", n.Profile, n.Service, n.Node, n.Hooks, n.Subscribed, n.Finished, last, n.CaughtUp, n.Gaps)
+		}
+		tw.Flush()
+		for _, n := range st.Nodes {
+			if n.MaybeMissed != "" {
+				fmt.Fprintf(w, "maybe missed: %s %s %s: %s\n", n.Profile, n.Service, n.Node, n.MaybeMissed)
+			}
+		}
 	}
 	for _, e := range st.HookErrors {
 		fmt.Fprintf(w, "problem: %s: %s\n", e.Hook, e.Error)
