@@ -1,0 +1,235 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/runner"
+)
+
+// The hostile tests: misbehaving hooks and bad input reach a running
+// backend (real Prosody, real processes), and the limits hold without
+// leaking processes, file descriptors or goroutines.
+
+// proc is one process of the test's process tree.
+type proc struct {
+	pid, ppid int
+	cmd       string
+}
+
+// descendants lists the live processes below the test process, except the
+// ones below (and including) skip: the private Prosody.
+func descendants(t *testing.T, skip int) []proc {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := map[int]proc{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		parent[pid] = proc{pid: pid, ppid: ppid, cmd: strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))}
+	}
+	self := os.Getpid()
+	var out []proc
+	for pid, p := range parent {
+		if pid == self {
+			continue
+		}
+		for q, ok := p, true; ok; q, ok = parent[q.ppid] {
+			if q.pid == skip {
+				break
+			}
+			if q.ppid == self {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b proc) int { return a.pid - b.pid })
+	return out
+}
+
+// openFDs counts the test process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// isPythonWorker tells the backend's long-lived Python workers (which the
+// Python hooks keep by design) from anything else.
+func isPythonWorker(p proc) bool { return strings.Contains(p.cmd, "python") }
+
+// TestHostileHooksNoLeaks: hooks that hang, exit non-zero, flood their
+// output or leave a child behind, in exec and Python, share a node with a
+// healthy hook. Every run is recorded with the right outcome, output stays
+// bounded, the healthy hook runs every item, and afterwards no process, file
+// descriptor or goroutine is left over.
+func TestHostileHooksNoLeaks(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("needs /proc")
+	}
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	cfg := testConfig(t, srv, "bot")
+	b := startBackend(t, cfg)
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	const node = "hostile"
+	b.pubsub("default", api.PubSubRequest{Op: api.OpNodeCreate, Service: srv.PubSub, Node: node})
+
+	timeout := hookctl.Duration(500 * time.Millisecond)
+	hooks := []hookctl.Hook{
+		{Name: "x-hang", Key: hookctl.Key{Type: hookctl.TypeExec, Arg: script(t, dir, "hang.sh", "sleep 30\n")}, Timeout: timeout},
+		{Name: "x-exit3", Key: hookctl.Key{Type: hookctl.TypeExec, Arg: script(t, dir, "exit3.sh", "cat >/dev/null; echo failing; exit 3\n")}},
+		{Name: "x-flood", Key: hookctl.Key{Type: hookctl.TypeExec, Arg: script(t, dir, "flood.sh", "head -c 50000000 /dev/zero | tr '\\0' x\n")}},
+		{Name: "x-fork", Key: hookctl.Key{Type: hookctl.TypeExec, Arg: script(t, dir, "fork.sh", "sleep 60 &\necho $! >> "+pids+"\n")}},
+		{Name: "p-hang", Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: "import time\ntime.sleep(30)\n"}, Timeout: timeout},
+		{Name: "p-flood", Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: "for i in range(100000):\n    print('y' * 99)\n"}},
+		{Name: "healthy", Key: hookctl.Key{Type: hookctl.TypeExpr, Arg: `log(item.id)`}},
+	}
+	for _, h := range hooks {
+		h.Service, h.Node = srv.PubSub, node
+		b.create(h)
+	}
+	b.waitSubscribed("default", 1)
+
+	// Warm up: one item through every hook (Python workers started, the
+	// control API connection pooled), then the baseline.
+	b.publish("default", srv.PubSub, node, "warm", entry("warm"))
+	for _, h := range hooks {
+		b.waitRunsOf(h.Name, 1)
+	}
+	fds, goroutines, procs := settle(t, srv.PID(), 0, 0, 0)
+	t.Logf("baseline: %d fds, %d goroutines, processes %v", fds, goroutines, procs)
+
+	items := ids("h", 0, 10)
+	for _, id := range items {
+		b.publish("default", srv.PubSub, node, id, entry(id))
+	}
+	want := len(items) + 1
+	check := func(name string, ok func(r hookctl.Run) bool) {
+		t.Helper()
+		runs := b.waitRunsOf(name, want)
+		bad := 0
+		for _, r := range runs {
+			if !ok(r) {
+				bad++
+				t.Errorf("%s: unexpected run %+v", name, r)
+			}
+		}
+		t.Logf("%s: %d runs, %d as expected", name, len(runs), len(runs)-bad)
+	}
+	check("x-hang", func(r hookctl.Run) bool { return r.Outcome == string(runner.Timeout) })
+	check("x-exit3", func(r hookctl.Run) bool {
+		return r.Outcome == string(runner.Failed) && r.ExitCode == 3 && strings.Contains(r.Output, "failing")
+	})
+	check("x-flood", func(r hookctl.Run) bool {
+		return r.Outcome == string(runner.OK) && len(r.Output) <= runner.OutputTail && strings.Contains(r.Output, "xxxx")
+	})
+	check("x-fork", func(r hookctl.Run) bool { return r.Outcome == string(runner.OK) })
+	check("p-hang", func(r hookctl.Run) bool { return r.Outcome == string(runner.Timeout) })
+	check("p-flood", func(r hookctl.Run) bool {
+		return r.Outcome == string(runner.OK) && len(r.Output) <= runner.OutputTail && strings.Contains(r.Output, "yyyy")
+	})
+	check("healthy", func(r hookctl.Run) bool { return r.Outcome == string(runner.OK) })
+	healthy := b.runsOf("healthy")
+	if got := itemIDs(healthy); !slices.Equal(got, append([]string{"publish:warm"}, prefixed("publish:", items)...)) {
+		t.Errorf("healthy hook ran %v, want every item in order", got)
+	}
+
+	// The children the fork hook left behind are gone.
+	data, err := os.ReadFile(pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := strings.Fields(string(data))
+	if len(children) != want {
+		t.Errorf("fork hook recorded %d child pids, want %d", len(children), want)
+	}
+	waitUntil(t, 5*time.Second, "children of the fork hook gone", func() (bool, string) {
+		var live []string
+		for _, s := range children {
+			if pid, _ := strconv.Atoi(s); pid > 0 && alive(pid) {
+				live = append(live, s)
+			}
+		}
+		return len(live) == 0, fmt.Sprintf("still alive: %v", live)
+	})
+	afterFDs, afterG, afterProcs := settle(t, srv.PID(), fds, goroutines, len(procs))
+	t.Logf("after %d items: %d fds (baseline %d), %d goroutines (baseline %d), processes %v", want, afterFDs, fds, afterG, goroutines, afterProcs)
+}
+
+// settle waits until the process tree below the test holds only Python
+// workers (no more than wantProcs of them, when wantFDs is set), and the
+// fd and goroutine counts are back to the baseline; with wantFDs 0 it waits
+// until they are stable and returns them as the baseline.
+func settle(t *testing.T, prosody, wantFDs, wantG, wantProcs int) (fds, goroutines int, procs []string) {
+	t.Helper()
+	var lastFDs, lastProcs int
+	stable := 0
+	waitUntil(t, 10*time.Second, "no leaked process, fd or goroutine", func() (bool, string) {
+		var names, others []string
+		for _, p := range descendants(t, prosody) {
+			names = append(names, fmt.Sprintf("%d:%s", p.pid, p.cmd))
+			if !isPythonWorker(p) {
+				others = append(others, fmt.Sprintf("%d:%s", p.pid, p.cmd))
+			}
+		}
+		fds, goroutines, procs = openFDs(t), runtime.NumGoroutine(), names
+		why := fmt.Sprintf("fds %d (want %d), goroutines %d (want ≤ %d), processes %v", fds, wantFDs, goroutines, wantG, names)
+		if len(others) > 0 {
+			return false, why
+		}
+		if wantFDs > 0 {
+			return fds == wantFDs && goroutines <= wantG && len(names) <= wantProcs, why
+		}
+		if fds == lastFDs && len(names) == lastProcs {
+			stable++
+		} else {
+			stable = 0
+		}
+		lastFDs, lastProcs = fds, len(names)
+		return stable >= 10, why
+	})
+	return fds, goroutines, procs
+}
+
+func prefixed(prefix string, ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = prefix + id
+	}
+	return out
+}
