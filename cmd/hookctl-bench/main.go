@@ -91,16 +91,19 @@ func main() {
 
 // Result is one consumer's figures.
 type Result struct {
-	Consumer    string  `json:"consumer"`
-	Items       int     `json:"items"`
-	Seconds     float64 `json:"seconds"`
-	PerSecond   float64 `json:"items_per_second"`
-	MedianMS    float64 `json:"latency_median_ms"`
-	P99MS       float64 `json:"latency_p99_ms"`
-	MaxMS       float64 `json:"latency_max_ms"`
-	OutOfOrder  int     `json:"out_of_order"`
-	NotOK       int     `json:"not_ok,omitempty"`
-	LatencyNote string  `json:"latency,omitempty"`
+	Consumer   string  `json:"consumer"`
+	Items      int     `json:"items"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"items_per_second"`
+	MedianMS   float64 `json:"latency_median_ms"`
+	P99MS      float64 `json:"latency_p99_ms"`
+	MaxMS      float64 `json:"latency_max_ms"`
+	OutOfOrder int     `json:"out_of_order"`
+	NotOK      int     `json:"not_ok,omitempty"`
+	// NotOKByOutcome counts the runs that were not ok by outcome
+	// (dropped: the hook's queue was full).
+	NotOKByOutcome map[string]int `json:"not_ok_by_outcome,omitempty"`
+	LatencyNote    string         `json:"latency,omitempty"`
 	// BusyPerSecond is the rate from the first item handled to the last:
 	// how fast the consumer drains once it has work.
 	BusyPerSecond float64 `json:"busy_items_per_second,omitempty"`
@@ -125,9 +128,12 @@ type Report struct {
 	Ratio     *Ratio   `json:"hook_vs_bare,omitempty"`
 	// ProsodyCPU is the CPU time the server used during the burst, and
 	// SelfCPU this process's (backend, subscriber, publisher), in seconds.
-	ProsodyCPU float64   `json:"prosody_cpu_seconds"`
-	SelfCPU    float64   `json:"self_cpu_seconds"`
-	When       time.Time `json:"when"`
+	ProsodyCPU float64 `json:"prosody_cpu_seconds"`
+	SelfCPU    float64 `json:"self_cpu_seconds"`
+	// HookCPU is the CPU time of the hooks' processes (exec programs that
+	// ended, Python workers still running).
+	HookCPU float64   `json:"hook_cpu_seconds"`
+	When    time.Time `json:"when"`
 }
 
 // Ratio compares the hook with the bare subscriber.
@@ -305,6 +311,7 @@ func run(o options) error {
 		defer pprof.StopCPUProfile()
 	}
 	prosodyCPU0, selfCPU0 := cpuSeconds(srv.PID()), cpuSeconds(os.Getpid())
+	hookCPU0 := hookProcessCPU(srv.PID())
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errc := make(chan error, o.inflight)
@@ -351,6 +358,7 @@ func run(o options) error {
 		return err
 	}
 	prosodyCPU, selfCPU := cpuSeconds(srv.PID())-prosodyCPU0, cpuSeconds(os.Getpid())-selfCPU0
+	hookCPU := hookProcessCPU(srv.PID()) - hookCPU0
 	runs, err := client.Runs(ctx, api.RunQuery{Limit: o.items})
 	if err != nil {
 		return err
@@ -359,7 +367,7 @@ func run(o options) error {
 
 	first := slices.MinFunc(sent, func(a, b time.Time) int { return a.Compare(b) })
 	rep := Report{Type: string(typ), Items: o.items, InFlight: o.inflight, CPUs: runtime.NumCPU(), When: time.Now().UTC(),
-		ProsodyCPU: prosodyCPU, SelfCPU: selfCPU}
+		ProsodyCPU: prosodyCPU, SelfCPU: selfCPU, HookCPU: hookCPU}
 	rep.Publisher = Result{Consumer: "publisher (acks)", Items: o.items, Seconds: published.Sub(first).Seconds(),
 		PerSecond: float64(o.items) / published.Sub(first).Seconds()}
 
@@ -371,18 +379,22 @@ func run(o options) error {
 	bareRes.LatencyNote = "publish sent → event decoded"
 	var hookIDs []string
 	var hookAt []time.Time
-	notOK := 0
+	notOK := map[string]int{}
+	var okIDs []string // the items the hook itself handled, in run order
 	var durs []time.Duration
 	for _, r := range runs {
 		durs = append(durs, time.Duration(r.Duration))
 		hookIDs = append(hookIDs, r.ItemID)
 		hookAt = append(hookAt, r.Started.Add(time.Duration(r.Duration)))
 		if r.Outcome != "ok" {
-			notOK++
+			notOK[r.Outcome]++
+		} else {
+			okIDs = append(okIDs, r.ItemID)
 		}
 	}
 	hookRes := measure(string(typ)+" hook", hookIDs, hookAt, sent, index, arrival, first)
-	hookRes.NotOK = notOK
+	hookRes.NotOK = len(runs) - len(okIDs)
+	hookRes.NotOKByOutcome = notOK
 	var sum, gaps time.Duration
 	ngaps := 0
 	for i, r := range runs {
@@ -408,20 +420,14 @@ func run(o options) error {
 	rep.Results = append(rep.Results, bareRes, hookRes)
 	rep.Ratio = &Ratio{Rate: hookRes.PerSecond / bareRes.PerSecond, P99: hookRes.P99MS / bareRes.P99MS}
 
-	if typ == hookctl.TypePythonFile {
-		if err := checkHookOutput(out, hookIDs); err != nil {
+	if typ == hookctl.TypePythonFile || typ == hookctl.TypeExec {
+		// The hook's own output lists every item it ran, in run order
+		// (runs dropped by a full queue are reported as not ok).
+		if err := checkHookOutput(out, okIDs); err != nil {
 			return err
 		}
 	}
 	if typ == hookctl.TypeExec {
-		// The hook's own output must list every item in arrival order.
-		data, err := os.ReadFile(out)
-		if err != nil {
-			return err
-		}
-		if lines := bytes.Count(data, []byte("\n")); lines != o.items {
-			return fmt.Errorf("exec hook wrote %d lines, want %d", lines, o.items)
-		}
 		base, err := forkLoop(prog, filepath.Join(dir, "loop.out"), o.items)
 		if err != nil {
 			return err
@@ -506,6 +512,46 @@ func measure(name string, ids []string, at, sent []time.Time, index, arrival map
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// hookProcessCPU is the CPU time so far of this process's children other
+// than Prosody: the ended ones (exec hooks, reaped) from getrusage, the
+// running ones (Python workers) from /proc.
+func hookProcessCPU(prosody int) float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
+	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == prosody {
+			continue
+		}
+		if parentOf(pid) == self {
+			total += cpuSeconds(pid)
+		}
+	}
+	return total
+}
+
+// parentOf returns the parent pid of pid, from /proc (0 when unknown).
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
 // cpuSeconds returns the user+system CPU time of process pid so far, from
 // /proc (0 where there is none).
 func cpuSeconds(pid int) float64 {
@@ -589,7 +635,7 @@ func printReport(r Report) {
 			fmt.Printf("latency of %s: %s\n", x.Consumer, x.LatencyNote)
 		}
 		if x.NotOK > 0 {
-			fmt.Printf("%s: %d runs not ok\n", x.Consumer, x.NotOK)
+			fmt.Printf("%s: %d runs not ok %v\n", x.Consumer, x.NotOK, x.NotOKByOutcome)
 		}
 	}
 	for _, x := range r.Results {
@@ -598,7 +644,9 @@ func printReport(r Report) {
 				x.Consumer, x.RunMedianMS, x.RunP99MS, x.RunMeanMS, x.GapMeanMS)
 		}
 	}
-	fmt.Printf("CPU during the burst: prosody %.2fs, this process %.2fs (children not included)\n", r.ProsodyCPU, r.SelfCPU)
+	fmt.Printf("CPU during the burst: prosody %.2fs, this process %.2fs, hook processes %.2fs\n", r.ProsodyCPU, r.SelfCPU, r.HookCPU)
+	fmt.Printf("CPU per item, this process (backend, publisher and bare subscriber) plus hook processes: %.3f ms\n",
+		(r.SelfCPU+r.HookCPU)*1000/float64(r.Items))
 	if r.Ratio != nil {
 		fmt.Printf("hook ÷ bare subscriber: rate %.2f×, p99 %.2f×\n", r.Ratio.Rate, r.Ratio.P99)
 	}
@@ -644,4 +692,23 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// checkHookOutput checks that the hook (exec or python_file, which append
+// each item id to out) wrote the ids of its ok runs, in run order.
+func checkHookOutput(out string, runIDs []string) error {
+	data, err := os.ReadFile(out)
+	if err != nil {
+		return err
+	}
+	got := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(got) != len(runIDs) {
+		return fmt.Errorf("hook wrote %d lines, want %d", len(got), len(runIDs))
+	}
+	for i := range got {
+		if got[i] != runIDs[i] {
+			return fmt.Errorf("hook wrote %s as line %d, but run %d was %s", got[i], i+1, i+1, runIDs[i])
+		}
+	}
+	return nil
 }

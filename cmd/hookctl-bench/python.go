@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // pythonFileHook writes the python_file hook measured by -type python_file:
@@ -21,23 +20,4 @@ func pythonFileHook(dir string) (script, out string, err error) {
 		return "", "", err
 	}
 	return script, out, nil
-}
-
-// checkHookOutput checks that the hook wrote every id once, in the order
-// the runs were recorded.
-func checkHookOutput(out string, runIDs []string) error {
-	data, err := os.ReadFile(out)
-	if err != nil {
-		return err
-	}
-	got := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-	if len(got) != len(runIDs) {
-		return fmt.Errorf("hook wrote %d lines, want %d", len(got), len(runIDs))
-	}
-	for i := range got {
-		if got[i] != runIDs[i] {
-			return fmt.Errorf("hook wrote %s as line %d, but run %d was %s", got[i], i+1, i+1, runIDs[i])
-		}
-	}
-	return nil
 }
