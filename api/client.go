@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"hookctl.dev/hookctl"
 )
@@ -216,6 +217,12 @@ func (c *Client) Runs(ctx context.Context, q RunQuery) ([]hookctl.Run, error) {
 // PubSub performs a PubSub operation through a profile's session.
 func (c *Client) PubSub(ctx context.Context, r PubSubRequest) (PubSubResult, error) {
 	var out PubSubResult
+	// JSON would carry invalid bytes as U+FFFD: a changed payload.
+	for what, v := range map[string]string{"payload": r.Payload, "item id": r.ItemID, "node": r.Node, "service": r.Service} {
+		if !utf8.ValidString(v) {
+			return out, fmt.Errorf("%w: %s is not valid UTF-8 (XML cannot carry it)", hookctl.ErrInvalid, what)
+		}
+	}
 	err := c.do(ctx, http.MethodPost, "/v1/pubsub", nil, r, &out)
 	return out, err
 }

@@ -18,6 +18,7 @@ package api
 // nothing. Unknown query parameters are refused as well.
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -34,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"hookctl.dev/hookctl"
 )
@@ -387,14 +389,23 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, limit int64) erro
 			return fmt.Errorf("%w: request body must be application/json, not %q", hookctl.ErrInvalid, ct)
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: body is over the limit of %d bytes", ErrTooLarge, limit)
+		}
+		return fmt.Errorf("%w: reading request body: %v", hookctl.ErrInvalid, err)
+	}
+	// JSON text is UTF-8; the decoder would silently turn invalid bytes
+	// into U+FFFD and so change a payload or a name.
+	if !utf8.Valid(data) {
+		return fmt.Errorf("%w: request body is not valid UTF-8", hookctl.ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		switch {
-		case errors.As(err, &mbe):
-			return fmt.Errorf("%w: body is over the limit of %d bytes", ErrTooLarge, limit)
 		case errors.Is(err, io.EOF):
 			return fmt.Errorf("%w: request body is empty", hookctl.ErrInvalid)
 		}
@@ -402,10 +413,6 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, limit int64) erro
 	}
 	// Exactly one value: "{...} garbage" is as malformed as "{...".
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: body is over the limit of %d bytes", ErrTooLarge, limit)
-		}
 		return fmt.Errorf("%w: request body: unexpected data after the JSON value", hookctl.ErrInvalid)
 	}
 	return nil

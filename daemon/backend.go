@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"strings"
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
@@ -123,6 +125,9 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 	var res api.PubSubResult
 	switch r.Op {
 	case api.OpPublish:
+		if err := checkDepth(r.Payload); err != nil {
+			return res, err
+		}
 		res.ItemID, err = s.Publish(ctx, r.Service, r.Node, r.ItemID, r.Payload)
 	case api.OpRetract:
 		if r.ItemID == "" {
@@ -157,4 +162,30 @@ func serviceName(service string) string {
 		return "own PEP"
 	}
 	return service
+}
+
+// maxPayloadDepth is the nesting the receiving side decodes
+// (xmppsession's cap): deeper items would be skipped by every backend, and
+// Prosody's handling of very deep stanzas is not bounded.
+const maxPayloadDepth = 256
+
+// checkDepth refuses a payload nested deeper than maxPayloadDepth; other
+// syntax errors are left to the session's own check.
+func checkDepth(payload string) error {
+	d := xml.NewDecoder(strings.NewReader(payload))
+	depth := 0
+	for {
+		tok, err := d.RawToken()
+		if err != nil {
+			return nil
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			if depth++; depth > maxPayloadDepth {
+				return fmt.Errorf("%w: payload: elements nested deeper than %d", hookctl.ErrInvalid, maxPayloadDepth)
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
 }
