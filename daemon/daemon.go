@@ -301,6 +301,10 @@ func (d *Daemon) hookErrors() []api.HookError {
 	return out
 }
 
+// onSkip records an item that arrived but could not be decoded (too
+// large, nested too deep) as an error run of each hook of its node.
+func (d *Daemon) onSkip(ev hookctl.Event, why error) { d.dispatcher.Skipped(ev, why) }
+
 // host is what hooks may ask of the backend while they run.
 type host struct{ d *Daemon }
 

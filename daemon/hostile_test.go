@@ -402,12 +402,18 @@ func TestHostileItems(t *testing.T) {
 	if err := rawPublish(t, srv, "pub", node, "huge", bigEntry(10<<20), 10*time.Second); err != nil {
 		t.Fatalf("raw publish of 10 MiB with the limit raised: %v", err)
 	}
+	// Skipped with a record: an error run of the node's hook, never run.
+	ran = append(ran, "publish:huge")
+	runs := b.waitRunsOf("seen", len(ran))
+	if r := runs[len(runs)-1]; r.ItemID != "huge" || r.Outcome != "error" || !strings.Contains(r.Error, "payload too large") {
+		t.Fatalf("record of the 10 MiB item = %+v, want an error run naming payload too large", r)
+	}
 	next("n4")
 	if got := b.profileStatus("default"); got.State != "connected" {
 		t.Errorf("profile after the 10 MiB item: %+v", got)
 	}
 	for _, r := range b.runsOf("seen") {
-		if r.ItemID == "huge" || r.ItemID == "deep" || r.ItemID == "bad" {
+		if (r.ItemID == "huge" && r.Outcome != "error") || r.ItemID == "deep" || r.ItemID == "bad" {
 			t.Errorf("a hostile item ran: %+v", r)
 		}
 	}

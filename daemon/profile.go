@@ -71,6 +71,7 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 		InsecureSkipVerify: pc.InsecureSkipVerify,
 		Logger:             d.log,
 		OnEvent:            d.onEvent,
+		OnSkip:             d.onSkip,
 		OnConnect:          p.onConnect,
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -376,6 +377,22 @@ func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
 }
 
 var errQueueFull = errors.New("queue full")
+
+// Skipped records that an item of ev's node arrived but could not be
+// decoded (too large, nested too deep): every hook of the node that
+// selects ev.Kind gets an error run naming why, so that `hookctl runs
+// --failed` shows the item no hook saw. It runs nothing.
+func (d *Dispatcher) Skipped(ev hookctl.Event, why error) {
+	if d.isClosed.Load() {
+		return
+	}
+	d.m.received.WithLabelValues(ev.Profile).Inc()
+	for _, e := range d.snap.Load().index[nodeKey{ev.Profile, ev.Service, ev.Node}] {
+		if e.kinds&kindBit(ev.Kind) != 0 {
+			d.recordNow(e, &ev, runner.Error, fmt.Errorf("item not run: %w", why))
+		}
+	}
+}
 
 // recordNow records a run that ended before it started (dropped, filter
 // error, no runner).

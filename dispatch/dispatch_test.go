@@ -836,3 +836,29 @@ func TestReaddedHookWaitsForRemovedQueue(t *testing.T) {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 }
+
+func TestSkippedItemIsRecordedForTheNodesHooks(t *testing.T) {
+	f := &fakeFactory{}
+	d := newTest(t, f, Options{})
+	retractOnly := testHook("n", "/retract-only")
+	retractOnly.Events = []hookctl.EventKind{hookctl.EventRetract}
+	d.SetHooks([]hookctl.Hook{testHook("n", "/a"), retractOnly, testHook("other", "/b")})
+
+	d.Skipped(testEvent("n", hookctl.EventPublish, "big"), errors.New("payload too large"))
+
+	runs := d.Runs(api.RunQuery{})
+	if len(runs) != 1 {
+		t.Fatalf("runs = %+v, want one record for the publish hook of node n", runs)
+	}
+	r := runs[0]
+	if r.Hook.Arg != "/a" || r.ItemID != "big" || r.Outcome != string(runner.Error) || !strings.Contains(r.Error, "payload too large") {
+		t.Errorf("run = %+v", r)
+	}
+	for _, h := range []hookctl.Hook{testHook("n", "/a"), retractOnly} {
+		for _, r := range f.of(h.Key) {
+			if n := r.runs.Load(); n != 0 {
+				t.Errorf("hook %s ran %d times; a skipped item runs nothing", h.Arg, n)
+			}
+		}
+	}
+}

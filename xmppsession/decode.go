@@ -32,6 +32,42 @@ const MaxPayload = 1 << 20
 // MaxPayload.
 var ErrTooLarge = errors.New("payload too large")
 
+// SkippedItem reports an item of a notification that was not turned into
+// an event: its payload is over MaxPayload (Err wraps ErrTooLarge) or not
+// decodable, e.g. nested too deep (Err wraps hookctl.ErrInvalid).
+type SkippedItem struct {
+	Service, Node, ItemID string
+	Err                   error
+}
+
+func (e *SkippedItem) Error() string {
+	return fmt.Sprintf("item %q of node %q skipped: %v", e.ItemID, e.Node, e.Err)
+}
+
+func (e *SkippedItem) Unwrap() error { return e.Err }
+
+// SkippedItems lists the SkippedItem reports in an error of DecodeEvent.
+func SkippedItems(err error) []*SkippedItem {
+	var out []*SkippedItem
+	var walk func(error)
+	walk = func(err error) {
+		var si *SkippedItem
+		switch e := err.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		default:
+			if errors.As(err, &si) {
+				out = append(out, si)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
 // DecodeEvent decodes one <message> (the whole element, start to end) into
 // PubSub events: one per <item> and <retract> in document order, one per
 // <delete> and <purge>. Messages without a PubSub event give no events and
@@ -157,10 +193,14 @@ func (e *eventDecoder) items(d *tokens, node string) error {
 			}
 			it, err := capture(d, t)
 			if err != nil {
-				return fmt.Errorf("%w: decoding item of node %q: %v", hookctl.ErrInvalid, node, err)
+				// The rest of the message cannot be read; this item is
+				// reported as skipped, with its id.
+				return &SkippedItem{Service: e.base.Service, Node: node, ItemID: it.ID,
+					Err: fmt.Errorf("%w: decoding item: %v", hookctl.ErrInvalid, err)}
 			}
 			if it.tooLarge {
-				e.skipped = append(e.skipped, fmt.Errorf("item %q of node %q skipped: %w (over %d bytes)", it.ID, node, ErrTooLarge, MaxPayload))
+				e.skipped = append(e.skipped, &SkippedItem{Service: e.base.Service, Node: node, ItemID: it.ID,
+					Err: fmt.Errorf("%w (over %d bytes)", ErrTooLarge, MaxPayload)})
 				continue
 			}
 			kind := hookctl.EventPublish

@@ -146,6 +146,24 @@ func TestDecodeEventTooLarge(t *testing.T) {
 	if len(got) != 1 || got[0].ItemID != "ok" || got[0].Payload != `<p xmlns="urn:p">small</p>` {
 		t.Fatalf("got %+v, want only item ok", got)
 	}
+	skipped := SkippedItems(err)
+	if len(skipped) != 1 || skipped[0].ItemID != "big" || skipped[0].Node != "n" || skipped[0].Service != "s" || !errors.Is(skipped[0], ErrTooLarge) {
+		t.Fatalf("SkippedItems = %+v, want item big of node n", skipped)
+	}
+}
+
+func TestDecodeEventTooDeepIsASkippedItem(t *testing.T) {
+	deep := strings.Repeat("<a>", 300) + strings.Repeat("</a>", 300)
+	msg := `<message from="s"><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n">` +
+		`<item id="ok"><p xmlns="urn:p">1</p></item><item id="deep">` + deep + `</item></items></event></message>`
+	got, err := decodeString(t, "", msg)
+	if len(got) != 1 || got[0].ItemID != "ok" {
+		t.Fatalf("got %+v, want item ok", got)
+	}
+	skipped := SkippedItems(err)
+	if len(skipped) != 1 || skipped[0].ItemID != "deep" || !errors.Is(skipped[0], hookctl.ErrInvalid) {
+		t.Fatalf("SkippedItems(%v) = %+v, want item deep, invalid", err, skipped)
+	}
 }
 
 func TestDecodeEventMalformed(t *testing.T) {

@@ -73,6 +73,10 @@ type Config struct {
 	// OnEvent is called for each decoded PubSub event, from the session's
 	// read goroutine: it must not block (enqueue and return).
 	OnEvent func(hookctl.Event)
+	// OnSkip is called, like OnEvent, for each item of a notification that
+	// could not be decoded (too large, nested too deep), with what is known
+	// of it and why, so that the skip can be recorded.
+	OnSkip func(hookctl.Event, error)
 	// OnConnect is called in a goroutine owned by the session after each
 	// successful connect; reconnect is false the first time. Its context
 	// ends when that connection ends, and Run waits for it to return.
@@ -492,6 +496,12 @@ func (s *Session) handler() xmpp.Handler {
 			xmlstream.MultiReader(xmlstream.Token(start.Copy()), t))
 		if err != nil {
 			s.log.Warn("pubsub event partly undecodable", "err", err, "events", len(events))
+			for _, si := range SkippedItems(err) {
+				if s.cfg.OnSkip != nil {
+					s.cfg.OnSkip(hookctl.Event{Profile: s.cfg.Profile, Service: si.Service, Node: si.Node,
+						Kind: hookctl.EventPublish, ItemID: si.ItemID, Received: time.Now()}, si.Err)
+				}
+			}
 		}
 		for _, ev := range events {
 			s.events.Add(1)
