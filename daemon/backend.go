@@ -24,12 +24,20 @@ func (d *Daemon) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, erro
 	if err := d.check(ctx, h); err != nil {
 		return hookctl.Hook{}, err
 	}
-	return d.store.Create(ctx, h)
+	stored, err := d.store.Create(ctx, h)
+	if err == nil {
+		d.synced.wait(ctx, d.store.Revision())
+	}
+	return stored, err
 }
 
 // Remove deletes every matching hook; see hookctl.Registry.
 func (d *Daemon) Remove(ctx context.Context, m hookctl.Match) (int, error) {
-	return d.store.Remove(ctx, m)
+	n, err := d.store.Remove(ctx, m)
+	if err == nil && n > 0 {
+		d.synced.wait(ctx, d.store.Revision())
+	}
+	return n, err
 }
 
 // Apply checks every created or updated hook, then applies the batch
@@ -46,7 +54,11 @@ func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
-	return d.store.Apply(ctx, b)
+	rev, err := d.store.Apply(ctx, b)
+	if err == nil {
+		d.synced.wait(ctx, rev)
+	}
+	return rev, err
 }
 
 // check refuses hook types the config does not allow and hooks their

@@ -65,6 +65,54 @@ type Daemon struct {
 	profileByName map[string]*profile
 	metrics       *prometheus.Registry
 	runProblems   runProblems // runs that could not start, for status
+	synced        syncedRevision
+}
+
+// syncedRevision is the registry revision the dispatcher runs, so that a
+// change made through the API returns only once it is in force: a hook
+// created, then an item published, fires for that item.
+type syncedRevision struct {
+	mu      sync.Mutex
+	rev     uint64
+	changed chan struct{} // closed and replaced at each advance
+}
+
+func (s *syncedRevision) advance(rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rev > s.rev {
+		s.rev = rev
+	}
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// wait returns once revision rev is in force, ctx ends, or a few seconds
+// pass (the change is stored either way; only its effect is late).
+func (s *syncedRevision) wait(ctx context.Context, rev uint64) {
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		s.mu.Lock()
+		if s.rev >= rev {
+			s.mu.Unlock()
+			return
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			return
+		}
+	}
 }
 
 // New checks the configuration and prepares the pieces; it opens nothing.
@@ -244,12 +292,13 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	changes, cancel := d.store.Changes()
 	defer cancel()
 	for {
-		hooks, _ := d.store.Snapshot()
+		hooks, rev := d.store.Snapshot()
 		d.dispatcher.SetHooks(hooks)
 		d.catchup.setHooks(hooks)
 		for _, p := range d.profiles {
 			p.wantNodes(hooks)
 		}
+		d.synced.advance(rev)
 		select {
 		case <-ctx.Done():
 			return nil

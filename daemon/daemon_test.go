@@ -279,3 +279,28 @@ func TestPubSubRefusalIsAClearClientError(t *testing.T) {
 		t.Fatalf("unknown profile = %v, want ErrNotFound", err)
 	}
 }
+
+// A hook is in force when create returns: an item published right after
+// fires it, even on a node the profile already follows (no subscription,
+// hence no catch-up, to cover a late start).
+func TestHookFiresForAnItemPublishedRightAfterCreate(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	b := startBackend(t, testConfig(t, srv, "bot"))
+	b.pubsub("default", api.PubSubRequest{Op: api.OpNodeCreate, Service: srv.PubSub, Node: "n"})
+	b.create(hookctl.Hook{Name: "first", Key: hookctl.Key{Service: srv.PubSub, Node: "n", Type: hookctl.TypeExpr, Arg: `log("first")`}})
+	b.waitSubscribed("default", 1)
+	const rounds = 15
+	for i := range rounds {
+		name := fmt.Sprintf("h%d", i)
+		b.create(hookctl.Hook{Name: name, Key: hookctl.Key{Service: srv.PubSub, Node: "n", Type: hookctl.TypeExpr, Arg: fmt.Sprintf("log(%d)", i)}})
+		b.pubsub("default", api.PubSubRequest{Op: api.OpPublish, Service: srv.PubSub, Node: "n", ItemID: name, Payload: entry(name)})
+	}
+	b.waitRuns(api.RunQuery{Hook: "first"}, rounds)
+	for i := range rounds {
+		name := fmt.Sprintf("h%d", i)
+		got := b.waitRuns(api.RunQuery{Hook: name}, 1)
+		if got[0].ItemID != name {
+			t.Errorf("hook %s first ran for %s, want the item published right after its creation", name, got[0].ItemID)
+		}
+	}
+}
