@@ -535,16 +535,7 @@ func hookProcessCPU(prosody int) float64 {
 
 // parentOf returns the parent pid of pid, from /proc (0 when unknown).
 func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
+	f := procStat(pid)
 	if len(f) < 2 {
 		return 0
 	}
@@ -552,19 +543,25 @@ func parentOf(pid int) int {
 	return ppid
 }
 
-// cpuSeconds returns the user+system CPU time of process pid so far, from
-// /proc (0 where there is none).
-func cpuSeconds(pid int) float64 {
+// procStat returns the fields of /proc/PID/stat after the command name
+// (state first), nil when there is no such process.
+func procStat(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return nil
 	}
-	f := strings.Fields(s[i+1:])
+	return strings.Fields(s[i+1:])
+}
+
+// cpuSeconds returns the user+system CPU time of process pid so far, from
+// /proc (0 where there is none).
+func cpuSeconds(pid int) float64 {
+	f := procStat(pid)
 	// After ")": state is field 3, utime 14 and stime 15 (1-based).
 	if len(f) < 13 {
 		return 0

@@ -32,25 +32,9 @@ declare no hooks while it still has live hooks is refused unless
 			if output != "simple" && output != "json" {
 				return exitCode(2, fmt.Errorf("%w: -o %q (want simple or json)", hookctl.ErrInvalid, output))
 			}
-			ctx := cmd.Context()
-			d, err := pf.load(ctx)
+			_, res, err := pf.apply(cmd.Context(), g, reconcile.ApplyOptions{DryRun: dryRun, AllowEmpty: allowEmpty})
 			if err != nil {
 				return err
-			}
-			client, err := g.client()
-			if err != nil {
-				return exitCode(2, err)
-			}
-			defer client.Close()
-			jids, err := profileJIDs(ctx, client)
-			if err != nil {
-				return exitCode(2, err)
-			}
-			res, err := reconcile.Apply(ctx, client, reconcile.NormalizeServices(d.Hooks, jids), reconcile.ApplyOptions{
-				Options: pf.options(d.Sets), DryRun: dryRun, AllowEmpty: allowEmpty,
-			})
-			if err != nil {
-				return exitCode(2, err)
 			}
 			out := cmd.OutOrStdout()
 			cnt := res.Plan.Counts()

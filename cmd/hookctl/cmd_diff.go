@@ -48,6 +48,30 @@ func (p *planFlags) load(ctx context.Context) (reconcile.Desired, error) {
 	return d, nil
 }
 
+// apply reads the files, then plans them against the backend the flags
+// name and applies the plan (DryRun for diff). Every error exits 2.
+func (p *planFlags) apply(ctx context.Context, g *globals, opts reconcile.ApplyOptions) (reconcile.Desired, reconcile.Result, error) {
+	d, err := p.load(ctx)
+	if err != nil {
+		return d, reconcile.Result{}, err
+	}
+	client, err := g.client()
+	if err != nil {
+		return d, reconcile.Result{}, exitCode(2, err)
+	}
+	defer client.Close()
+	jids, err := profileJIDs(ctx, client)
+	if err != nil {
+		return d, reconcile.Result{}, exitCode(2, err)
+	}
+	opts.Options = p.options(d.Sets)
+	res, err := reconcile.Apply(ctx, client, reconcile.NormalizeServices(d.Hooks, jids), opts)
+	if err != nil {
+		return d, res, exitCode(2, err)
+	}
+	return d, res, nil
+}
+
 // profileJIDs asks the backend for its profiles' JIDs, which own-PEP hooks
 // (empty service) are stored under.
 func profileJIDs(ctx context.Context, c *api.Client) (map[string]string, error) {
@@ -94,24 +118,9 @@ hooks of other sets are only counted), then a summary line. Exit status: 0 in sy
 			if output != "simple" && output != "json" {
 				return exitCode(2, fmt.Errorf("%w: -o %q (want simple or json)", hookctl.ErrInvalid, output))
 			}
-			ctx := cmd.Context()
-			d, err := pf.load(ctx)
+			d, res, err := pf.apply(cmd.Context(), g, reconcile.ApplyOptions{DryRun: true, AllowEmpty: true})
 			if err != nil {
 				return err
-			}
-			client, err := g.client()
-			if err != nil {
-				return exitCode(2, err)
-			}
-			defer client.Close()
-			jids, err := profileJIDs(ctx, client)
-			if err != nil {
-				return exitCode(2, err)
-			}
-			res, err := reconcile.Apply(ctx, client, reconcile.NormalizeServices(d.Hooks, jids),
-				reconcile.ApplyOptions{Options: pf.options(d.Sets), DryRun: true, AllowEmpty: true})
-			if err != nil {
-				return exitCode(2, err)
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
