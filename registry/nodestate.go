@@ -5,12 +5,16 @@ package registry
 // finished with. It lives in its own bucket of the same file so that it
 // shares bbolt's crash safety:
 //
-//	nodes: JSON array [profile, service, node] → JSON of nodeRecord
+//	nodes / JSON array [profile, service, node] / 8-byte sequence → id NUL digest
 //
-// A node's record is rewritten whole on each change; it is bounded
-// (MaxFinished entries), so that costs a few tens of KiB at most.
+// Each node is a bucket of entries in the order they were marked; marking
+// appends (no rewrite of the node's state, so a burst costs a few small
+// puts per transaction) and trims the oldest beyond MaxFinished. Schema 1
+// kept one JSON record per node; Open converts it.
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -20,8 +24,8 @@ import (
 
 var bucketNodes = []byte("nodes")
 
-// MaxFinished is how many finished items are remembered per node; the
-// oldest are forgotten first.
+// MaxFinished is how many finished entries are remembered per node; the
+// oldest are forgotten first (an item marked again counts again).
 const MaxFinished = 1000
 
 // Finished is one item the hooks of a node have finished with: its id and a
@@ -51,46 +55,65 @@ type NodeState struct {
 	Finished []Finished
 }
 
-type nodeRecord struct {
-	Finished []Finished `json:"finished"`
-}
-
 func nodeKey(r NodeRef) []byte {
 	b, _ := json.Marshal([3]string{r.Profile, r.Service, r.Node}) // strings always marshal
 	return b
+}
+
+func entryValue(f Finished) []byte {
+	return append(append(append(make([]byte, 0, len(f.ID)+1+len(f.Digest)), f.ID...), 0), f.Digest...)
 }
 
 // NodeState returns what the store remembers of a node.
 func (s *Store) NodeState(ref NodeRef) (NodeState, error) {
 	var st NodeState
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNodes)
+		b := nodeBucket(tx, ref)
 		if b == nil {
 			return nil
 		}
-		v := b.Get(nodeKey(ref))
-		if v == nil {
+		var entries []Finished
+		err := b.ForEach(func(_, v []byte) error {
+			id, dg, ok := bytes.Cut(v, []byte{0})
+			if !ok {
+				return fmt.Errorf("decoding state of node %s: bad entry %q", ref.Node, v)
+			}
+			entries = append(entries, Finished{ID: string(id), Digest: string(dg)})
 			return nil
-		}
-		var rec nodeRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("decoding state of node %s: %w", ref.Node, err)
-		}
-		st = NodeState{Known: true, Finished: rec.Finished}
-		return nil
+		})
+		st = NodeState{Known: true, Finished: addFinished(nil, entries)}
+		return err
 	})
 	return st, err
+}
+
+func nodeBucket(tx *bolt.Tx, ref NodeRef) *bolt.Bucket {
+	nodes := tx.Bucket(bucketNodes)
+	if nodes == nil {
+		return nil
+	}
+	return nodes.Bucket(nodeKey(ref))
 }
 
 // SetBaseline makes a node known with items as its finished set (replacing
 // any previous state): a node's first hooks start from its current items.
 func (s *Store) SetBaseline(ref NodeRef, items []Finished) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketNodes)
+		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
 		if err != nil {
 			return err
 		}
-		return putNode(b, ref, nodeRecord{Finished: addFinished(nil, items)})
+		k := nodeKey(ref)
+		if nodes.Bucket(k) != nil {
+			if err := nodes.DeleteBucket(k); err != nil {
+				return err
+			}
+		}
+		b, err := nodes.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return appendEntries(b, addFinished(nil, items))
 	})
 }
 
@@ -100,33 +123,53 @@ func (s *Store) MarkFinished(marks []Mark) error {
 	if len(marks) == 0 {
 		return nil
 	}
-	byNode := map[NodeRef][]Finished{}
-	var order []NodeRef
-	for _, m := range marks {
-		if _, ok := byNode[m.NodeRef]; !ok {
-			order = append(order, m.NodeRef)
-		}
-		byNode[m.NodeRef] = append(byNode[m.NodeRef], m.Finished)
-	}
 	return s.update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketNodes)
+		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
 		if err != nil {
 			return err
 		}
-		for _, ref := range order {
-			var rec nodeRecord
-			if v := b.Get(nodeKey(ref)); v != nil {
-				if err := json.Unmarshal(v, &rec); err != nil {
-					return fmt.Errorf("decoding state of node %s: %w", ref.Node, err)
+		buckets := map[NodeRef]*bolt.Bucket{}
+		for _, m := range marks {
+			b := buckets[m.NodeRef]
+			if b == nil {
+				if b, err = nodes.CreateBucketIfNotExists(nodeKey(m.NodeRef)); err != nil {
+					return err
 				}
+				buckets[m.NodeRef] = b
 			}
-			rec.Finished = addFinished(rec.Finished, byNode[ref])
-			if err := putNode(b, ref, rec); err != nil {
+			if err := appendEntries(b, []Finished{m.Finished}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// appendEntries adds entries at the end of a node's bucket and forgets the
+// oldest beyond MaxFinished.
+func appendEntries(b *bolt.Bucket, entries []Finished) error {
+	var last uint64
+	for _, f := range entries {
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), entryValue(f)); err != nil {
+			return err
+		}
+		last = seq
+	}
+	if last <= MaxFinished {
+		return nil
+	}
+	limit := binary.BigEndian.AppendUint64(nil, last-MaxFinished)
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k, limit) <= 0; k, _ = c.Next() {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ForgetNodes removes the state of every node keep rejects (nodes that no
@@ -135,12 +178,12 @@ func (s *Store) MarkFinished(marks []Mark) error {
 func (s *Store) ForgetNodes(keep func(NodeRef) bool) (int, error) {
 	n := 0
 	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNodes)
-		if b == nil {
+		nodes := tx.Bucket(bucketNodes)
+		if nodes == nil {
 			return nil
 		}
 		var drop [][]byte
-		err := b.ForEach(func(k, _ []byte) error {
+		err := nodes.ForEach(func(k, _ []byte) error {
 			var f [3]string
 			if json.Unmarshal(k, &f) != nil || !keep(NodeRef{f[0], f[1], f[2]}) {
 				drop = append(drop, slices.Clone(k))
@@ -151,7 +194,7 @@ func (s *Store) ForgetNodes(keep func(NodeRef) bool) (int, error) {
 			return err
 		}
 		for _, k := range drop {
-			if err := b.Delete(k); err != nil {
+			if err := nodes.DeleteBucket(k); err != nil {
 				return err
 			}
 		}
@@ -159,6 +202,46 @@ func (s *Store) ForgetNodes(keep func(NodeRef) bool) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// migrateNodeRecords converts schema 1's node state (one JSON record per
+// node) into schema 2's buckets of entries.
+func migrateNodeRecords(tx *bolt.Tx) error {
+	nodes := tx.Bucket(bucketNodes)
+	if nodes == nil {
+		return nil
+	}
+	type record struct {
+		Finished []Finished `json:"finished"`
+	}
+	old := map[string]record{}
+	err := nodes.ForEach(func(k, v []byte) error {
+		if v == nil {
+			return nil // already a bucket
+		}
+		var rec record
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("converting node state %s: %w", k, err)
+		}
+		old[string(k)] = rec
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for k, rec := range old {
+		if err := nodes.Delete([]byte(k)); err != nil {
+			return err
+		}
+		b, err := nodes.CreateBucket([]byte(k))
+		if err != nil {
+			return err
+		}
+		if err := appendEntries(b, rec.Finished); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addFinished appends items to list (an id already there moves to the end
@@ -183,14 +266,6 @@ func addFinished(list, items []Finished) []Finished {
 		out = slices.Delete(out, 0, over)
 	}
 	return out
-}
-
-func putNode(b *bolt.Bucket, ref NodeRef, rec nodeRecord) error {
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	return b.Put(nodeKey(ref), v)
 }
 
 // view and update run f under the store's lock, refusing once closed.

@@ -2,9 +2,11 @@ package registry
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestNodeStateMarkBaselineForget(t *testing.T) {
@@ -85,5 +87,48 @@ func TestNodeStateAfterClose(t *testing.T) {
 	s.Close()
 	if err := s.MarkFinished([]Mark{{NodeRef{"p", "s", "n"}, Finished{"1", "d"}}}); err == nil {
 		t.Error("MarkFinished after Close succeeded")
+	}
+}
+
+func TestNodeStateOfSchema1IsConverted(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Write what schema 1 kept: one JSON record per node.
+	db, err := bolt.Open(filepath.Join(dir, "hooks.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := NodeRef{"p", "s", "n"}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketMeta).Put(keySchema, []byte("1")); err != nil {
+			return err
+		}
+		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
+		if err != nil {
+			return err
+		}
+		return nodes.Put(nodeKey(ref), []byte(`{"finished":[{"i":"a","d":"1"},{"i":"b","d":"2"}]}`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.NodeState(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(NodeState{Known: true, Finished: []Finished{{"a", "1"}, {"b", "2"}}}, st); diff != "" {
+		t.Errorf("converted state (-want +got):\n%s", diff)
+	}
+	if err := s.MarkFinished([]Mark{{ref, Finished{"c", "3"}}}); err != nil {
+		t.Fatalf("marking after the conversion: %v", err)
 	}
 }

@@ -42,7 +42,7 @@ import (
 
 // schemaVersion is the layout version written in the meta bucket, so that a
 // later hookctl can migrate, and an older one refuses a newer store.
-const schemaVersion = 1
+const schemaVersion = 2
 
 var (
 	bucketMeta  = []byte("meta")
@@ -166,7 +166,13 @@ func Open(dataDir string, opts Options) (*Store, error) {
 			if n > schemaVersion {
 				return fmt.Errorf("store schema %d is newer than this hookctl supports (%d)", n, schemaVersion)
 			}
-		} else if err := meta.Put(keySchema, fmt.Appendf(nil, "%d", schemaVersion)); err != nil {
+			if n < 2 {
+				if err := migrateNodeRecords(tx); err != nil {
+					return err
+				}
+			}
+		}
+		if err := meta.Put(keySchema, fmt.Appendf(nil, "%d", schemaVersion)); err != nil {
 			return err
 		}
 		switch v := meta.Get(keyRevision); len(v) {

@@ -78,7 +78,7 @@ func main() {
 	flag.BoolVar(&o.asJSON, "json", false, "print the results as JSON")
 	flag.BoolVar(&o.verbose, "v", false, "log the backend at debug level to stderr")
 	flag.BoolVar(&o.check, "check", false, "exit with status 3 when a goal is missed: any run not ok or out of order, or (expr) rate below 0.9× or p99 above 2× the bare subscriber's")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (backend, subscriber, publisher) during the burst")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (backend, subscriber, publisher) during the burst; samples carry a role label (backend, pub, bare): go tool pprof -tags")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "hookctl-bench:", err)
@@ -231,7 +231,9 @@ func run(o options) error {
 	}
 	dctx, stopDaemon := context.WithCancel(ctx)
 	daemonErr := make(chan error, 1)
-	go func() { daemonErr <- d.Run(dctx) }()
+	// pprof labels (role=backend, pub, bare) tell the three apart in a
+	// -cpuprofile: `go tool pprof -tags` gives the backend's own share.
+	go pprof.Do(dctx, pprof.Labels("role", "backend"), func(ctx context.Context) { daemonErr <- d.Run(ctx) })
 	defer func() {
 		stopDaemon()
 		if err := <-daemonErr; err != nil {
@@ -317,6 +319,7 @@ func run(o options) error {
 	errc := make(chan error, o.inflight)
 	for range o.inflight {
 		wg.Go(func() {
+			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("role", "pub")))
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= o.items {
@@ -658,7 +661,7 @@ func session(ctx context.Context, srv *prosodytest.Server, user string, onEvent 
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(sctx) }()
+	go pprof.Do(sctx, pprof.Labels("role", user), func(ctx context.Context) { defer close(done); _ = s.Run(ctx) })
 	stop := func() { cancel(); <-done }
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
