@@ -64,7 +64,6 @@ type Daemon struct {
 	profiles      []*profile
 	profileByName map[string]*profile
 	metrics       *prometheus.Registry
-	runProblems   runProblems // runs that could not start, for status
 	synced        syncedRevision
 }
 
@@ -170,7 +169,7 @@ func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 	out := map[hookctl.Type]runner.Factory{}
 	for t, f := range all {
 		if d.cfg.Allowed(t) {
-			out[t] = problemFactory{Factory: f, p: &d.runProblems}
+			out[t] = f
 		}
 	}
 	return out
@@ -342,10 +341,6 @@ func (d *Daemon) hookErrors() []api.HookError {
 	}
 	for _, p := range d.profiles {
 		out = append(out, p.subscriptionErrors()...)
-	}
-	if d.store != nil {
-		hooks, _ := d.store.Snapshot()
-		out = append(out, d.runProblems.list(hooks)...)
 	}
 	return out
 }

@@ -71,6 +71,11 @@ type Dispatcher struct {
 	retiredByKey map[hookctl.Key]*worker
 	wg           sync.WaitGroup // retire goroutines
 
+	// runErrs holds, per hook, why its last run could not start (outcome
+	// error: a Python file that stopped loading, a program that vanished),
+	// until a run starts again: reported by HookErrors.
+	runErrs sync.Map // hookctl.Key → string
+
 	handoff chan *worker   // idle run goroutines wait here for work
 	quit    chan struct{}  // closed by Close: idle goroutines exit
 	gwg     sync.WaitGroup // run goroutines
@@ -446,9 +451,32 @@ func (d *Dispatcher) Runs(q api.RunQuery) []hookctl.Run { return d.hist.query(q)
 // live as asked (filter that does not compile, no runner for the type, a
 // runner that failed to start, duplicate key), in key order.
 func (d *Dispatcher) HookErrors() []api.HookError {
-	errs := slices.Clone(d.snap.Load().errs)
+	snap := d.snap.Load()
+	errs := slices.Clone(snap.errs)
+	d.runErrs.Range(func(k, v any) bool {
+		key := k.(hookctl.Key)
+		if _, live := snap.entries[key]; !live {
+			d.runErrs.Delete(key) // the hook is gone
+			return true
+		}
+		errs = append(errs, api.HookError{Hook: key, Error: v.(string)})
+		return true
+	})
 	slices.SortStableFunc(errs, func(a, b api.HookError) int { return a.Hook.Compare(b.Hook) })
 	return errs
+}
+
+// noteRunError keeps why a hook's run could not start, and forgets it once
+// a run starts again (ok, failed or timed out).
+func (d *Dispatcher) noteRunError(k hookctl.Key, res runner.Result) {
+	switch res.Outcome {
+	case runner.Error:
+		if res.Err != nil {
+			d.runErrs.Store(k, "run: "+res.Err.Error())
+		}
+	case runner.OK, runner.Failed, runner.Timeout:
+		d.runErrs.Delete(k)
+	}
 }
 
 // Close stops accepting events and waits for the queued runs to finish.

@@ -862,3 +862,35 @@ func TestSkippedItemIsRecordedForTheNodesHooks(t *testing.T) {
 		}
 	}
 }
+
+func TestRunThatCannotStartIsAHookErrorUntilARunStarts(t *testing.T) {
+	var broken atomic.Bool
+	broken.Store(true)
+	f := &fakeFactory{fn: func(ctx context.Context, h hookctl.Hook, ev hookctl.Event) runner.Result {
+		if broken.Load() {
+			return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: errors.New("hook does not load")}
+		}
+		return runner.Result{Outcome: runner.OK}
+	}}
+	d := newTest(t, f, Options{})
+	h := testHook("n", "/a")
+	d.SetHooks([]hookctl.Hook{h})
+
+	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "1"))
+	want := []api.HookError{{Hook: h.Key, Error: "run: hook does not load"}}
+	if diff := cmp.Diff(want, d.HookErrors()); diff != "" {
+		t.Errorf("after a run that could not start (-want +got):\n%s", diff)
+	}
+	broken.Store(false)
+	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "2"))
+	if errs := d.HookErrors(); len(errs) != 0 {
+		t.Errorf("after a good run: %v, want none", errs)
+	}
+	// A hook that is gone takes its problem with it.
+	broken.Store(true)
+	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "3"))
+	d.SetHooks(nil)
+	if errs := d.HookErrors(); len(errs) != 0 {
+		t.Errorf("after the hook was removed: %v, want none", errs)
+	}
+}

@@ -263,6 +263,7 @@ func (d *Dispatcher) execute(w *worker, j job) {
 		cancel()
 	}
 	d.record(j.ent, j.ev, started, time.Since(started), res)
+	d.noteRunError(j.ent.hook.Key, res)
 	j.tr.finish()
 }
 
