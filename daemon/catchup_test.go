@@ -26,6 +26,26 @@ import (
 	"hookctl.dev/hookctl/xmppsession"
 )
 
+// rawSession logs user (password "pw") in over a connection of its own,
+// with mellium alone: for what xmppsession does not do, or refuses to.
+func rawSession(ctx context.Context, t testing.TB, srv *prosodytest.Server, user string) (*xmpp.Session, net.Conn) {
+	t.Helper()
+	origin := jid.MustParse(user)
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs, err := xmpp.NewSession(ctx, origin.Domain(), origin, nc, xmpp.Secure, xmpp.NewNegotiator(
+		func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{xmpp.SASL("", "pw", sasl.Plain), xmpp.BindResource()}}
+		}))
+	if err != nil {
+		nc.Close()
+		t.Fatalf("session of %s: %v", user, err)
+	}
+	return xs, nc
+}
+
 // createNode creates node on the PubSub component as user (an admin), with
 // max_items set: Prosody's default keeps only 20 items. xmppsession has no
 // node configuration, so this speaks XMPP with mellium directly.
@@ -33,19 +53,8 @@ func createNode(t testing.TB, srv *prosodytest.Server, user, node string, maxIte
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	origin := jid.MustParse(user + "@localhost/setup")
-	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	xs, nc := rawSession(ctx, t, srv, user+"@localhost/setup")
 	defer nc.Close()
-	xs, err := xmpp.NewSession(ctx, origin.Domain(), origin, nc, xmpp.Secure, xmpp.NewNegotiator(
-		func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{xmpp.SASL("", "pw", sasl.Plain), xmpp.BindResource()}}
-		}))
-	if err != nil {
-		t.Fatalf("setup session: %v", err)
-	}
 	go xs.Serve(nil)
 	defer xs.Close()
 	el := func(ns, local string, inner xml.TokenReader, attrs ...string) xml.TokenReader {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/sasl"
 	"mellium.im/xmlstream"
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
@@ -250,19 +247,8 @@ func rawPublish(t *testing.T, srv *prosodytest.Server, user, node, id string, pa
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	origin := jid.MustParse(user + "@localhost/raw")
-	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	xs, nc := rawSession(ctx, t, srv, user+"@localhost/raw")
 	defer nc.Close()
-	xs, err := xmpp.NewSession(ctx, origin.Domain(), origin, nc, xmpp.Secure, xmpp.NewNegotiator(
-		func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{xmpp.SASL("", "pw", sasl.Plain), xmpp.BindResource()}}
-		}))
-	if err != nil {
-		t.Fatalf("raw session: %v", err)
-	}
 	served := make(chan error, 1)
 	go func() { served <- xs.Serve(nil) }()
 	defer func() { xs.Close(); nc.Close(); <-served }()

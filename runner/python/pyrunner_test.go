@@ -1,7 +1,6 @@
 package pyrunner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/runner"
+	"hookctl.dev/hookctl/runner/runnertest"
 )
 
 // fakeHost records publishes and collects host.log lines. It stands in for
@@ -28,31 +28,14 @@ type fakeHost struct {
 	mu        sync.Mutex
 	published []publishCall
 	err       error
-	logBuf    *syncBuffer
+	logBuf    *runnertest.SyncBuffer
 	logger    *slog.Logger
 }
 
 type publishCall struct{ Profile, Service, Node, ItemID, Payload string }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newHost() *fakeHost {
-	buf := &syncBuffer{}
+	buf := &runnertest.SyncBuffer{}
 	return &fakeHost{logBuf: buf, logger: slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 }
 
