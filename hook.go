@@ -3,6 +3,7 @@ package hookctl
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -148,6 +149,10 @@ type Hook struct {
 	Source string `json:"source,omitempty" yaml:"source,omitempty"`
 	// Created is when the registry first stored the hook.
 	Created time.Time `json:"created,omitzero" yaml:"created,omitempty"`
+	// Quarantined, when set, says why a stored hook no longer passes the
+	// rules: the backend loaded it but never runs it. It is the
+	// registry's verdict at load, never stored or accepted from a client.
+	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
 }
 
 // EffectiveEvents returns the kinds the hook fires on, defaults applied.
@@ -168,9 +173,13 @@ type Change struct {
 	New   string `json:"new"`
 }
 
-// AttributeChanges lists the declared attributes that differ from h to o,
-// in a fixed order. Identity (Key) and bookkeeping (Source, Created) are not
-// compared; Owner is, so adoption shows as a change.
+// AttributeChanges lists every declared field that differs from h to o,
+// identity first, in a fixed order. It is the one comparison of hooks:
+// plans, the dispatcher and the tests use it. Bookkeeping (Source,
+// Created) is not compared; Owner is, so adoption shows as a change; the
+// key's fields are, so a hook declared in a set whose arg or node changed
+// is an update. TestAttributeChangesCoversEveryField fails when a field
+// is added to Hook and not here.
 func (h Hook) AttributeChanges(o Hook) []Change {
 	var out []Change
 	add := func(field, a, b string) {
@@ -178,6 +187,11 @@ func (h Hook) AttributeChanges(o Hook) []Change {
 			out = append(out, Change{Field: field, Old: a, New: b})
 		}
 	}
+	add("profile", h.Profile, o.Profile)
+	add("service", h.Service, o.Service)
+	add("node", h.Node, o.Node)
+	add("type", string(h.Type), string(o.Type))
+	add("arg", h.Arg, o.Arg)
 	add("persistent", fmt.Sprint(h.Persistent), fmt.Sprint(o.Persistent))
 	add("owner", h.Owner, o.Owner)
 	add("name", h.Name, o.Name)
@@ -189,6 +203,19 @@ func (h Hook) AttributeChanges(o Hook) []Change {
 	add("concurrency", fmt.Sprint(max(h.Concurrency, 1)), fmt.Sprint(max(o.Concurrency, 1)))
 	add("catchup", catchupString(h.Catchup), catchupString(o.Catchup))
 	return out
+}
+
+// SameAttributes reports whether AttributeChanges finds nothing, cheaply
+// in the common case of identical fields: plans and the dispatcher compare
+// every hook on every change, and AttributeChanges formats each field.
+func (h Hook) SameAttributes(o Hook) bool {
+	if h.Key == o.Key && h.Persistent == o.Persistent && h.Owner == o.Owner && h.Name == o.Name &&
+		h.Filter == o.Filter && h.Timeout == o.Timeout && h.Concurrency == o.Concurrency &&
+		h.Catchup == o.Catchup && slices.Equal(h.Args, o.Args) && maps.Equal(h.Headers, o.Headers) &&
+		slices.Equal(h.Events, o.Events) {
+		return true
+	}
+	return len(h.AttributeChanges(o)) == 0
 }
 
 func catchupString(s string) string {

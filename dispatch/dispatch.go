@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/filter"
+	"hookctl.dev/hookctl/rules"
 	"hookctl.dev/hookctl/runner"
 )
 
@@ -49,6 +49,9 @@ type Options struct {
 	History int
 	// Metrics, when set, receives the dispatcher's collectors.
 	Metrics prometheus.Registerer
+	// HooksRoot is where relative python_file and exec paths (hooks
+	// declared in files) are found; see rules.Resolve.
+	HooksRoot string
 }
 
 // Dispatcher routes events to hooks. Its methods are safe for concurrent use.
@@ -181,13 +184,17 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: "duplicate hook key: kept the first"})
 			continue
 		}
+		if h.Quarantined != "" {
+			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: "quarantined, not run: " + h.Quarantined})
+			continue
+		}
 		e, err := d.newEntry(h, old.entries[h.Key], compiled)
 		if err != nil {
 			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: err.Error()})
 			continue
 		}
 		ow := old.workers[h.Key]
-		if ow != nil && sameAttributes(ow.hook, h) {
+		if ow != nil && ow.hook.SameAttributes(h) {
 			e.w = ow
 		} else if e.w, err = d.startWorker(h); err != nil {
 			e.runErr = err.Error()
@@ -245,27 +252,21 @@ func (d *Dispatcher) newEntry(h hookctl.Hook, prev *entry, compiled map[string]*
 	return e, nil
 }
 
-// sameAttributes reports whether a and b (same key) have the same
-// attributes, as AttributeChanges defines them. Identical fields are
-// checked first because SetHooks runs on every registry change over every
-// hook, and AttributeChanges formats each field.
-func sameAttributes(a, b hookctl.Hook) bool {
-	if a.Persistent == b.Persistent && a.Owner == b.Owner && a.Name == b.Name &&
-		a.Filter == b.Filter && a.Timeout == b.Timeout && a.Concurrency == b.Concurrency &&
-		a.Catchup == b.Catchup && slices.Equal(a.Args, b.Args) && maps.Equal(a.Headers, b.Headers) &&
-		slices.Equal(a.Events, b.Events) {
-		return true
-	}
-	return len(a.AttributeChanges(b)) == 0
-}
-
 // startWorker makes the runner of h.
 func (d *Dispatcher) startWorker(h hookctl.Hook) (*worker, error) {
 	f := d.opts.Factories[h.Type]
 	if f == nil {
 		return nil, errors.New("no runner for type " + string(h.Type))
 	}
-	r, err := f.New(h, d.opts.Host)
+	run := h // the runner gets the path resolved; runs keep the hook's key
+	if h.Type.TakesPath() {
+		p, err := rules.Resolve(h.Arg, d.opts.HooksRoot)
+		if err != nil {
+			return nil, err
+		}
+		run.Arg = p
+	}
+	r, err := f.New(run, d.opts.Host)
 	if err != nil {
 		return nil, errors.New("starting runner: " + err.Error())
 	}

@@ -65,6 +65,9 @@ func Compile(src string) (*Filter, error) {
 	if src == "" {
 		return nil, nil
 	}
+	if err := CheckDepth(src); err != nil {
+		return nil, err
+	}
 	p, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool())
 	if err != nil {
 		if fe, ok := err.(*file.Error); ok {

@@ -187,11 +187,7 @@ func Open(dataDir string, opts Options) (*Store, error) {
 			return err
 		}
 		return hooks.ForEach(func(k, v []byte) error {
-			var h hookctl.Hook
-			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("decoding hook %s: %w", k, err)
-			}
-			h.Persistent = true
+			h := s.load(k, v)
 			s.hooks[h.Key] = h
 			return nil
 		})
@@ -393,11 +389,7 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	}
 	deletes := make([]hookctl.Key, len(b.Delete))
 	for i, k := range b.Delete {
-		n, err := s.normaliseKey(k, cache)
-		if err != nil {
-			return 0, fmt.Errorf("delete %d: %w", i, err)
-		}
-		deletes[i] = n
+		deletes[i] = s.deleteKey(k, cache)
 	}
 
 	s.mu.Lock()

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/rules"
 )
 
 // normaliseJID returns the bare form of a JID as XMPP compares them
@@ -44,9 +46,9 @@ func (s *Store) normaliseService(profile, service string, cache map[string]strin
 	if bare, ok := cache[service]; ok {
 		return bare, nil
 	}
-	bare, err := normaliseJID(service)
+	bare, err := rules.BareJID(service)
 	if err != nil {
-		return "", fmt.Errorf("%w: service %q is not a valid JID: %v", hookctl.ErrInvalid, service, err)
+		return "", fmt.Errorf("%w: service: %v", hookctl.ErrInvalid, err)
 	}
 	if cache != nil {
 		cache[service] = bare
@@ -54,64 +56,55 @@ func (s *Store) normaliseService(profile, service string, cache map[string]strin
 	return bare, nil
 }
 
-// normaliseKey validates the identity fields and normalises Service.
-func (s *Store) normaliseKey(k hookctl.Key, cache map[string]string) (hookctl.Key, error) {
-	if k.Profile == "" {
-		return k, fmt.Errorf("%w: hook %s: profile is empty", hookctl.ErrInvalid, k)
-	}
-	svc, err := s.normaliseService(k.Profile, k.Service, cache)
-	if err != nil {
-		return k, err
-	}
-	k.Service = svc
-	switch {
-	case k.Node == "":
-		return k, fmt.Errorf("%w: hook %s: node is empty", hookctl.ErrInvalid, k)
-	case !k.Type.Valid():
-		return k, fmt.Errorf("%w: hook %s: unknown type %q", hookctl.ErrInvalid, k, k.Type)
-	case k.Arg == "":
-		return k, fmt.Errorf("%w: hook %s: arg is empty", hookctl.ErrInvalid, k)
-	case len(k.Profile) > MaxProfile:
-		return k, fmt.Errorf("%w: profile is %d bytes, at most %d", hookctl.ErrInvalid, len(k.Profile), MaxProfile)
-	case len(k.Node) > MaxNode:
-		return k, fmt.Errorf("%w: node is %d bytes, at most %d", hookctl.ErrInvalid, len(k.Node), MaxNode)
-	case len(k.Arg) > MaxArg:
-		return k, fmt.Errorf("%w: arg is %d bytes, at most %d (put long code in a python_file)", hookctl.ErrInvalid, len(k.Arg), MaxArg)
-	}
-	return k, nil
-}
-
-// Size limits of a key's fields. bbolt keys are at most 32 KiB and a key
-// holds all five fields; a JID is at most 3 KiB by RFC 7622.
-const (
-	MaxProfile = 256
-	MaxNode    = 1024
-	MaxArg     = 16 << 10
-)
-
-// normaliseHook validates h and returns the registry's own copy of it, with
-// Service normalised. Created is left for the caller to set.
+// normaliseHook validates h by the one set of rules every door applies
+// (rules.Check), and returns the registry's own copy of it, with Service
+// normalised. Created is left for the caller to set.
 func (s *Store) normaliseHook(h hookctl.Hook, cache map[string]string) (hookctl.Hook, error) {
-	k, err := s.normaliseKey(h.Key, cache)
+	if err := rules.Check(h, rules.DefaultLimits()); err != nil {
+		return h, fmt.Errorf("hook %s: %w", describeHook(h), err)
+	}
+	svc, err := s.normaliseService(h.Profile, h.Service, cache)
 	if err != nil {
 		return h, err
 	}
-	h.Key = k
-	for _, e := range h.Events {
-		if !e.Valid() {
-			return h, fmt.Errorf("%w: hook %s: unknown event %q", hookctl.ErrInvalid, k, e)
-		}
-	}
-	switch {
-	case h.Concurrency < 0:
-		return h, fmt.Errorf("%w: hook %s: concurrency %d is negative", hookctl.ErrInvalid, k, h.Concurrency)
-	case h.Timeout < 0:
-		return h, fmt.Errorf("%w: hook %s: timeout %s is negative", hookctl.ErrInvalid, k, h.Timeout)
-	case h.Catchup != hookctl.CatchupNew && h.Catchup != hookctl.CatchupAll && h.Catchup != hookctl.CatchupNone:
-		return h, fmt.Errorf("%w: hook %s: unknown catchup %q (want all or none)", hookctl.ErrInvalid, k, h.Catchup)
-	}
+	h.Service = svc
+	h.Quarantined = "" // the registry's verdict, never the caller's
 	return cloneHook(h), nil
 }
+
+// deleteKey is k with its service normalised when it can be: a deletion
+// is never refused for the hook's own flaws, so that a quarantined hook
+// (stored by an older version, or under limits since lowered) can always
+// be removed.
+func (s *Store) deleteKey(k hookctl.Key, cache map[string]string) hookctl.Key {
+	if svc, err := s.normaliseService(k.Profile, k.Service, cache); err == nil {
+		k.Service = svc
+	}
+	return k
+}
+
+// load decodes one stored hook. One that no longer passes the rules (an
+// older version stored it, a limit was lowered, its profile is gone) is
+// kept as quarantined: listed with the reason, never run, removable. A
+// stored value must never stop the backend from starting.
+func (s *Store) load(k, v []byte) hookctl.Hook {
+	var h hookctl.Hook
+	if err := json.Unmarshal(v, &h); err != nil {
+		h = hookctl.Hook{}
+		_ = json.Unmarshal(k, &[]any{&h.Profile, &h.Service, &h.Node, &h.Type, &h.Arg})
+		h.Quarantined = "stored record unreadable: " + err.Error()
+	} else if n, err := s.normaliseHook(h, nil); err != nil {
+		h.Quarantined = err.Error()
+	} else if n.Service != h.Service {
+		h.Quarantined = fmt.Sprintf("hook %s: stored service %q is not in normal form %q", describeHook(h), h.Service, n.Service)
+	}
+	h.Persistent = true
+	return h
+}
+
+// describeHook names a hook in messages: set/name when it has them, else
+// its key.
+func describeHook(h hookctl.Hook) string { return rules.IDOf(h).String() }
 
 // cloneHook copies the hook's slices and map, so that neither the caller nor
 // the registry can change the other's hook afterwards.

@@ -5,36 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	exprfile "github.com/expr-lang/expr/file"
-	exprparser "github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
-	"mellium.im/xmpp/jid"
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/filter"
-)
-
-// Limits of the attributes a file may set.
-const (
-	MaxTimeout     = 24 * time.Hour
-	MaxConcurrency = 64
+	"hookctl.dev/hookctl/rules"
 )
 
 var (
-	setNameRE    = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
-	pyModuleRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	topFields    = []string{"version", "set", "profile", "hooks"}
 	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup"}
@@ -49,24 +34,20 @@ type fileParser struct {
 	dir    string // absolute directory of the file, for relative paths
 	data   []byte
 	lines  [][]byte // data split in lines, made on first need
+	root   string   // absolute root of the files being read (see Set)
 	failed bool     // a problem was reported in the current hook
-	// filters are compiled once the walk is done, on every CPU: compiling
-	// is most of the time spent on a file's own checks.
-	filters []filterJob
-}
-
-// filterJob is one filter to compile, and the entry of its hook (-1 if the
-// hook had other problems).
-type filterJob struct {
-	v     *yaml.Node
-	path  string
-	src   string
-	entry int
-	err   error
+	// reported are the paths with a problem already, so that the rules do
+	// not report a field again that failed to decode.
+	reported map[string]bool
+	// pending are the file's decoded hooks, checked by the rules once the
+	// walk is done, on every CPU: compiling filters and expr programs is
+	// most of the time spent on a file.
+	pending []pendingHook
 }
 
 func (p *fileParser) errorAt(n *yaml.Node, path, format string, args ...any) {
 	p.failed = true
+	p.reported[path] = true
 	d := Diagnostic{File: p.name, Path: path, Message: fmt.Sprintf(format, args...)}
 	if n != nil {
 		d.Line, d.Column = n.Line, n.Column
@@ -76,14 +57,16 @@ func (p *fileParser) errorAt(n *yaml.Node, path, format string, args ...any) {
 
 func (p *fileParser) errorPos(line, col int, path, format string, args ...any) {
 	p.failed = true
+	p.reported[path] = true
 	p.l.diags = append(p.l.diags, Diagnostic{File: p.name, Line: line, Column: col, Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
 // parseFile parses and validates one file, adding its hooks and problems to
-// the loader.
-func (l *loader) parseFile(name string, data []byte) {
+// the loader. root is the root its relative script paths are stored
+// against.
+func (l *loader) parseFile(name, root string, data []byte) {
 	l.files = append(l.files, name)
-	p := &fileParser{l: l, name: name, data: data}
+	p := &fileParser{l: l, name: name, data: data, root: root, reported: make(map[string]bool)}
 	dir, err := filepath.Abs(filepath.Dir(name))
 	if err != nil {
 		l.fileError(name, "resolving directory: "+err.Error())
@@ -238,7 +221,7 @@ func (p *fileParser) document(doc *yaml.Node) {
 	set := DefaultSet
 	if v, ok := f.get("set"); ok && !isNull(v) {
 		if s, ok := p.str(v, "set"); ok {
-			if setNameRE.MatchString(s) {
+			if rules.ValidName(s) {
 				set = s
 			} else {
 				p.errorAt(v, "set", "%q is not a simple name (letters, digits, '.', '_', '-')", s)
@@ -262,310 +245,17 @@ func (p *fileParser) document(doc *yaml.Node) {
 		p.errorAt(hooks, "hooks", "must be a list (got %s)", describe(hooks))
 		return
 	}
-	names := make(map[string]*yaml.Node, len(hooks.Content))
-	p.l.entries = slices.Grow(p.l.entries, len(hooks.Content))
+	p.pending = make([]pendingHook, 0, len(hooks.Content))
 	for i, hn := range hooks.Content {
 		path := "hooks[" + strconv.Itoa(i) + "]"
 		p.failed = false
-		jobs := len(p.filters)
-		h, ok := p.hook(hn, path, set, profile)
-		if h.Name != "" {
-			if prev, dup := names[h.Name]; dup {
-				p.errorAt(hn, path+".name", "%q is also the name of the hook at line %d", h.Name, prev.Line)
-				ok = false
-			} else {
-				names[h.Name] = hn
-			}
-		}
-		if ok && !p.failed {
-			for i := jobs; i < len(p.filters); i++ {
-				p.filters[i].entry = len(p.l.entries)
-			}
-			p.l.entries = append(p.l.entries, entry{hook: h, file: p.name, line: hn.Line, col: hn.Column, path: path})
+		ph, ok := p.hook(hn, path, set, profile)
+		if ok {
+			ph.failed = p.failed
+			p.pending = append(p.pending, ph)
 		}
 	}
-	p.compileFilters()
-}
-
-// compileFilters compiles the file's filters on up to GOMAXPROCS
-// goroutines, reports those that fail and drops their hooks.
-func (p *fileParser) compileFilters() {
-	jobs := p.filters
-	if len(jobs) == 0 {
-		return
-	}
-	workers := min(runtime.GOMAXPROCS(0), 1+len(jobs)/32)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(jobs) {
-					return
-				}
-				_, jobs[i].err = filter.Compile(jobs[i].src)
-			}
-		})
-	}
-	wg.Wait()
-	var drop map[int]bool
-	for _, j := range jobs {
-		if j.err == nil {
-			continue
-		}
-		p.exprError(j.v, j.path, j.err)
-		if j.entry >= 0 {
-			if drop == nil {
-				drop = make(map[int]bool)
-			}
-			drop[j.entry] = true
-		}
-	}
-	if drop != nil {
-		kept := p.l.entries[:0]
-		for i, e := range p.l.entries {
-			if !drop[i] {
-				kept = append(kept, e)
-			}
-		}
-		p.l.entries = kept
-	}
-}
-
-// hook decodes and validates one entry of hooks.
-func (p *fileParser) hook(n *yaml.Node, path, set, profile string) (hookctl.Hook, bool) {
-	f, ok := p.fields(n, path, hookFields)
-	if !ok {
-		return hookctl.Hook{}, false
-	}
-	h := hookctl.Hook{
-		Key:        hookctl.Key{Profile: profile, Type: hookctl.TypePythonFile},
-		Persistent: true,
-		Owner:      set,
-		Source:     p.name + ":" + strconv.Itoa(n.Line),
-	}
-	get := func(field string) (*yaml.Node, string, bool) {
-		v, ok := f.get(field)
-		if !ok || isNull(v) {
-			return nil, "", false
-		}
-		return v, path + "." + field, true
-	}
-
-	if v, fp, ok := get("name"); ok {
-		h.Name, _ = p.str(v, fp)
-	}
-	if v, fp, ok := get("profile"); ok {
-		if s, ok := p.profile(v, fp); ok {
-			h.Profile = s
-		}
-	}
-	if v, fp, ok := get("service"); ok {
-		if s, ok := p.str(v, fp); ok && s != "" {
-			j, err := jid.Parse(s)
-			switch {
-			case err != nil:
-				p.errorAt(v, fp, "malformed JID %q: %v", s, err)
-			case j.Resourcepart() != "":
-				p.errorAt(v, fp, "%q has a resource; want a bare JID", s)
-			default:
-				h.Service = j.String()
-			}
-		}
-	}
-	if v, fp, ok := get("node"); ok {
-		if s, ok := p.str(v, fp); ok {
-			if s == "" {
-				p.errorAt(v, fp, "must not be empty")
-			}
-			h.Node = s
-		}
-	} else {
-		p.errorAt(n, path+".node", "is required")
-	}
-	typeOK := true
-	if v, fp, ok := get("type"); ok {
-		if s, ok := p.str(v, fp); ok {
-			t, err := hookctl.ParseType(s)
-			if err != nil {
-				p.errorAt(v, fp, "unknown hook type %q (want one of %s)", s, typeNames())
-				typeOK = false
-			} else {
-				h.Type = t
-			}
-		} else {
-			typeOK = false
-		}
-	}
-	if v, fp, ok := get("arg"); ok {
-		if s, ok := p.str(v, fp); ok {
-			if s == "" {
-				p.errorAt(v, fp, "must not be empty")
-			} else if typeOK {
-				h.Arg = p.arg(v, fp, h.Type, s)
-			} else {
-				h.Arg = s
-			}
-		}
-	} else {
-		p.errorAt(n, join(path, "arg"), "is required")
-	}
-	if v, fp, ok := get("args"); ok {
-		if args, ok := p.strings(v, fp); ok {
-			if typeOK && h.Type != hookctl.TypeExec {
-				p.errorAt(v, fp, "only exec hooks take args (this hook is %s)", h.Type)
-			}
-			h.Args = args
-		}
-	}
-	if v, fp, ok := get("headers"); ok {
-		if hs, ok := p.headers(v, fp); ok {
-			if typeOK && h.Type != hookctl.TypeHTTP {
-				p.errorAt(v, fp, "only http hooks take headers (this hook is %s)", h.Type)
-			}
-			h.Headers = hs
-		}
-	}
-	if v, fp, ok := get("persistent"); ok {
-		if b, ok := p.boolean(v, fp); ok {
-			h.Persistent = b
-		}
-	}
-	if v, fp, ok := get("events"); ok {
-		h.Events = p.events(v, fp)
-	}
-	if v, fp, ok := get("filter"); ok {
-		if s, ok := p.str(v, fp); ok {
-			// Compiled later, in parallel with the other filters.
-			p.filters = append(p.filters, filterJob{v: v, path: fp, src: s, entry: -1})
-			h.Filter = s
-		}
-	}
-	if v, fp, ok := get("timeout"); ok {
-		if s, ok := p.str(v, fp); ok {
-			d, err := time.ParseDuration(s)
-			switch {
-			case err != nil:
-				p.errorAt(v, fp, "bad duration %q (want e.g. \"30s\", \"2m\")", s)
-			case d <= 0:
-				p.errorAt(v, fp, "must be positive (got %q)", s)
-			case d > MaxTimeout:
-				p.errorAt(v, fp, "%q is longer than 24h", s)
-			default:
-				h.Timeout = hookctl.Duration(d)
-			}
-		}
-	}
-	if v, fp, ok := get("concurrency"); ok {
-		if c, ok := p.integer(v, fp); ok {
-			if c < 1 || c > MaxConcurrency {
-				p.errorAt(v, fp, "must be between 1 and %d (got %d)", MaxConcurrency, c)
-			}
-			h.Concurrency = c
-		}
-	}
-	if v, fp, ok := get("catchup"); ok {
-		if s, ok := p.str(v, fp); ok {
-			switch s {
-			case hookctl.CatchupNew, "new":
-				h.Catchup = hookctl.CatchupNew
-			case hookctl.CatchupAll, hookctl.CatchupNone:
-				h.Catchup = s
-			default:
-				p.errorAt(v, fp, "unknown catch-up policy %q (want new, all or none)", s)
-			}
-		}
-	}
-	return h, true
-}
-
-// arg validates a hook's arg for its type and returns it resolved: paths
-// absolute, "~" expanded.
-func (p *fileParser) arg(v *yaml.Node, path string, t hookctl.Type, s string) string {
-	switch t {
-	case hookctl.TypePythonFile, hookctl.TypeExec:
-		return p.filePath(v, path, t, s)
-	case hookctl.TypePython:
-		if !pyModuleRE.MatchString(s) {
-			p.errorAt(v, path, "%q is not a Python module name (e.g. \"package.module\")", s)
-		}
-	case hookctl.TypeExpr:
-		// Only the syntax: the action functions are the runner's, so the
-		// environment is not known here.
-		if _, err := exprparser.Parse(s); err != nil {
-			p.exprError(v, path, err)
-		}
-	case hookctl.TypeHTTP:
-		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.errorAt(v, path, "%q is not an http or https URL", s)
-		}
-	}
-	return s
-}
-
-// filePath resolves a script or program path against the file's directory
-// and, with CheckPaths, requires a regular (for exec, executable) file.
-func (p *fileParser) filePath(v *yaml.Node, path string, t hookctl.Type, s string) string {
-	if s == "~" || strings.HasPrefix(s, "~/") {
-		home, err := p.l.homeDir()
-		if err != nil {
-			p.errorAt(v, path, "cannot expand ~: %v", err)
-			return s
-		}
-		s = filepath.Join(home, s[1:])
-	} else if strings.HasPrefix(s, "~") {
-		p.errorAt(v, path, "%q: only ~ and ~/ are expanded, not ~user", s)
-		return s
-	}
-	if !filepath.IsAbs(s) {
-		s = filepath.Join(p.dir, s)
-	}
-	s = filepath.Clean(s)
-	if !p.l.opts.CheckPaths {
-		return s
-	}
-	if msg := p.l.checkFile(s, t == hookctl.TypeExec); msg != "" {
-		p.errorAt(v, path, "%s", msg)
-	}
-	return s
-}
-
-func (l *loader) homeDir() (string, error) {
-	if l.home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
-		}
-		l.home = h
-	}
-	return l.home, nil
-}
-
-// checkFile returns why path is not a usable script ("" when it is).
-func (l *loader) checkFile(path string, executable bool) string {
-	key := path
-	if executable {
-		key = "x:" + path
-	}
-	if msg, ok := l.stats[key]; ok {
-		return msg
-	}
-	msg := ""
-	fi, err := os.Stat(path)
-	switch {
-	case err != nil:
-		msg = fmt.Sprintf("%s is not a file (%s)", path, statMessage(err))
-	case fi.IsDir():
-		msg = fmt.Sprintf("%s is not a file (it is a directory)", path)
-	case !fi.Mode().IsRegular():
-		msg = fmt.Sprintf("%s is not a file", path)
-	case executable && fi.Mode().Perm()&0o111 == 0:
-		msg = fmt.Sprintf("%s is not executable", path)
-	}
-	l.stats[key] = msg
-	return msg
+	p.checkPending()
 }
 
 // events decodes a list of event kinds: known, no repeats, not empty.
@@ -578,18 +268,9 @@ func (p *fileParser) events(v *yaml.Node, path string) []hookctl.EventKind {
 		p.errorAt(v, path, "must not be empty (omit it for publish and retract)")
 		return nil
 	}
-	out := make([]hookctl.EventKind, 0, len(items))
+	out := make([]hookctl.EventKind, len(items))
 	for i, s := range items {
-		k := hookctl.EventKind(s)
-		ip := fmt.Sprintf("%s[%d]", path, i)
-		switch {
-		case !k.Valid():
-			p.errorAt(v.Content[i], ip, "unknown event %q (want publish, retract, purge or delete)", s)
-		case slices.Contains(out, k):
-			p.errorAt(v.Content[i], ip, "%q is listed twice", s)
-		default:
-			out = append(out, k)
-		}
+		out[i] = hookctl.EventKind(s)
 	}
 	return out
 }
@@ -610,11 +291,6 @@ func (p *fileParser) headers(v *yaml.Node, path string) (map[string]string, bool
 			continue
 		}
 		hp := path + "." + name
-		if !validHeaderName(name) {
-			p.errorAt(k, hp, "%q is not a valid header name", name)
-			ok = false
-			continue
-		}
 		if _, dup := out[name]; dup {
 			p.errorAt(k, hp, "given twice")
 			ok = false
@@ -625,30 +301,9 @@ func (p *fileParser) headers(v *yaml.Node, path string) (map[string]string, bool
 			ok = false
 			continue
 		}
-		if strings.ContainsAny(s, "\r\n") {
-			p.errorAt(val, hp, "header values must be one line")
-			ok = false
-			continue
-		}
 		out[name] = s
 	}
 	return out, ok
-}
-
-// validHeaderName reports whether s is an HTTP token (RFC 9110).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // profile decodes a profile name: non-empty, one line, no spaces.
@@ -754,14 +409,6 @@ func describe(n *yaml.Node) string {
 	default:
 		return n.ShortTag() + " " + strconv.Quote(val)
 	}
-}
-
-func typeNames() string {
-	names := make([]string, len(hookctl.Types))
-	for i, t := range hookctl.Types {
-		names[i] = string(t)
-	}
-	return strings.Join(names, ", ")
 }
 
 // suggest returns the known name closest to s when it is a likely typo.

@@ -71,8 +71,8 @@ var errorCases = []struct {
 		"testdata/h.yaml:3:5: hooks[0].arg: is required",
 	}},
 	{"empty node and arg", hookHead + "  - node: \"\"\n    arg: \"\"\n", []string{
-		"testdata/h.yaml:3:11: hooks[0].node: must not be empty",
-		"testdata/h.yaml:4:10: hooks[0].arg: must not be empty",
+		"testdata/h.yaml:3:11: hooks[0].node: is required",
+		"testdata/h.yaml:4:10: hooks[0].arg: is required",
 	}},
 	{"node is a mapping", hookHead + "  - node: {a: b}\n    arg: ok.py\n", []string{
 		"testdata/h.yaml:3:11: hooks[0].node: must be a string (got a mapping)",
@@ -90,10 +90,10 @@ var errorCases = []struct {
 		"testdata/h.yaml:5:14: hooks[0].timeout: bad duration \"30\" (want e.g. \"30s\", \"2m\")",
 	}},
 	{"zero duration", hookHead + "  - node: n\n    arg: ok.py\n    timeout: 0s\n", []string{
-		"testdata/h.yaml:5:14: hooks[0].timeout: must be positive (got \"0s\")",
+		"testdata/h.yaml:5:14: hooks[0].timeout: must be positive (got \"0s\"; omit it for the backend's default)",
 	}},
 	{"long duration", hookHead + "  - node: n\n    arg: ok.py\n    timeout: 25h\n", []string{
-		"testdata/h.yaml:5:14: hooks[0].timeout: \"25h\" is longer than 24h",
+		"testdata/h.yaml:5:14: hooks[0].timeout: 25h is longer than 24h",
 	}},
 	{"timeout is a list", hookHead + "  - node: n\n    arg: ok.py\n    timeout: [1s]\n", []string{
 		"testdata/h.yaml:5:14: hooks[0].timeout: must be a string (got a list)",
@@ -101,8 +101,8 @@ var errorCases = []struct {
 	{"concurrency string", hookHead + "  - node: n\n    arg: ok.py\n    concurrency: \"4\"\n", []string{
 		"testdata/h.yaml:5:18: hooks[0].concurrency: must be an integer (got string \"4\")",
 	}},
-	{"concurrency range", hookHead + "  - node: n\n    arg: ok.py\n    concurrency: 0\n  - node: n2\n    arg: ok.py\n    concurrency: 65\n", []string{
-		"testdata/h.yaml:5:18: hooks[0].concurrency: must be between 1 and 64 (got 0)",
+	{"concurrency range", hookHead + "  - node: n\n    arg: ok.py\n    concurrency: -1\n  - node: n2\n    arg: ok.py\n    concurrency: 65\n", []string{
+		"testdata/h.yaml:5:18: hooks[0].concurrency: must be between 1 and 64 (got -1)",
 		"testdata/h.yaml:8:18: hooks[1].concurrency: must be between 1 and 64 (got 65)",
 	}},
 	{"persistent yes", hookHead + "  - node: n\n    arg: ok.py\n    persistent: yes\n", []string{
@@ -132,7 +132,7 @@ var errorCases = []struct {
 		"testdata/h.yaml:6:14: hooks[0].headers: only http hooks take headers (this hook is exec)",
 	}},
 	{"headers bad", hookHead + "  - node: n\n    type: http\n    arg: http://127.0.0.1/\n    headers:\n      \"bad name\": x\n      X-List: [a]\n", []string{
-		"testdata/h.yaml:7:7: hooks[0].headers.bad name: \"bad name\" is not a valid header name",
+		"testdata/h.yaml:7:19: hooks[0].headers.bad name: \"bad name\" is not a valid header name",
 		"testdata/h.yaml:8:15: hooks[0].headers.X-List: must be a string (got a list)",
 	}},
 	{"http bad URL", hookHead + "  - node: n\n    type: http\n    arg: ftp://example.org/x\n", []string{
@@ -160,7 +160,7 @@ var errorCases = []struct {
 		"testdata/h.yaml:5:5: hooks[1]: duplicate hook: same profile, service, node, type and arg as hooks[0] at line 3",
 	}},
 	{"duplicate name", hookHead + "  - name: a\n    node: n\n    arg: ok.py\n  - name: a\n    node: m\n    arg: ok.py\n", []string{
-		"testdata/h.yaml:6:5: hooks[1].name: \"a\" is also the name of the hook at line 3",
+		"testdata/h.yaml:6:5: hooks[1].name: \"a\" is also the name of hooks[0] at line 3",
 	}},
 	{"filter plain", hookHead + "  - node: n\n    arg: ok.py\n    filter: event.kind == \"publish\" && item.idd != \"\"\n", []string{
 		"testdata/h.yaml:5:45: hooks[0].filter: type filter.ItemEnv has no field idd",
@@ -211,7 +211,7 @@ var errorCases = []struct {
 	{"many errors", "version: 3\nset: \"a b\"\nhooks:\n  - node: \"\"\n    type: bad\n    arg: x\n  - node: n\n    arg: missing.py\n    timeout: soon\n    filter: itm.id == \"\"\n    extra: 1\n", []string{
 		"testdata/h.yaml:1:10: version: unsupported version 3 (want 1)",
 		"testdata/h.yaml:2:6: set: \"a b\" is not a simple name (letters, digits, '.', '_', '-')",
-		"testdata/h.yaml:4:11: hooks[0].node: must not be empty",
+		"testdata/h.yaml:4:11: hooks[0].node: is required",
 		"testdata/h.yaml:5:11: hooks[0].type: unknown hook type \"bad\" (want one of python, python_file, python_code, exec, expr, http)",
 		"testdata/h.yaml:8:10: hooks[1].arg: $DIR/missing.py is not a file (no such file or directory)",
 		"testdata/h.yaml:9:14: hooks[1].timeout: bad duration \"soon\" (want e.g. \"30s\", \"2m\")",

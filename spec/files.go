@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/rules"
 )
 
 // loader accumulates the hooks and problems of every file read by one Load.
@@ -45,15 +46,21 @@ func (l *loader) fileError(file, msg string) {
 	l.diags = append(l.diags, Diagnostic{File: file, Message: msg})
 }
 
+// fileRef is a hooks file to read and the root of the path it was found
+// under: the directory given, or a file's own directory. Relative script
+// paths are stored relative to that root.
+type fileRef struct{ name, root string }
+
 // collect expands paths into the files to read, reporting paths that do not
 // exist. A file named twice is read once.
-func (l *loader) collect(paths []string) []string {
+func (l *loader) collect(paths []string) []fileRef {
 	if len(paths) == 0 {
 		l.fileError("", "no hooks files given")
 		return nil
 	}
-	var files []string
+	var files []fileRef
 	seen := make(map[string]bool)
+	root := ""
 	add := func(f string) {
 		key := f
 		if abs, err := filepath.Abs(f); err == nil {
@@ -61,11 +68,12 @@ func (l *loader) collect(paths []string) []string {
 		}
 		if !seen[key] {
 			seen[key] = true
-			files = append(files, f)
+			files = append(files, fileRef{f, root})
 		}
 	}
 	for _, p := range paths {
 		clean := filepath.Clean(p)
+		root = absDir(clean)
 		fi, err := os.Stat(clean)
 		switch {
 		case err != nil:
@@ -81,6 +89,7 @@ func (l *loader) collect(paths []string) []string {
 				l.fileError(p, msg)
 			}
 		case fi.Mode().IsRegular():
+			root = absDir(filepath.Dir(clean))
 			add(clean)
 		default:
 			l.fileError(p, "not a regular file or directory")
@@ -137,6 +146,27 @@ func (l *loader) walkDir(dir string, visited map[string]bool, add func(string)) 
 	return subdirs
 }
 
+// absDir is dir made absolute (as given when that fails: the error shows
+// when the file is read).
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
+// duplicate reports e as declaring what prev already declares.
+func (l *loader) duplicate(e, prev *entry, path, what string) {
+	where := fmt.Sprintf("%s:%d", prev.file, prev.line)
+	if prev.file == e.file {
+		where = fmt.Sprintf("line %d", prev.line)
+	}
+	l.diags = append(l.diags, Diagnostic{
+		File: e.file, Line: e.line, Column: e.col, Path: path,
+		Message: fmt.Sprintf("%s %s at %s", what, prev.path, where),
+	})
+}
+
 func isHooksFile(name string) bool {
 	ext := filepath.Ext(name)
 	return ext == ".yaml" || ext == ".yml"
@@ -185,24 +215,28 @@ func (l *loader) readFile(name string) ([]byte, bool) {
 	return data, true
 }
 
-// result checks keys across everything read and returns the set, or every
-// problem found.
+// result checks identities across everything read and returns the set, or
+// every problem found. Keys are compared normalised as far as the files
+// alone allow (services canonical; an own-PEP service equal to the
+// profile's JID is caught by Set.Normalise once the JIDs are known).
 func (l *loader) result() (*Set, error) {
-	first := make(map[hookctl.Key]*entry, len(l.entries))
+	byKey := make(map[hookctl.Key]*entry, len(l.entries))
+	byName := make(map[rules.ID]*entry, len(l.entries))
 	for i := range l.entries {
 		e := &l.entries[i]
-		if prev, ok := first[e.hook.Key]; ok {
-			where := fmt.Sprintf("%s:%d", prev.file, prev.line)
-			if prev.file == e.file {
-				where = fmt.Sprintf("line %d", prev.line)
-			}
-			l.diags = append(l.diags, Diagnostic{
-				File: e.file, Line: e.line, Column: e.col, Path: e.path,
-				Message: fmt.Sprintf("duplicate hook: same profile, service, node, type and arg as %s at %s", prev.path, where),
-			})
+		if svc, err := rules.BareJID(e.hook.Service); err == nil && e.hook.Service != "" {
+			e.hook.Service = svc
+		}
+		if prev, ok := byName[rules.IDOf(e.hook)]; ok && e.hook.Name != "" {
+			l.duplicate(e, prev, e.path+".name", fmt.Sprintf("%q is also the name of", e.hook.Name))
 			continue
 		}
-		first[e.hook.Key] = e
+		if prev, ok := byKey[e.hook.Key]; ok {
+			l.duplicate(e, prev, e.path, "duplicate hook: same profile, service, node, type and arg as")
+			continue
+		}
+		byName[rules.IDOf(e.hook)] = e
+		byKey[e.hook.Key] = e
 	}
 	if len(l.diags) > 0 {
 		l.diags.sort()

@@ -31,6 +31,7 @@ package spec
 import (
 	"cmp"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -142,9 +143,9 @@ func Load(paths []string, opts Options) (*Set, error) {
 	l := newLoader(opts)
 	files := l.collect(paths)
 	for _, f := range files {
-		data, ok := l.readFile(f)
+		data, ok := l.readFile(f.name)
 		if ok {
-			l.parseFile(f, data)
+			l.parseFile(f.name, f.root, data)
 		}
 	}
 	return l.result()
@@ -158,7 +159,7 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 	if len(data) > MaxFileSize {
 		l.fileError(name, fmt.Sprintf("file is larger than 4 MiB (%d bytes)", len(data)))
 	} else {
-		l.parseFile(name, data)
+		l.parseFile(name, absDir(filepath.Dir(name)), data)
 	}
 	return l.result()
 }

@@ -56,13 +56,9 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := filepath.Abs("../examples")
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := "../examples/hooks.yaml:"
 	want := []hookctl.Hook{{
-		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExec, Arg: filepath.Join(ex, "hooks/notify.sh")},
+		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExec, Arg: "hooks/notify.sh"},
 		Args:       []string{"--verbose"},
 		Persistent: true, Owner: "blog", Name: "notify", Source: src + "26",
 		Events: []hookctl.EventKind{"publish", "retract", "purge", "delete"},
@@ -76,7 +72,7 @@ func TestExample(t *testing.T) {
 		Persistent: true, Owner: "blog", Name: "webhook", Source: src + "51",
 		Timeout: hookctl.Duration(10 * time.Second), Concurrency: 4,
 	}, {
-		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypePythonFile, Arg: filepath.Join(ex, "hooks/rebuild.py")},
+		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypePythonFile, Arg: "hooks/rebuild.py"},
 		Persistent: true, Owner: "blog", Name: "rebuild", Source: src + "12",
 		Events:  []hookctl.EventKind{"publish"},
 		Filter:  `event.kind == "publish" && item.id startsWith "post-"`,
@@ -104,7 +100,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := filepath.Join(dir, "s.py")
+	script := "s.py" // relative to the files' root: the same wherever checked out
 	want := []hookctl.Hook{{
 		Key:        hookctl.Key{Profile: "default", Node: "m", Type: hookctl.TypePythonFile, Arg: script},
 		Persistent: true, Owner: "default", Source: name + ":6",
@@ -121,7 +117,9 @@ func TestDefaults(t *testing.T) {
 }
 
 // TestPaths checks that relative paths resolve against the file's own
-// directory (not the working directory) and that ~ expands.
+// directory (not the working directory) and are stored relative to the
+// root given (-f), that ~ expands and absolute paths stay, and that a path
+// leaving the root is refused.
 func TestPaths(t *testing.T) {
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
@@ -134,7 +132,7 @@ func TestPaths(t *testing.T) {
 		"other/hooks/x.py":  "not this one\n",
 	})
 	t.Chdir(filepath.Join(dir, "other"))
-	set, err := spec.Load([]string{"../conf/hooks/a.yaml"}, spec.DefaultOptions())
+	set, err := spec.Load([]string{"../conf"}, spec.Options{Recursive: true, CheckPaths: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,13 +141,18 @@ func TestPaths(t *testing.T) {
 		got = append(got, h.Node+" "+h.Arg)
 	}
 	want := []string{
-		"a " + filepath.Join(dir, "conf/scripts/x.py"),
+		"a scripts/x.py",
 		"b " + filepath.Join(home, "h.py"),
-		"c " + filepath.Join(dir, "conf/hooks/run.sh"),
+		"c hooks/run.sh",
 		"d " + filepath.Join(dir, "conf/scripts/x.py"),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
+	}
+	// The file alone: its directory is the root, and ../scripts leaves it.
+	_, err = spec.Load([]string{"../conf/hooks/a.yaml"}, spec.DefaultOptions())
+	if err == nil || !strings.Contains(err.Error(), `hooks[0].arg: "../scripts/x.py" is outside the hooks root`) {
+		t.Errorf("Load(file) = %v, want the path refused as outside the root", err)
 	}
 }
 
@@ -184,7 +187,7 @@ func TestCheckPathsOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := set.Hooks[1].Arg, filepath.Join(dir, "nope"); got != want {
+	if got, want := set.Hooks[1].Arg, "nope"; got != want {
 		t.Errorf("arg = %q, want %q", got, want)
 	}
 	// The same file with paths checked fails, so the option is what made

@@ -105,7 +105,7 @@ func TestLoaderUsesTheSplit(t *testing.T) {
 	parse := func(min int) string {
 		l := newLoader(Options{})
 		l.splitMin = min
-		l.parseFile("h.yaml", data)
+		l.parseFile("h.yaml", "/", data)
 		set, err := l.result()
 		return fmt.Sprintf("%v\n%v", set, err)
 	}

@@ -95,6 +95,9 @@ func (f *factory) compile(src string) (*vm.Program, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, fmt.Errorf("%w: expr program is empty", hookctl.ErrInvalid)
 	}
+	if err := filter.CheckDepth(src); err != nil {
+		return nil, fmt.Errorf("%w: expr program: %w", hookctl.ErrInvalid, err)
+	}
 	// Type-check alone first: compiling with a patcher reports fewer
 	// errors (expr-lang 1.17.8 let an unknown field through).
 	_, err := expr.Compile(src, expr.Env(Env{}), expr.DisableBuiltin("repeat"))
@@ -296,3 +299,11 @@ type runError struct {
 
 func (e *runError) Error() string { return e.msg }
 func (e *runError) Unwrap() error { return e.err }
+
+// CheckProgram compiles src exactly as the runner does (environment,
+// options, depth bound) and returns why it would be refused; the rules
+// package calls it so that every door refuses what the runner would.
+func CheckProgram(src string) error {
+	_, err := (&factory{}).compile(src)
+	return err
+}

@@ -1,0 +1,323 @@
+// Package rules is the one definition of a valid hook: the limits, the
+// checks of every field, the normalisation of its identity, and the compile
+// checks of its filter and expr program. Every door calls it: hooks files
+// (spec), the CLI and the control API (through the registry), the registry
+// before it commits, and the backend when it loads its own store. The same
+// hook gets the same verdict and the same message wherever it comes from.
+package rules
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/filter"
+	exprrunner "hookctl.dev/hookctl/runner/expr"
+)
+
+// Limits bound what a hook may declare. There is one set, DefaultLimits;
+// it is a type so that tests and messages name each bound.
+type Limits struct {
+	MaxTimeout     time.Duration // a run's timeout
+	MaxConcurrency int           // overlapping runs (and Python workers)
+	MaxProfile     int           // bytes of a profile name
+	MaxService     int           // bytes of a service JID (RFC 7622: 3071)
+	MaxNode        int           // bytes of a node name
+	MaxArg         int           // bytes of the arg (a python_code body)
+	MaxName        int           // bytes of a hook or set name
+	MaxArgs        int           // exec arguments
+	MaxArgsBytes   int           // bytes of all exec arguments together
+	MaxHeaders     int           // http headers
+	MaxHeaderBytes int           // bytes of one header value
+	MaxSource      int           // bytes of the recorded source
+}
+
+// DefaultLimits are the limits of every door.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxTimeout:     24 * time.Hour,
+		MaxConcurrency: 64,
+		MaxProfile:     256,
+		MaxService:     3071,
+		MaxNode:        1024,
+		MaxArg:         16 << 10,
+		MaxName:        253,
+		MaxArgs:        256,
+		MaxArgsBytes:   64 << 10,
+		MaxHeaders:     64,
+		MaxHeaderBytes: 8 << 10,
+		MaxSource:      4096,
+	}
+}
+
+// Problem is one thing wrong with a hook: the field it is about (as named
+// in hooks files, e.g. "timeout", "args[2]", "headers.X-Token") and what is
+// wrong. Err, when set, is the underlying error (a *filter.Error carries
+// the position inside an expression).
+type Problem struct {
+	Field   string
+	Message string
+	Err     error
+}
+
+// Problems is every problem of one hook; as an error it wraps
+// hookctl.ErrInvalid.
+type Problems []Problem
+
+// Error lists the problems as "field: message; field: message".
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Field + ": " + p.Message
+	}
+	return strings.Join(s, "; ")
+}
+
+// Unwrap makes errors.Is(err, hookctl.ErrInvalid) hold.
+func (ps Problems) Unwrap() error { return hookctl.ErrInvalid }
+
+var (
+	nameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	pyModuleRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+)
+
+// ValidName reports whether s is a valid hook or set name: letters, digits,
+// '.', '_' and '-', starting with a letter or digit.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Check returns every problem of h as declared, or nil. It needs no I/O:
+// whether a script exists is the runner's check, on the backend's host.
+// Service may be empty (own PEP) or a bare JID in any case; see Normalise.
+func Check(h hookctl.Hook, lim Limits) error {
+	c := checker{lim: lim}
+	c.key(h)
+	c.attributes(h)
+	c.code(h)
+	if len(c.ps) == 0 {
+		return nil
+	}
+	return c.ps
+}
+
+type checker struct {
+	lim Limits
+	ps  Problems
+}
+
+func (c *checker) add(field, format string, args ...any) {
+	c.ps = append(c.ps, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) key(h hookctl.Hook) {
+	switch {
+	case h.Profile == "":
+		c.add("profile", "is required")
+	case !oneLine(h.Profile) || strings.ContainsRune(h.Profile, ' '):
+		c.add("profile", "%q is not a profile name", h.Profile)
+	case len(h.Profile) > c.lim.MaxProfile:
+		c.add("profile", "is %d bytes, at most %d", len(h.Profile), c.lim.MaxProfile)
+	}
+	if h.Service != "" {
+		if len(h.Service) > c.lim.MaxService {
+			c.add("service", "is %d bytes, at most %d", len(h.Service), c.lim.MaxService)
+		} else if _, err := BareJID(h.Service); err != nil {
+			c.add("service", "%v", err)
+		}
+	}
+	switch {
+	case h.Node == "":
+		c.add("node", "is required")
+	case !oneLine(h.Node):
+		c.add("node", "must be one line of valid UTF-8 without control characters")
+	case len(h.Node) > c.lim.MaxNode:
+		c.add("node", "is %d bytes, at most %d", len(h.Node), c.lim.MaxNode)
+	}
+	if !h.Type.Valid() {
+		c.add("type", "unknown hook type %q (want one of %s)", h.Type, typeNames())
+	}
+	switch {
+	case h.Arg == "":
+		c.add("arg", "is required")
+	case len(h.Arg) > c.lim.MaxArg:
+		c.add("arg", "is %d bytes, at most %d (put long code in a python_file)", len(h.Arg), c.lim.MaxArg)
+	case !utf8.ValidString(h.Arg):
+		c.add("arg", "is not valid UTF-8")
+	}
+}
+
+func (c *checker) attributes(h hookctl.Hook) {
+	if h.Owner != "" && (!ValidName(h.Owner) || len(h.Owner) > c.lim.MaxName) {
+		c.add("set", "%q is not a simple name (letters, digits, '.', '_', '-')", h.Owner)
+	}
+	if h.Name != "" && (!ValidName(h.Name) || len(h.Name) > c.lim.MaxName) {
+		c.add("name", "%q is not a simple name (letters, digits, '.', '_', '-'; at most %d bytes)", h.Name, c.lim.MaxName)
+	}
+	c.events(h.Events)
+	switch {
+	case h.Timeout < 0:
+		c.add("timeout", "must be positive (got %s)", shortDuration(time.Duration(h.Timeout)))
+	case time.Duration(h.Timeout) > c.lim.MaxTimeout:
+		c.add("timeout", "%s is longer than %s", shortDuration(time.Duration(h.Timeout)), shortDuration(c.lim.MaxTimeout))
+	}
+	if h.Concurrency < 0 || h.Concurrency > c.lim.MaxConcurrency {
+		c.add("concurrency", "must be between 1 and %d (got %d)", c.lim.MaxConcurrency, h.Concurrency)
+	}
+	switch h.Catchup {
+	case hookctl.CatchupNew, hookctl.CatchupAll, hookctl.CatchupNone:
+	default:
+		c.add("catchup", "unknown catch-up policy %q (want new, all or none)", h.Catchup)
+	}
+	c.args(h)
+	c.headers(h)
+	if len(h.Source) > c.lim.MaxSource {
+		c.add("source", "is %d bytes, at most %d", len(h.Source), c.lim.MaxSource)
+	}
+}
+
+func (c *checker) events(evs []hookctl.EventKind) {
+	for i, e := range evs {
+		switch {
+		case !e.Valid():
+			c.add(fmt.Sprintf("events[%d]", i), "unknown event %q (want publish, retract, purge or delete)", e)
+		case slices.Contains(evs[:i], e):
+			c.add(fmt.Sprintf("events[%d]", i), "%q is listed twice", e)
+		}
+	}
+}
+
+func (c *checker) args(h hookctl.Hook) {
+	if len(h.Args) == 0 {
+		return
+	}
+	if h.Type != hookctl.TypeExec && h.Type.Valid() {
+		c.add("args", "only exec hooks take args (this hook is %s)", h.Type)
+	}
+	total := 0
+	for i, a := range h.Args {
+		total += len(a)
+		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
+			c.add(fmt.Sprintf("args[%d]", i), "must be valid UTF-8 without NUL")
+		}
+	}
+	if len(h.Args) > c.lim.MaxArgs || total > c.lim.MaxArgsBytes {
+		c.add("args", "%d arguments of %d bytes, at most %d arguments of %d bytes", len(h.Args), total, c.lim.MaxArgs, c.lim.MaxArgsBytes)
+	}
+}
+
+func (c *checker) headers(h hookctl.Hook) {
+	if len(h.Headers) == 0 {
+		return
+	}
+	if h.Type != hookctl.TypeHTTP && h.Type.Valid() {
+		c.add("headers", "only http hooks take headers (this hook is %s)", h.Type)
+	}
+	if len(h.Headers) > c.lim.MaxHeaders {
+		c.add("headers", "%d headers, at most %d", len(h.Headers), c.lim.MaxHeaders)
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range h.Headers {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	for _, name := range names {
+		v := h.Headers[name]
+		switch {
+		case !validHeaderName(name):
+			c.add("headers."+name, "%q is not a valid header name", name)
+		case strings.ContainsAny(v, "\r\n\x00"):
+			c.add("headers."+name, "header values must be one line")
+		case len(v) > c.lim.MaxHeaderBytes:
+			c.add("headers."+name, "is %d bytes, at most %d", len(v), c.lim.MaxHeaderBytes)
+		}
+	}
+}
+
+// code checks what is compiled or resolved: the arg for its type and the
+// filter, with the runtime's own compilers.
+func (c *checker) code(h hookctl.Hook) {
+	if h.Filter != "" {
+		if _, err := filter.Compile(h.Filter); err != nil {
+			c.ps = append(c.ps, Problem{Field: "filter", Message: err.Error(), Err: err})
+		}
+	}
+	if h.Arg == "" || len(h.Arg) > c.lim.MaxArg {
+		return
+	}
+	switch h.Type {
+	case hookctl.TypePythonFile, hookctl.TypeExec:
+		if msg := checkPath(h.Arg); msg != "" {
+			c.add("arg", "%s", msg)
+		}
+	case hookctl.TypePython:
+		if !pyModuleRE.MatchString(h.Arg) {
+			c.add("arg", "%q is not a Python module name (e.g. \"package.module\")", h.Arg)
+		}
+	case hookctl.TypeExpr:
+		if err := exprrunner.CheckProgram(h.Arg); err != nil {
+			c.ps = append(c.ps, Problem{Field: "arg", Message: exprMessage(err), Err: err})
+		}
+	case hookctl.TypeHTTP:
+		u, err := url.Parse(h.Arg)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.add("arg", "%q is not an http or https URL", h.Arg)
+		}
+	}
+}
+
+// exprMessage strips the "invalid: expr program: " prefix the runner's
+// error carries for its own callers.
+func exprMessage(err error) string {
+	var fe *filter.Error
+	if asFilterError(err, &fe) {
+		return "expr program: " + fe.Message
+	}
+	return strings.TrimPrefix(err.Error(), hookctl.ErrInvalid.Error()+": ")
+}
+
+// shortDuration prints d without trailing zero units: "25h", not
+// "25h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func oneLine(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
+}
+
+func typeNames() string {
+	names := make([]string, len(hookctl.Types))
+	for i, t := range hookctl.Types {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
+}
+
+// validHeaderName reports whether s is an HTTP token (RFC 9110).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
