@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,8 +117,15 @@ func TestOversizedBodies(t *testing.T) {
 	}
 	// A batch under the limit with hooks over MaxBody each is fine: the
 	// batch limit is the larger one.
-	if _, err := e.client.Apply(ctx, hookctl.Batch{Revision: rev, Create: batch.Create[:2]}); err != nil {
-		t.Fatalf("Apply of a 2 MiB batch: %v", err)
+	// (Each hook within the rules' limits: 5 args of 10 KiB, 5 MiB in all.)
+	var fits []hookctl.Hook
+	for i := range 100 {
+		h := hook("n", "/bin/fits"+strconv.Itoa(i))
+		h.Args = slices.Repeat([]string{strings.Repeat("a", 10<<10)}, 5)
+		fits = append(fits, h)
+	}
+	if _, err := e.client.Apply(ctx, hookctl.Batch{Revision: rev, Create: fits}); err != nil {
+		t.Fatalf("Apply of a 5 MiB batch: %v", err)
 	}
 	_, rev, _ = e.backend.List(ctx, "")
 
@@ -139,8 +147,8 @@ func TestOversizedBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rev2 != rev || len(hooks) != 2 {
-		t.Errorf("after refused requests: %d hooks at revision %d, want 2 at %d", len(hooks), rev2, rev)
+	if rev2 != rev || len(hooks) != 100 {
+		t.Errorf("after refused requests: %d hooks at revision %d, want 100 at %d", len(hooks), rev2, rev)
 	}
 	// The server still answers after cutting connections short.
 	if err := e.client.Ping(ctx); err != nil {

@@ -39,6 +39,10 @@ type Config struct {
 	Python string `yaml:"python"`
 	// PythonPath is searched first for `python` hook modules.
 	PythonPath []string `yaml:"python_path"`
+	// HooksRoot is where the backend finds the scripts and programs that
+	// hooks files name by relative path: the backend host's checkout of
+	// the files' repository (serve --watch DIR defaults it to DIR).
+	HooksRoot string `yaml:"hooks_root"`
 	// Profiles are the XMPP accounts, by profile name.
 	Profiles map[string]Profile `yaml:"profiles"`
 }
@@ -144,6 +148,9 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.DataDir)
 	abs(&c.Socket)
 	abs(&c.APITokenFile)
+	if c.HooksRoot != "" {
+		abs(&c.HooksRoot)
+	}
 	for i := range c.PythonPath {
 		abs(&c.PythonPath[i])
 	}

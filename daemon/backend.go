@@ -9,6 +9,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/rules"
 	"hookctl.dev/hookctl/xmppsession"
 )
 
@@ -70,6 +71,13 @@ func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {
 	f, ok := d.factories[h.Type]
 	if !ok {
 		return nil
+	}
+	if h.Type.TakesPath() {
+		p, err := rules.Resolve(h.Arg, d.cfg.HooksRoot)
+		if err != nil {
+			return fmt.Errorf("hook %s: arg: %w", rules.IDOf(h), err)
+		}
+		h.Arg = p
 	}
 	err := f.Check(ctx, h)
 	if err != nil && !errors.Is(err, hookctl.ErrInvalid) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -131,6 +132,9 @@ func New(opts Options) (*Daemon, error) {
 		profileByName: map[string]*profile{},
 		metrics:       prometheus.NewRegistry(),
 	}
+	if d.cfg.HooksRoot == "" && len(d.watch.Paths) == 1 {
+		d.cfg.HooksRoot = watchRoot(d.watch.Paths[0])
+	}
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.factories = d.newFactories()
 	for name, pc := range d.cfg.Profiles {
@@ -196,6 +200,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger:         d.log,
 		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
 		Metrics:        d.metrics,
+		HooksRoot:      d.cfg.HooksRoot,
 	})
 	d.catchup = newCatchup(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
 
@@ -376,4 +381,18 @@ func (d *Daemon) runWatch(ctx context.Context) error {
 		Metrics:  reconcile.NewMetrics(d.metrics),
 	}
 	return w.Run(ctx)
+}
+
+// watchRoot is the hooks root that serve --watch PATH implies: the
+// directory watched, or a file's own directory, as spec takes it for the
+// files' relative script paths.
+func watchRoot(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return filepath.Dir(abs)
+	}
+	return abs
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -99,11 +100,14 @@ func (r *alwaysStale) Apply(ctx context.Context, b hookctl.Batch) (uint64, error
 func TestApplyTwiceIsNoop(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t)
-	desired := NormalizeServices([]hookctl.Hook{
+	desired, err := NormalizeServices([]hookctl.Hook{
 		hk("a", "/bin/true", "blog"),
 		with(hk("pep", "/bin/true", "blog"), func(h *hookctl.Hook) { h.Service = "" }),
 		with(hk("tmp", "/bin/true", "blog"), func(h *hookctl.Hook) { h.Persistent = false }),
 	}, map[string]string{"default": "bot@localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	first, err := Apply(ctx, store, desired, ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -207,5 +211,17 @@ func TestApplyDryRunSendsNothing(t *testing.T) {
 	}
 	if res.Applied || res.Plan.Counts().Create != 1 || len(listAll(t, store)) != 0 {
 		t.Errorf("dry run applied=%v counts=%+v", res.Applied, res.Plan.Counts())
+	}
+}
+
+// TestNormalizeServicesRefusesDuplicates: a hook with service omitted and
+// the same hook with the profile's own JID written out are one hook; the
+// second declaration must not vanish without a word.
+func TestNormalizeServicesRefusesDuplicates(t *testing.T) {
+	a := with(hk("a", "/bin/true", "blog"), func(h *hookctl.Hook) { h.Service = ""; h.Source = "h.yaml:3" })
+	b := with(hk("a", "/bin/true", "blog"), func(h *hookctl.Hook) { h.Service = "Bot@LocalHost"; h.Source = "h.yaml:7" })
+	_, err := NormalizeServices([]hookctl.Hook{a, b}, map[string]string{"default": "bot@localhost"})
+	if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), "h.yaml:7: the same hook as h.yaml:3") {
+		t.Fatalf("NormalizeServices = %v, want both places named", err)
 	}
 }

@@ -6,13 +6,11 @@ package reconcile
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
-	"mellium.im/xmpp/jid"
-
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/rules"
 )
 
 // Action is what a plan does with one hook.
@@ -117,37 +115,67 @@ func Plan(desired, live []hookctl.Hook, revision uint64, opts Options) Changeset
 		return ok
 	}
 
-	// Walk both sides in Key order, like a merge join. The registry and
-	// spec already return sorted hooks, so sorting is usually skipped; a
-	// merge is also what makes the plan's order stable.
-	ds, ls := sortedRefs(desired), sortedRefs(live)
-	entries := make([]Entry, 0, max(len(ds), len(ls)))
-	i, j := 0, 0
-	for i < len(ds) || j < len(ls) {
-		var c int
-		switch {
-		case i == len(ds):
-			c = 1
-		case j == len(ls):
-			c = -1
-		default:
-			c = ds[i].Key.Compare(ls[j].Key)
-		}
-		switch {
-		case c < 0:
-			d := ds[i]
-			entries = append(entries, Entry{Action: ActionCreate, Key: d.Key, Desired: d})
-			i = skipSame(ds, i)
-		case c > 0:
-			entries = append(entries, leftover(ls[j], ours, opts))
-			j++
-		default:
-			entries = append(entries, matched(ds[i], ls[j], ours, opts))
-			i = skipSame(ds, i)
-			j++
+	ls := sortedRefs(live)
+	m := newMatcher(ls, ours)
+	entries := make([]Entry, 0, max(len(desired), len(ls)))
+	ds := sortedRefs(desired)
+	for i := 0; i < len(ds); i = skipSame(ds, i) {
+		entries = append(entries, m.match(ds[i], ours, opts))
+	}
+	for _, l := range ls {
+		if !m.used[l] {
+			entries = append(entries, leftover(l, ours, opts))
 		}
 	}
+	slices.SortStableFunc(entries, func(a, b Entry) int { return a.Key.Compare(b.Key) })
 	return Changeset{Sets: sets, Revision: revision, Entries: entries}
+}
+
+// matcher finds the live hook a desired one is: by set and name when the
+// desired hook has a name (so a changed arg or node is an update), else by
+// key (hooks made by hand, and unnamed declarations).
+type matcher struct {
+	byKey  map[hookctl.Key]*hookctl.Hook
+	byName map[rules.ID]*hookctl.Hook
+	used   map[*hookctl.Hook]bool
+}
+
+func newMatcher(ls []*hookctl.Hook, ours func(string) bool) *matcher {
+	m := &matcher{
+		byKey:  make(map[hookctl.Key]*hookctl.Hook, len(ls)),
+		byName: make(map[rules.ID]*hookctl.Hook),
+		used:   make(map[*hookctl.Hook]bool, len(ls)),
+	}
+	for _, l := range ls {
+		m.byKey[l.Key] = l
+		if l.Name != "" && ours(l.Owner) {
+			m.byName[rules.IDOf(*l)] = l
+		}
+	}
+	return m
+}
+
+// match returns the entry of desired hook d.
+func (m *matcher) match(d *hookctl.Hook, ours func(string) bool, opts Options) Entry {
+	l := m.byName[rules.IDOf(*d)]
+	if d.Name == "" || l == nil {
+		l = m.byKey[d.Key]
+	}
+	if l == nil {
+		return Entry{Action: ActionCreate, Key: d.Key, Desired: d}
+	}
+	m.used[l] = true
+	if other := m.byKey[d.Key]; l.Key != d.Key && other != nil {
+		// Renamed onto a key another hook holds: never take it silently.
+		m.used[other] = true
+		who := "made by hand"
+		if other.Owner != "" {
+			who = "of set " + other.Owner
+		}
+		return Entry{Action: ActionConflict, Key: d.Key, Desired: d, Live: other,
+			Reason: fmt.Sprintf("its new key is taken by hook %s %s", rules.IDOf(*other), who)}
+	}
+	return matched(d, l, ours, opts)
 }
 
 // changes is l.AttributeChanges(*d) with a fast path for the common case
@@ -155,18 +183,10 @@ func Plan(desired, live []hookctl.Hook, revision uint64, opts Options) Changeset
 // dominates a plan of thousands of unchanged hooks. sameAttributes only
 // answers true when AttributeChanges would find nothing.
 func changes(l, d *hookctl.Hook) []hookctl.Change {
-	if sameAttributes(l, d) {
+	if l.SameAttributes(*d) {
 		return nil
 	}
 	return l.AttributeChanges(*d)
-}
-
-func sameAttributes(a, b *hookctl.Hook) bool {
-	return a.Persistent == b.Persistent && a.Owner == b.Owner && a.Name == b.Name &&
-		a.Filter == b.Filter && a.Timeout == b.Timeout && a.Catchup == b.Catchup &&
-		max(a.Concurrency, 1) == max(b.Concurrency, 1) &&
-		slices.Equal(a.Args, b.Args) && maps.Equal(a.Headers, b.Headers) &&
-		slices.Equal(a.EffectiveEvents(), b.EffectiveEvents())
 }
 
 // sortedRefs returns pointers to hs's elements in Key order.
@@ -281,6 +301,13 @@ func (p Changeset) Batch() hookctl.Batch {
 		case ActionUpdate:
 			h := *e.Desired
 			h.Created = e.Live.Created
+			if e.Live.Key != h.Key {
+				// A named hook whose key changed (arg, node, …): replaced
+				// in the same atomic batch.
+				b.Delete = append(b.Delete, e.Live.Key)
+				b.Create = append(b.Create, h)
+				continue
+			}
 			b.Update = append(b.Update, h)
 		case ActionDelete:
 			b.Delete = append(b.Delete, e.Key)
@@ -308,34 +335,32 @@ func (p Changeset) Summary() string {
 }
 
 // NormalizeServices returns desired with services in the form the registry
-// stores them: an empty Service becomes the bare JID of the hook's profile
-// (jids maps profile name → JID), and every JID is made bare and
-// canonical (case-folded as XMPP prescribes), so that plans compare like
-// with like. Hooks of unknown profiles keep their empty Service and
-// unparsable services are left for the registry to refuse. The input is
-// not modified.
-func NormalizeServices(desired []hookctl.Hook, jids map[string]string) []hookctl.Hook {
+// stores them (rules.Normalise: an empty Service becomes the bare JID of
+// the hook's profile, jids maps profile name → JID; every JID bare and
+// canonical), so that plans compare like with like. Two declarations that
+// become the same hook once normalised (service omitted, and the
+// profile's own JID written out) are an error naming both places: one
+// would otherwise vanish without a word. Hooks of unknown profiles keep
+// their empty Service and invalid services are left for the registry to
+// refuse. The input is not modified.
+func NormalizeServices(desired []hookctl.Hook, jids map[string]string) ([]hookctl.Hook, error) {
 	out := slices.Clone(desired)
+	seen := make(map[hookctl.Key]int, len(out))
+	var errs []string
 	for i := range out {
-		svc := strings.TrimSpace(out[i].Service)
-		if svc == "" {
-			own, ok := jids[out[i].Profile]
-			if !ok {
-				continue
-			}
-			svc = own
+		if n, err := rules.Normalise(out[i], jids[out[i].Profile]); err == nil {
+			out[i] = n
 		}
-		out[i].Service = bareJID(svc)
+		if j, dup := seen[out[i].Key]; dup {
+			errs = append(errs, fmt.Sprintf("%s: the same hook as %s (same profile, service, node, type and arg once the service is normalised to %s)",
+				out[i].Source, out[j].Source, out[i].Service))
+			continue
+		}
+		seen[out[i].Key] = i
 	}
-	return out
-}
-
-// bareJID returns the canonical bare form of s, or s unchanged if it is
-// not a valid JID.
-func bareJID(s string) string {
-	j, err := jid.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return s
+	if len(errs) > 0 {
+		slices.Sort(errs)
+		return nil, fmt.Errorf("%w: %s", hookctl.ErrInvalid, strings.Join(errs, "\n"))
 	}
-	return j.Bare().String()
+	return out, nil
 }

@@ -277,7 +277,10 @@ func TestNormalizeServices(t *testing.T) {
 		with(hk("d", "/x", "blog"), func(h *hookctl.Hook) { h.Service = ""; h.Profile = "unknown" }),
 		with(hk("e", "/x", "blog"), func(h *hookctl.Hook) { h.Service = " PubSub.Example.ORG " }),
 	}
-	out := NormalizeServices(in, map[string]string{"default": "bot@localhost", "other": "o@localhost/res"})
+	out, err := NormalizeServices(in, map[string]string{"default": "bot@localhost", "other": "o@localhost/res"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := []string{out[0].Service, out[1].Service, out[2].Service, out[3].Service, out[4].Service}
 	want := []string{"pubsub.localhost", "bot@localhost", "o@localhost", "", "pubsub.example.org"}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -187,7 +187,9 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 		if err != nil {
 			return r, w.fail(r, fmt.Errorf("reading profiles: %w", err))
 		}
-		desired = NormalizeServices(desired, jids)
+		if desired, err = NormalizeServices(desired, jids); err != nil {
+			return r, w.fail(r, err)
+		}
 	}
 
 	w.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/rules"
 )
 
 var testProfiles = map[string]string{
@@ -207,10 +208,15 @@ func TestServiceNormalisation(t *testing.T) {
 		t.Errorf("empty service stored as %q, want the profile's bare JID bot@example.org", got.Service)
 	}
 	h := hook("n", hookctl.TypeExec, "/y", true)
-	h.Service = "  PubSub.Example.ORG/resource "
+	h.Service = "  PubSub.Example.ORG "
 	got = mustCreate(t, s, h)
 	if got.Service != "pubsub.example.org" {
 		t.Errorf("service stored as %q, want pubsub.example.org", got.Service)
+	}
+	// A resource is refused, not silently stripped.
+	h.Service = "pubsub.example.org/resource"
+	if _, err := s.Create(ctx, h); !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), "has a resource") {
+		t.Errorf("Create(service with a resource) = %v, want it refused", err)
 	}
 	// The own-PEP hook is addressed by its JID spelled any way, or by "".
 	if _, err := s.Create(ctx, hookctl.Hook{Key: hookctl.Key{Profile: "default", Service: "BOT@example.org", Node: "n", Type: hookctl.TypeExec, Arg: "/x"}}); !errors.Is(err, hookctl.ErrDuplicate) {
@@ -324,7 +330,7 @@ func TestApplyBatch(t *testing.T) {
 	a2 := a
 	a2.Persistent, a2.Owner, a2.Created = false, "set", time.Time{} // persistent → temporary
 	b2 := b
-	b2.Persistent, b2.Name = true, "now kept" // temporary → persistent
+	b2.Persistent, b2.Name = true, "now-kept" // temporary → persistent
 	e := hook("n", hookctl.TypeExec, "/e", true)
 	e.Owner, e.Source = "set", "hooks.yaml:3"
 	e.Service = "PUBSUB.example.org"
@@ -659,18 +665,19 @@ func TestOversizedKeyFieldsAreInvalid(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	big := strings.Repeat("x", MaxArg+1)
+	lim := rules.DefaultLimits()
+	big := strings.Repeat("x", lim.MaxArg+1)
 	for _, h := range []hookctl.Hook{
 		{Key: hookctl.Key{Profile: "p", Node: "n", Type: hookctl.TypePythonCode, Arg: big}, Persistent: true},
-		{Key: hookctl.Key{Profile: "p", Node: strings.Repeat("n", MaxNode+1), Type: hookctl.TypeExpr, Arg: "true"}, Persistent: true},
+		{Key: hookctl.Key{Profile: "p", Node: strings.Repeat("n", lim.MaxNode+1), Type: hookctl.TypeExpr, Arg: "true"}, Persistent: true},
 	} {
 		if _, err := s.Create(context.Background(), h); !errors.Is(err, hookctl.ErrInvalid) {
 			t.Errorf("Create(%d-byte arg, %d-byte node) = %v, want ErrInvalid", len(h.Arg), len(h.Node), err)
 		}
 	}
 	// The largest allowed arg is stored.
-	h := hookctl.Hook{Key: hookctl.Key{Profile: "p", Node: "n", Type: hookctl.TypePythonCode, Arg: big[:MaxArg]}, Persistent: true}
+	h := hookctl.Hook{Key: hookctl.Key{Profile: "p", Node: "n", Type: hookctl.TypePythonCode, Arg: big[:lim.MaxArg]}, Persistent: true}
 	if _, err := s.Create(context.Background(), h); err != nil {
-		t.Fatalf("Create(%d-byte arg) = %v", MaxArg, err)
+		t.Fatalf("Create(%d-byte arg) = %v", lim.MaxArg, err)
 	}
 }

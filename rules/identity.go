@@ -35,8 +35,12 @@ func BareJID(s string) (string, error) {
 // Check.
 func Normalise(h hookctl.Hook, own string) (hookctl.Hook, error) {
 	svc := strings.TrimSpace(h.Service)
-	if svc == "" {
-		svc = own
+	if svc == "" && own != "" {
+		// The profile's own JID: an account JID may carry a resource,
+		// its PEP service is the bare JID.
+		if j, err := jid.Parse(own); err == nil {
+			svc = j.Bare().String()
+		}
 	}
 	if svc != "" {
 		bare, err := BareJID(svc)

@@ -65,7 +65,11 @@ func (p *planFlags) apply(ctx context.Context, g *globals, opts reconcile.ApplyO
 		return d, reconcile.Result{}, exitCode(2, err)
 	}
 	opts.Options = p.options(d.Sets)
-	res, err := reconcile.Apply(ctx, client, reconcile.NormalizeServices(d.Hooks, jids), opts)
+	desired, err := reconcile.NormalizeServices(d.Hooks, jids)
+	if err != nil {
+		return d, reconcile.Result{}, exitCode(2, err)
+	}
+	res, err := reconcile.Apply(ctx, client, desired, opts)
 	if err != nil {
 		return d, res, exitCode(2, err)
 	}

@@ -173,6 +173,9 @@ type listedHook struct {
 	Persistent string `json:"persistent" yaml:"persistent"`
 	Profile    string `json:"profile" yaml:"profile"`
 	Owner      string `json:"owner" yaml:"owner"`
+	Name       string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Quarantined says why a stored hook is not run (see registry).
+	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
 }
 
 func newHookListCmd(g *globals) *cobra.Command {
@@ -212,7 +215,8 @@ func newHookListCmd(g *globals) *cobra.Command {
 			rows := make([]listedHook, len(hooks))
 			for i, h := range hooks {
 				rows[i] = listedHook{Service: h.Service, Node: h.Node, Type: string(h.Type), Arg: h.Arg,
-					Persistent: fmt.Sprint(h.Persistent), Profile: h.Profile, Owner: h.Owner}
+					Persistent: fmt.Sprint(h.Persistent), Profile: h.Profile, Owner: h.Owner,
+					Name: h.Name, Quarantined: h.Quarantined}
 			}
 			if len(rows) == 0 {
 				// On stderr, so that -O json stays valid JSON.
@@ -254,7 +258,15 @@ func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Node, r.Type, oneLine(r.Arg), r.Persistent, r.Profile, owner)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.Quarantined != "" {
+			fmt.Fprintf(out, "quarantined (not run): %s %s %s %s: %s\n", r.Service, r.Node, r.Type, oneLine(r.Arg), oneLine(r.Quarantined))
+		}
+	}
+	return nil
 }
 
 // oneLine keeps multi-line args (python_code, expr) on one table row.
