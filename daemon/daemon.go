@@ -18,6 +18,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/catchup"
 	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/dispatch"
 	"hookctl.dev/hookctl/reconcile"
@@ -59,7 +60,7 @@ type Daemon struct {
 
 	store         *registry.Store
 	dispatcher    *dispatch.Dispatcher
-	catchup       *catchup
+	catchup       *catchup.Tracker
 	factories     map[hookctl.Type]runner.Factory
 	profiles      []*profile
 	profileByName map[string]*profile
@@ -197,7 +198,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
 		Metrics:        d.metrics,
 	})
-	d.catchup = newCatchup(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
+	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
+	for _, p := range d.profiles {
+		if err := p.openSubscriptions(d); err != nil {
+			return fmt.Errorf("profile %s: %w", p.name, err)
+		}
+	}
 
 	apiListener, err := api.ListenUnix(d.cfg.Socket)
 	if err != nil {
@@ -256,10 +262,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		goRun("metrics", func(ctx context.Context) error { return d.serveMetrics(ctx, metricsListener) })
 	}
 	goRun("hook sync", d.syncHooks)
-	goRun("catch-up marks", d.catchup.run)
+	goRun("catch-up marks", d.catchup.Run)
 	for _, p := range d.profiles {
 		goRun("profile "+p.name, p.session.Run)
-		goRun("subscriptions "+p.name, p.runSubscriptions)
+		goRun("subscriptions "+p.name, p.subs.Run)
 	}
 	if len(d.watch.Paths) > 0 {
 		goRun("watch", d.runWatch)
@@ -276,7 +282,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := d.dispatcher.Close(shutdownCtx); err != nil {
 		d.log.Warn("closing dispatcher", "err", err)
 	}
-	d.catchup.flush() // marks of runs that ended during the shutdown
+	d.catchup.Flush() // marks of runs that ended during the shutdown
 	close(errc)
 	var errs []error
 	for e := range errc {
@@ -293,9 +299,9 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	for {
 		hooks, rev := d.store.Snapshot()
 		d.dispatcher.SetHooks(hooks)
-		d.catchup.setHooks(hooks)
+		d.catchup.SetHooks(hooks)
 		for _, p := range d.profiles {
-			p.wantNodes(hooks)
+			p.subs.SetHooks(hooks)
 		}
 		d.synced.advance(rev)
 		select {
@@ -340,7 +346,7 @@ func (d *Daemon) hookErrors() []api.HookError {
 		out = d.dispatcher.HookErrors()
 	}
 	for _, p := range d.profiles {
-		out = append(out, p.subscriptionErrors()...)
+		out = append(out, p.subs.Errors()...)
 	}
 	return out
 }
