@@ -24,10 +24,10 @@ import (
 	"hookctl.dev/hookctl/reconcile"
 	"hookctl.dev/hookctl/registry"
 	"hookctl.dev/hookctl/runner"
-	execrunner "hookctl.dev/hookctl/runner/exec"
-	exprrunner "hookctl.dev/hookctl/runner/expr"
-	httprunner "hookctl.dev/hookctl/runner/http"
-	pyrunner "hookctl.dev/hookctl/runner/python"
+	"hookctl.dev/hookctl/runner/execrunner"
+	"hookctl.dev/hookctl/runner/exprrunner"
+	"hookctl.dev/hookctl/runner/httprunner"
+	"hookctl.dev/hookctl/runner/python"
 )
 
 // Options configure a Daemon.
@@ -152,7 +152,7 @@ func New(opts Options) (*Daemon, error) {
 // newFactories returns the runner of every allowed type.
 func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 	jids := d.cfg.ProfileJIDs()
-	py := pyrunner.NewFactory(pyrunner.Options{
+	py := python.NewFactory(python.Options{
 		Python:     d.cfg.Python,
 		PythonPath: d.cfg.PythonPath,
 		WorkDir:    d.cfg.DataDir,

@@ -15,8 +15,8 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/runner"
-	execrunner "hookctl.dev/hookctl/runner/exec"
-	exprrunner "hookctl.dev/hookctl/runner/expr"
+	"hookctl.dev/hookctl/runner/execrunner"
+	"hookctl.dev/hookctl/runner/exprrunner"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
 
