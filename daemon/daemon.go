@@ -205,43 +205,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	apiListener, err := api.ListenUnix(d.cfg.Socket)
+	ls, err := d.listen()
 	if err != nil {
 		return err
-	}
-	var tcpListener, metricsListener net.Listener
-	var token string
-	if d.cfg.APIListen != "" {
-		b, err := os.ReadFile(d.cfg.APITokenFile)
-		if err != nil {
-			apiListener.Close()
-			return fmt.Errorf("reading api token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			apiListener.Close()
-			return fmt.Errorf("api token file %s is empty", d.cfg.APITokenFile)
-		}
-		if tcpListener, err = net.Listen("tcp", d.cfg.APIListen); err != nil {
-			apiListener.Close()
-			return fmt.Errorf("control API: %w", err)
-		}
-	}
-	if d.cfg.Listen != "" {
-		if metricsListener, err = net.Listen("tcp", d.cfg.Listen); err != nil {
-			apiListener.Close()
-			if tcpListener != nil {
-				tcpListener.Close()
-			}
-			return fmt.Errorf("metrics listener: %w", err)
-		}
 	}
 
 	// Everything below is owned by this WaitGroup and stops with runCtx.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 8)
+	errc := make(chan error, 8+2*len(d.profiles)) // one per goroutine: a failure never blocks
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -253,13 +226,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}()
 	}
 
-	server := api.NewServer(api.ServerOptions{Backend: d, Logger: d.log, Token: token})
-	goRun("control API", func(ctx context.Context) error { return server.Serve(ctx, apiListener, false) })
-	if tcpListener != nil {
-		goRun("control API (tcp)", func(ctx context.Context) error { return server.Serve(ctx, tcpListener, true) })
+	server := api.NewServer(api.ServerOptions{Backend: d, Logger: d.log, Token: ls.token})
+	goRun("control API", func(ctx context.Context) error { return server.Serve(ctx, ls.api, false) })
+	if ls.tcp != nil {
+		goRun("control API (tcp)", func(ctx context.Context) error { return server.Serve(ctx, ls.tcp, true) })
 	}
-	if metricsListener != nil {
-		goRun("metrics", func(ctx context.Context) error { return d.serveMetrics(ctx, metricsListener) })
+	if ls.metrics != nil {
+		goRun("metrics", func(ctx context.Context) error { return d.serveMetrics(ctx, ls.metrics) })
 	}
 	goRun("hook sync", d.syncHooks)
 	goRun("catch-up marks", d.catchup.Run)
@@ -276,19 +249,67 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.log.Info("backend stopping")
 	cancel()
 	wg.Wait()
-	// Runs still queued get a bounded grace period; then they are cancelled.
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	if err := d.dispatcher.Close(shutdownCtx); err != nil {
-		d.log.Warn("closing dispatcher", "err", err)
-	}
-	d.catchup.Flush() // marks of runs that ended during the shutdown
+	d.drain()
 	close(errc)
 	var errs []error
 	for e := range errc {
 		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
+}
+
+// listeners are the backend's sockets: the control API on its Unix socket
+// and, when configured, on TCP (with its token) and the metrics endpoint.
+type listeners struct {
+	api, tcp, metrics net.Listener
+	token             string
+}
+
+// listen opens every listener, or none: on an error those already open
+// are closed.
+func (d *Daemon) listen() (ls listeners, err error) {
+	defer func() {
+		if err != nil {
+			for _, l := range []net.Listener{ls.api, ls.tcp, ls.metrics} {
+				if l != nil {
+					l.Close()
+				}
+			}
+		}
+	}()
+	if ls.api, err = api.ListenUnix(d.cfg.Socket); err != nil {
+		return ls, err
+	}
+	if d.cfg.APIListen != "" {
+		b, err := os.ReadFile(d.cfg.APITokenFile)
+		if err != nil {
+			return ls, fmt.Errorf("reading api token: %w", err)
+		}
+		ls.token = strings.TrimSpace(string(b))
+		if ls.token == "" {
+			return ls, fmt.Errorf("api token file %s is empty", d.cfg.APITokenFile)
+		}
+		if ls.tcp, err = net.Listen("tcp", d.cfg.APIListen); err != nil {
+			return ls, fmt.Errorf("control API: %w", err)
+		}
+	}
+	if d.cfg.Listen != "" {
+		if ls.metrics, err = net.Listen("tcp", d.cfg.Listen); err != nil {
+			return ls, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	return ls, nil
+}
+
+// drain ends the runs still queued, with a bounded grace period after
+// which they are cancelled, and records the marks of those that ended.
+func (d *Daemon) drain() {
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := d.dispatcher.Close(shutdownCtx); err != nil {
+		d.log.Warn("closing dispatcher", "err", err)
+	}
+	d.catchup.Flush() // marks of runs that ended during the shutdown
 }
 
 // syncHooks keeps the dispatcher and the subscriptions in step with the
