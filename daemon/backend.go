@@ -106,14 +106,14 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	}
 	st.HookErrors = d.hookErrors()
 	if d.catchup != nil {
-		st.Nodes = d.catchup.nodeStatus(hooks)
+		st.Nodes = d.catchup.NodeStatus(hooks)
 		for i := range st.Nodes {
 			n := &st.Nodes[i]
 			if p := d.profileByName[n.Profile]; p != nil {
 				if n.Service == "" {
 					n.Service = p.jid
 				}
-				n.Subscribed = p.subscribed(n.Service, n.Node)
+				n.Subscribed = p.subs.Subscribed(n.Service, n.Node)
 			}
 		}
 	}
@@ -172,7 +172,7 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 		return res, fmt.Errorf("%s on %s: %w", r.Op, r.Node, err)
 	}
 	if r.Op == api.OpPublish || r.Op == api.OpNodeCreate {
-		p.nodeMayExist(r.Service, r.Node)
+		p.subs.NodeMayExist(r.Service, r.Node)
 	}
 	return res, nil
 }

@@ -19,15 +19,16 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/catchup"
 	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/dispatch"
 	"hookctl.dev/hookctl/reconcile"
 	"hookctl.dev/hookctl/registry"
 	"hookctl.dev/hookctl/runner"
-	execrunner "hookctl.dev/hookctl/runner/exec"
-	exprrunner "hookctl.dev/hookctl/runner/expr"
-	httprunner "hookctl.dev/hookctl/runner/http"
-	pyrunner "hookctl.dev/hookctl/runner/python"
+	"hookctl.dev/hookctl/runner/execrunner"
+	"hookctl.dev/hookctl/runner/exprrunner"
+	"hookctl.dev/hookctl/runner/httprunner"
+	"hookctl.dev/hookctl/runner/python"
 )
 
 // Options configure a Daemon.
@@ -60,7 +61,7 @@ type Daemon struct {
 
 	store         *registry.Store
 	dispatcher    *dispatch.Dispatcher
-	catchup       *catchup
+	catchup       *catchup.Tracker
 	factories     map[hookctl.Type]runner.Factory
 	profiles      []*profile
 	profileByName map[string]*profile
@@ -155,7 +156,7 @@ func New(opts Options) (*Daemon, error) {
 // newFactories returns the runner of every allowed type.
 func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 	jids := d.cfg.ProfileJIDs()
-	py := pyrunner.NewFactory(pyrunner.Options{
+	py := python.NewFactory(python.Options{
 		Python:     d.cfg.Python,
 		PythonPath: d.cfg.PythonPath,
 		WorkDir:    d.cfg.DataDir,
@@ -202,45 +203,23 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Metrics:        d.metrics,
 		HooksRoot:      d.cfg.HooksRoot,
 	})
-	d.catchup = newCatchup(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
+	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
+	for _, p := range d.profiles {
+		if err := p.openSubscriptions(d); err != nil {
+			return fmt.Errorf("profile %s: %w", p.name, err)
+		}
+	}
 
-	apiListener, err := api.ListenUnix(d.cfg.Socket)
+	ls, err := d.listen()
 	if err != nil {
 		return err
-	}
-	var tcpListener, metricsListener net.Listener
-	var token string
-	if d.cfg.APIListen != "" {
-		b, err := os.ReadFile(d.cfg.APITokenFile)
-		if err != nil {
-			apiListener.Close()
-			return fmt.Errorf("reading api token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			apiListener.Close()
-			return fmt.Errorf("api token file %s is empty", d.cfg.APITokenFile)
-		}
-		if tcpListener, err = net.Listen("tcp", d.cfg.APIListen); err != nil {
-			apiListener.Close()
-			return fmt.Errorf("control API: %w", err)
-		}
-	}
-	if d.cfg.Listen != "" {
-		if metricsListener, err = net.Listen("tcp", d.cfg.Listen); err != nil {
-			apiListener.Close()
-			if tcpListener != nil {
-				tcpListener.Close()
-			}
-			return fmt.Errorf("metrics listener: %w", err)
-		}
 	}
 
 	// Everything below is owned by this WaitGroup and stops with runCtx.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 8)
+	errc := make(chan error, 8+2*len(d.profiles)) // one per goroutine: a failure never blocks
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -252,19 +231,19 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}()
 	}
 
-	server := api.NewServer(api.ServerOptions{Backend: d, Logger: d.log, Token: token})
-	goRun("control API", func(ctx context.Context) error { return server.Serve(ctx, apiListener, false) })
-	if tcpListener != nil {
-		goRun("control API (tcp)", func(ctx context.Context) error { return server.Serve(ctx, tcpListener, true) })
+	server := api.NewServer(api.ServerOptions{Backend: d, Logger: d.log, Token: ls.token})
+	goRun("control API", func(ctx context.Context) error { return server.Serve(ctx, ls.api, false) })
+	if ls.tcp != nil {
+		goRun("control API (tcp)", func(ctx context.Context) error { return server.Serve(ctx, ls.tcp, true) })
 	}
-	if metricsListener != nil {
-		goRun("metrics", func(ctx context.Context) error { return d.serveMetrics(ctx, metricsListener) })
+	if ls.metrics != nil {
+		goRun("metrics", func(ctx context.Context) error { return d.serveMetrics(ctx, ls.metrics) })
 	}
 	goRun("hook sync", d.syncHooks)
-	goRun("catch-up marks", d.catchup.run)
+	goRun("catch-up marks", d.catchup.Run)
 	for _, p := range d.profiles {
 		goRun("profile "+p.name, p.session.Run)
-		goRun("subscriptions "+p.name, p.runSubscriptions)
+		goRun("subscriptions "+p.name, p.subs.Run)
 	}
 	if len(d.watch.Paths) > 0 {
 		goRun("watch", d.runWatch)
@@ -275,19 +254,67 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.log.Info("backend stopping")
 	cancel()
 	wg.Wait()
-	// Runs still queued get a bounded grace period; then they are cancelled.
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	if err := d.dispatcher.Close(shutdownCtx); err != nil {
-		d.log.Warn("closing dispatcher", "err", err)
-	}
-	d.catchup.flush() // marks of runs that ended during the shutdown
+	d.drain()
 	close(errc)
 	var errs []error
 	for e := range errc {
 		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
+}
+
+// listeners are the backend's sockets: the control API on its Unix socket
+// and, when configured, on TCP (with its token) and the metrics endpoint.
+type listeners struct {
+	api, tcp, metrics net.Listener
+	token             string
+}
+
+// listen opens every listener, or none: on an error those already open
+// are closed.
+func (d *Daemon) listen() (ls listeners, err error) {
+	defer func() {
+		if err != nil {
+			for _, l := range []net.Listener{ls.api, ls.tcp, ls.metrics} {
+				if l != nil {
+					l.Close()
+				}
+			}
+		}
+	}()
+	if ls.api, err = api.ListenUnix(d.cfg.Socket); err != nil {
+		return ls, err
+	}
+	if d.cfg.APIListen != "" {
+		b, err := os.ReadFile(d.cfg.APITokenFile)
+		if err != nil {
+			return ls, fmt.Errorf("reading api token: %w", err)
+		}
+		ls.token = strings.TrimSpace(string(b))
+		if ls.token == "" {
+			return ls, fmt.Errorf("api token file %s is empty", d.cfg.APITokenFile)
+		}
+		if ls.tcp, err = net.Listen("tcp", d.cfg.APIListen); err != nil {
+			return ls, fmt.Errorf("control API: %w", err)
+		}
+	}
+	if d.cfg.Listen != "" {
+		if ls.metrics, err = net.Listen("tcp", d.cfg.Listen); err != nil {
+			return ls, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	return ls, nil
+}
+
+// drain ends the runs still queued, with a bounded grace period after
+// which they are cancelled, and records the marks of those that ended.
+func (d *Daemon) drain() {
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := d.dispatcher.Close(shutdownCtx); err != nil {
+		d.log.Warn("closing dispatcher", "err", err)
+	}
+	d.catchup.Flush() // marks of runs that ended during the shutdown
 }
 
 // syncHooks keeps the dispatcher and the subscriptions in step with the
@@ -298,9 +325,9 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	for {
 		hooks, rev := d.store.Snapshot()
 		d.dispatcher.SetHooks(hooks)
-		d.catchup.setHooks(hooks)
+		d.catchup.SetHooks(hooks)
 		for _, p := range d.profiles {
-			p.wantNodes(hooks)
+			p.subs.SetHooks(hooks)
 		}
 		d.synced.advance(rev)
 		select {
@@ -345,7 +372,7 @@ func (d *Daemon) hookErrors() []api.HookError {
 		out = d.dispatcher.HookErrors()
 	}
 	for _, p := range d.profiles {
-		out = append(out, p.subscriptionErrors()...)
+		out = append(out, p.subs.Errors()...)
 	}
 	return out
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/runner"
 )
 
@@ -95,7 +94,7 @@ func BenchmarkDispatch(b *testing.B) {
 			if err := d.Close(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			if drops := d.Runs(api.RunQuery{FailedOnly: true}); len(drops) != 0 {
+			if drops := d.Runs(hookctl.RunQuery{FailedOnly: true}); len(drops) != 0 {
 				b.Fatalf("%d runs not ok, e.g. %+v", len(drops), drops[0])
 			}
 		})

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/filter"
 	"hookctl.dev/hookctl/rules"
 	"hookctl.dev/hookctl/runner"
@@ -93,7 +92,7 @@ type snapshot struct {
 	index   map[nodeKey][]*entry
 	entries map[hookctl.Key]*entry
 	workers map[hookctl.Key]*worker
-	errs    []api.HookError
+	errs    []hookctl.HookError
 }
 
 // entry is one live hook as Dispatch sees it.
@@ -181,16 +180,16 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 	slices.SortStableFunc(sorted, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
 	for _, h := range sorted {
 		if _, dup := next.entries[h.Key]; dup {
-			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: "duplicate hook key: kept the first"})
+			next.errs = append(next.errs, hookctl.HookError{Hook: h.Key, Error: "duplicate hook key: kept the first"})
 			continue
 		}
 		if h.Quarantined != "" {
-			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: "quarantined, not run: " + h.Quarantined})
+			next.errs = append(next.errs, hookctl.HookError{Hook: h.Key, Error: "quarantined, not run: " + h.Quarantined})
 			continue
 		}
 		e, err := d.newEntry(h, old.entries[h.Key], compiled)
 		if err != nil {
-			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: err.Error()})
+			next.errs = append(next.errs, hookctl.HookError{Hook: h.Key, Error: err.Error()})
 			continue
 		}
 		ow := old.workers[h.Key]
@@ -198,7 +197,7 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 			e.w = ow
 		} else if e.w, err = d.startWorker(h); err != nil {
 			e.runErr = err.Error()
-			next.errs = append(next.errs, api.HookError{Hook: h.Key, Error: e.runErr})
+			next.errs = append(next.errs, hookctl.HookError{Hook: h.Key, Error: e.runErr})
 		}
 		if e.w != nil {
 			next.workers[h.Key] = e.w
@@ -446,12 +445,12 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 // q.Node match exactly, q.Hook matches the hook's name or arg, FailedOnly
 // keeps outcomes other than ok, and at most q.Limit (default 100) are
 // returned.
-func (d *Dispatcher) Runs(q api.RunQuery) []hookctl.Run { return d.hist.query(q) }
+func (d *Dispatcher) Runs(q hookctl.RunQuery) []hookctl.Run { return d.hist.query(q) }
 
 // HookErrors lists the hooks of the last SetHooks that could not be made
 // live as asked (filter that does not compile, no runner for the type, a
 // runner that failed to start, duplicate key), in key order.
-func (d *Dispatcher) HookErrors() []api.HookError {
+func (d *Dispatcher) HookErrors() []hookctl.HookError {
 	snap := d.snap.Load()
 	errs := slices.Clone(snap.errs)
 	d.runErrs.Range(func(k, v any) bool {
@@ -460,10 +459,10 @@ func (d *Dispatcher) HookErrors() []api.HookError {
 			d.runErrs.Delete(key) // the hook is gone
 			return true
 		}
-		errs = append(errs, api.HookError{Hook: key, Error: v.(string)})
+		errs = append(errs, hookctl.HookError{Hook: key, Error: v.(string)})
 		return true
 	})
-	slices.SortStableFunc(errs, func(a, b api.HookError) int { return a.Hook.Compare(b.Hook) })
+	slices.SortStableFunc(errs, func(a, b hookctl.HookError) int { return a.Hook.Compare(b.Hook) })
 	return errs
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/runner"
 )
 
@@ -108,7 +107,7 @@ func TestExactNodeMatch(t *testing.T) {
 	if got := f.of(hxy.Key)[0].runs.Load(); got != 1 {
 		t.Errorf("hook on Xy ran %d times, want 1", got)
 	}
-	runs := d.Runs(api.RunQuery{})
+	runs := d.Runs(hookctl.RunQuery{})
 	got := []string{runs[0].Hook.Node + "/" + runs[0].ItemID, runs[1].Hook.Node + "/" + runs[1].ItemID}
 	if diff := cmp.Diff([]string{"X/2", "Xy/1"}, got); diff != "" {
 		t.Errorf("runs (-want +got):\n%s", diff)
@@ -188,7 +187,7 @@ func TestFilter(t *testing.T) {
 	if len(f.of(bad.Key)) != 0 {
 		t.Errorf("hook with a bad filter got a runner")
 	}
-	failed := d.Runs(api.RunQuery{FailedOnly: true})
+	failed := d.Runs(hookctl.RunQuery{FailedOnly: true})
 	if len(failed) != 1 || failed[0].Outcome != "error" || failed[0].Hook != herr.Key || !strings.Contains(failed[0].Error, "filter") {
 		t.Errorf("failed runs = %+v, want one filter error of %v", failed, herr.Key)
 	}
@@ -206,7 +205,7 @@ func TestNoRunnerForType(t *testing.T) {
 	if n := dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "i")); n != 1 {
 		t.Errorf("matched %d, want 1", n)
 	}
-	runs := d.Runs(api.RunQuery{})
+	runs := d.Runs(hookctl.RunQuery{})
 	if len(runs) != 1 || runs[0].Outcome != "error" || runs[0].Error != "no runner for type http" || runs[0].ExitCode != -1 {
 		t.Errorf("runs = %+v", runs)
 	}
@@ -220,7 +219,7 @@ func TestRunnerStartFailure(t *testing.T) {
 		t.Errorf("HookErrors = %+v", errs)
 	}
 	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "i"))
-	if runs := d.Runs(api.RunQuery{}); len(runs) != 1 || runs[0].Outcome != "error" {
+	if runs := d.Runs(hookctl.RunQuery{}); len(runs) != 1 || runs[0].Outcome != "error" {
 		t.Errorf("runs = %+v", runs)
 	}
 	// A later SetHooks retries.
@@ -299,7 +298,7 @@ func TestConcurrencyN(t *testing.T) {
 	if m := maxInflight.Load(); m != conc {
 		t.Errorf("max in flight = %d, want %d", m, conc)
 	}
-	if got := len(d.Runs(api.RunQuery{})); got != 20 {
+	if got := len(d.Runs(hookctl.RunQuery{})); got != 20 {
 		t.Errorf("%d runs recorded, want 20", got)
 	}
 }
@@ -331,7 +330,7 @@ func TestQueueFullDrops(t *testing.T) {
 	if got := metricValue(t, reg, "hookctl_queue_drops_total", "type", "exec"); got != 6 {
 		t.Errorf("queue drops = %v, want 6", got)
 	}
-	dropped := d.Runs(api.RunQuery{FailedOnly: true})
+	dropped := d.Runs(hookctl.RunQuery{FailedOnly: true})
 	if len(dropped) != 6 {
 		t.Fatalf("%d failed runs, want 6 drops: %+v", len(dropped), dropped)
 	}
@@ -397,7 +396,7 @@ func TestTimeout(t *testing.T) {
 	d.Dispatch(testEvent("n", hookctl.EventPublish, "slow"), func(int) { wg.Done() })
 	d.Dispatch(testEvent("n", hookctl.EventPublish, "next"), func(int) { wg.Done() })
 	wg.Wait()
-	runs := d.Runs(api.RunQuery{})
+	runs := d.Runs(hookctl.RunQuery{})
 	if diff := cmp.Diff([]string{"ok", "timeout"}, outcomesOf(runs)); diff != "" {
 		t.Fatalf("outcomes (-want +got):\n%s", diff)
 	}
@@ -417,7 +416,7 @@ func TestDefaultTimeout(t *testing.T) {
 	d := newTest(t, f, Options{DefaultTimeout: 20 * time.Millisecond})
 	d.SetHooks([]hookctl.Hook{testHook("n", "/a")})
 	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "i"))
-	if runs := d.Runs(api.RunQuery{}); len(runs) != 1 || runs[0].Outcome != "timeout" {
+	if runs := d.Runs(hookctl.RunQuery{}); len(runs) != 1 || runs[0].Outcome != "timeout" {
 		t.Errorf("runs = %+v", runs)
 	}
 }
@@ -433,7 +432,7 @@ func TestPanicRecovered(t *testing.T) {
 	d.SetHooks([]hookctl.Hook{testHook("n", "/a")})
 	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "boom"))
 	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "after"))
-	runs := d.Runs(api.RunQuery{})
+	runs := d.Runs(hookctl.RunQuery{})
 	if diff := cmp.Diff([]string{"ok", "error"}, outcomesOf(runs)); diff != "" {
 		t.Fatalf("outcomes (-want +got):\n%s", diff)
 	}
@@ -542,12 +541,12 @@ func TestDoneCountsEveryMatch(t *testing.T) {
 	if n := dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "i")); n != 5 {
 		t.Errorf("matched %d, want 5", n)
 	}
-	if got := len(d.Runs(api.RunQuery{})); got != 5 {
+	if got := len(d.Runs(hookctl.RunQuery{})); got != 5 {
 		t.Errorf("%d runs recorded before done, want 5", got)
 	}
 	// nil done is allowed.
 	d.Dispatch(testEvent("n", hookctl.EventPublish, "j"), nil)
-	waitFor(t, "10 runs", func() bool { return len(d.Runs(api.RunQuery{})) == 10 })
+	waitFor(t, "10 runs", func() bool { return len(d.Runs(hookctl.RunQuery{})) == 10 })
 }
 
 func TestSwapWhileDispatching(t *testing.T) {
@@ -646,7 +645,7 @@ func TestCloseWaitsAndCancels(t *testing.T) {
 	if made, closed := f.made.Load(), f.closedN.Load(); made != 50 || closed != 50 {
 		t.Errorf("runners made %d, closed %d", made, closed)
 	}
-	runs := d.Runs(api.RunQuery{Limit: 1000})
+	runs := d.Runs(hookctl.RunQuery{Limit: 1000})
 	counts := map[string]int{}
 	for _, r := range runs {
 		counts[r.Outcome]++
@@ -678,7 +677,7 @@ func TestCloseFinishesQueued(t *testing.T) {
 	if err := d.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	runs := d.Runs(api.RunQuery{})
+	runs := d.Runs(hookctl.RunQuery{})
 	if len(runs) != 20 {
 		t.Fatalf("%d runs after Close, want 20", len(runs))
 	}
@@ -712,7 +711,7 @@ func TestRunsQuery(t *testing.T) {
 		dispatchWait(t, d, testEvent("m", hookctl.EventPublish, fmt.Sprint("m", i)))
 	}
 	// 7 runs, 5 kept: the failure is gone.
-	all := d.Runs(api.RunQuery{})
+	all := d.Runs(hookctl.RunQuery{})
 	var ids []string
 	for _, r := range all {
 		ids = append(ids, r.ItemID)
@@ -725,23 +724,23 @@ func TestRunsQuery(t *testing.T) {
 			t.Errorf("IDs not decreasing: %d then %d", all[i-1].ID, all[i].ID)
 		}
 	}
-	if got := d.Runs(api.RunQuery{Hook: "alpha", Limit: 1}); len(got) != 1 || got[0].ItemID != "n2" || got[0].Event != hookctl.EventRetract {
+	if got := d.Runs(hookctl.RunQuery{Hook: "alpha", Limit: 1}); len(got) != 1 || got[0].ItemID != "n2" || got[0].Event != hookctl.EventRetract {
 		t.Errorf("by name = %+v", got)
 	}
-	if got := d.Runs(api.RunQuery{Hook: "/b"}); len(got) != 3 {
+	if got := d.Runs(hookctl.RunQuery{Hook: "/b"}); len(got) != 3 {
 		t.Errorf("by arg: %d runs, want 3", len(got))
 	}
-	if got := d.Runs(api.RunQuery{Node: "m", Profile: testProfile}); len(got) != 3 {
+	if got := d.Runs(hookctl.RunQuery{Node: "m", Profile: testProfile}); len(got) != 3 {
 		t.Errorf("by node: %d runs, want 3", len(got))
 	}
-	if got := d.Runs(api.RunQuery{Profile: "other"}); len(got) != 0 {
+	if got := d.Runs(hookctl.RunQuery{Profile: "other"}); len(got) != 0 {
 		t.Errorf("other profile: %d runs", len(got))
 	}
 
 	d2 := newTest(t, f, Options{})
 	d2.SetHooks([]hookctl.Hook{a})
 	dispatchWait(t, d2, ev)
-	got := d2.Runs(api.RunQuery{FailedOnly: true})
+	got := d2.Runs(hookctl.RunQuery{FailedOnly: true})
 	if len(got) != 1 {
 		t.Fatalf("failed runs = %+v", got)
 	}
@@ -846,7 +845,7 @@ func TestSkippedItemIsRecordedForTheNodesHooks(t *testing.T) {
 
 	d.Skipped(testEvent("n", hookctl.EventPublish, "big"), errors.New("payload too large"))
 
-	runs := d.Runs(api.RunQuery{})
+	runs := d.Runs(hookctl.RunQuery{})
 	if len(runs) != 1 {
 		t.Fatalf("runs = %+v, want one record for the publish hook of node n", runs)
 	}
@@ -877,7 +876,7 @@ func TestRunThatCannotStartIsAHookErrorUntilARunStarts(t *testing.T) {
 	d.SetHooks([]hookctl.Hook{h})
 
 	dispatchWait(t, d, testEvent("n", hookctl.EventPublish, "1"))
-	want := []api.HookError{{Hook: h.Key, Error: "run: hook does not load"}}
+	want := []hookctl.HookError{{Hook: h.Key, Error: "run: hook does not load"}}
 	if diff := cmp.Diff(want, d.HookErrors()); diff != "" {
 		t.Errorf("after a run that could not start (-want +got):\n%s", diff)
 	}

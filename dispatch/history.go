@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/runner"
 )
 
@@ -43,7 +42,7 @@ func (h *history) add(r hookctl.Run) {
 }
 
 // query returns the runs selected by q, newest first.
-func (h *history) query(q api.RunQuery) []hookctl.Run {
+func (h *history) query(q hookctl.RunQuery) []hookctl.Run {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultRunsLimit
@@ -74,7 +73,7 @@ func (h *history) query(q api.RunQuery) []hookctl.Run {
 	return out
 }
 
-func selected(r *hookctl.Run, q api.RunQuery) bool {
+func selected(r *hookctl.Run, q hookctl.RunQuery) bool {
 	if q.Profile != "" && r.Hook.Profile != q.Profile {
 		return false
 	}

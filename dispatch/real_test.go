@@ -14,10 +14,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/runner"
-	execrunner "hookctl.dev/hookctl/runner/exec"
-	exprrunner "hookctl.dev/hookctl/runner/expr"
+	"hookctl.dev/hookctl/runner/execrunner"
+	"hookctl.dev/hookctl/runner/exprrunner"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
 
@@ -79,7 +78,7 @@ echo "done $HOOK_ITEM_ID"`)
 		t.Errorf("exec runs in order (-want +got):\n%s", diff)
 	}
 	byItem := map[string]hookctl.Run{}
-	for _, r := range d.Runs(api.RunQuery{Hook: "append"}) {
+	for _, r := range d.Runs(hookctl.RunQuery{Hook: "append"}) {
 		byItem[r.ItemID] = r
 	}
 	if r := byItem["fail"]; r.Outcome != "failed" || r.ExitCode != 7 || !strings.Contains(r.Output, "failing on purpose") {
@@ -91,7 +90,7 @@ echo "done $HOOK_ITEM_ID"`)
 	if r := byItem["3"]; r.Outcome != "ok" || r.ExitCode != 0 || !strings.Contains(r.Output, "done 3") {
 		t.Errorf("run after the timeout = %+v", r)
 	}
-	exprRuns := d.Runs(api.RunQuery{Hook: xp.Arg})
+	exprRuns := d.Runs(hookctl.RunQuery{Hook: xp.Arg})
 	if len(exprRuns) != 6 {
 		t.Fatalf("%d expr runs, want 6", len(exprRuns))
 	}

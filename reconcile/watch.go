@@ -152,35 +152,16 @@ type Round struct {
 // or if the files were invalid (the round then used the last good set, or
 // did nothing if there is none).
 func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
-	log := w.logger()
 	var r Round
-	now := time.Now()
 	w.mu.Lock()
-	w.health.LastAttempt = now
+	w.health.LastAttempt = time.Now()
 	w.mu.Unlock()
 	w.Metrics.inc(func(m *Metrics) { m.reconciles.Inc() })
 
-	d, err := w.Load(ctx)
-	w.mu.Lock()
+	d, err := w.load(ctx, &r)
 	if err != nil {
-		r.LoadErr = err
-		w.health.FilesError = err.Error()
-		w.Metrics.inc(func(m *Metrics) { m.reloadFailures.Inc(); m.reloadFailing.Set(1) })
-		if w.lastGood == nil {
-			w.health.LastError = "reading hooks files: " + err.Error()
-			w.mu.Unlock()
-			log.Error("hooks files invalid, nothing applied yet", "err", err)
-			return r, fmt.Errorf("reading hooks files: %w", err)
-		}
-		d = *w.lastGood
-		log.Error("hooks files invalid, keeping the last good set", "err", err)
-	} else {
-		w.lastGood = &d
-		w.health.FilesError = ""
-		w.Metrics.inc(func(m *Metrics) { m.reloadFailing.Set(0) })
+		return r, err
 	}
-	w.mu.Unlock()
-
 	desired := d.Hooks
 	if w.JIDs != nil {
 		jids, err := w.JIDs(ctx)
@@ -197,7 +178,6 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	w.mu.Unlock()
 
 	opts := w.Options
-	opts.DryRun = false
 	if len(opts.Sets) == 0 {
 		opts.Sets = d.Sets
 	}
@@ -208,9 +188,47 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	if err != nil {
 		return r, w.fail(r, err)
 	}
-
 	c := res.Plan.Counts()
 	r.Drift = !r.FilesChanged && c.Changes() > 0
+	w.logChanges(r, report)
+	w.succeeded(d, desired, r, report)
+	if r.LoadErr != nil {
+		return r, fmt.Errorf("reading hooks files (last good set kept): %w", r.LoadErr)
+	}
+	return r, nil
+}
+
+// load reads the hooks files; when they are invalid it records why in r
+// and health and returns the last good set, or an error if there is none.
+func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
+	log := w.logger()
+	d, err := w.Load(ctx)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.lastGood = &d
+		w.health.FilesError = ""
+		w.Metrics.inc(func(m *Metrics) { m.reloadFailing.Set(0) })
+		return d, nil
+	}
+	r.LoadErr = err
+	w.health.FilesError = err.Error()
+	w.Metrics.inc(func(m *Metrics) { m.reloadFailures.Inc(); m.reloadFailing.Set(1) })
+	if w.lastGood == nil {
+		w.health.LastError = "reading hooks files: " + err.Error()
+		log.Error("hooks files invalid, nothing applied yet", "err", err)
+		return Desired{}, fmt.Errorf("reading hooks files: %w", err)
+	}
+	log.Error("hooks files invalid, keeping the last good set", "err", err)
+	return *w.lastGood, nil
+}
+
+// logChanges counts and logs what a successful round changed or found
+// drifted (report: drift was only reported).
+func (w *Watcher) logChanges(r Round, report bool) {
+	log := w.logger()
+	res := r.Result
+	c := res.Plan.Counts()
 	if r.Drift {
 		w.Metrics.inc(func(m *Metrics) {
 			m.drift.WithLabelValues(string(ActionCreate)).Add(float64(c.Create))
@@ -236,10 +254,15 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 				"revision", res.Revision, "attempts", res.Attempts)
 		}
 	}
+}
 
+// succeeded records a successful round in health and metrics.
+func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report bool) {
+	res := r.Result
+	c := res.Plan.Counts()
 	w.mu.Lock()
 	if c.Conflict != w.lastConf && c.Conflict > 0 {
-		log.Warn("desired hooks blocked by hooks of someone else", "conflicts", c.Conflict, "hooks", conflictSummary(res.Plan))
+		w.logger().Warn("desired hooks blocked by hooks of someone else", "conflicts", c.Conflict, "hooks", conflictSummary(res.Plan))
 	}
 	w.lastConf = c.Conflict
 	if !report {
@@ -272,10 +295,6 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 			m.hooks.WithLabelValues(s).Set(float64(n))
 		}
 	})
-	if r.LoadErr != nil {
-		return r, fmt.Errorf("reading hooks files (last good set kept): %w", r.LoadErr)
-	}
-	return r, nil
 }
 
 func (w *Watcher) fail(r Round, err error) error {

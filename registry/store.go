@@ -149,48 +149,9 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	s.db = db
 
 	var rev uint64
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		hooks, err := tx.CreateBucketIfNotExists(bucketHooks)
-		if err != nil {
-			return err
-		}
-		if v := meta.Get(keySchema); v != nil {
-			var n int
-			if _, err := fmt.Sscan(string(v), &n); err != nil || n < 1 {
-				return fmt.Errorf("bad schema version %q", v)
-			}
-			if n > schemaVersion {
-				return fmt.Errorf("store schema %d is newer than this hookctl supports (%d)", n, schemaVersion)
-			}
-			if n < 2 {
-				if err := migrateNodeRecords(tx); err != nil {
-					return err
-				}
-			}
-		}
-		if err := meta.Put(keySchema, fmt.Appendf(nil, "%d", schemaVersion)); err != nil {
-			return err
-		}
-		switch v := meta.Get(keyRevision); len(v) {
-		case 0:
-		case 8:
-			rev = binary.BigEndian.Uint64(v)
-		default:
-			return fmt.Errorf("bad stored revision %x", v)
-		}
-		rev++
-		if err := putRevision(meta, rev); err != nil {
-			return err
-		}
-		return hooks.ForEach(func(k, v []byte) error {
-			h := s.load(k, v)
-			s.hooks[h.Key] = h
-			return nil
-		})
+	err = db.Update(func(tx *bolt.Tx) (err error) {
+		rev, err = s.load(tx)
+		return err
 	})
 	if err != nil {
 		db.Close()
@@ -203,6 +164,53 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	slices.SortFunc(all, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
 	s.state.Store(&state{hooks: all, rev: rev})
 	return s, nil
+}
+
+// load checks the schema (converting older layouts), advances the stored
+// revision and reads the hooks into memory; it returns the new revision.
+func (s *Store) load(tx *bolt.Tx) (uint64, error) {
+	var rev uint64
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return 0, err
+	}
+	hooks, err := tx.CreateBucketIfNotExists(bucketHooks)
+	if err != nil {
+		return 0, err
+	}
+	if v := meta.Get(keySchema); v != nil {
+		var n int
+		if _, err := fmt.Sscan(string(v), &n); err != nil || n < 1 {
+			return 0, fmt.Errorf("bad schema version %q", v)
+		}
+		if n > schemaVersion {
+			return 0, fmt.Errorf("store schema %d is newer than this hookctl supports (%d)", n, schemaVersion)
+		}
+		if n < 2 {
+			if err := migrateNodeRecords(tx); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := meta.Put(keySchema, fmt.Appendf(nil, "%d", schemaVersion)); err != nil {
+		return 0, err
+	}
+	switch v := meta.Get(keyRevision); len(v) {
+	case 0:
+	case 8:
+		rev = binary.BigEndian.Uint64(v)
+	default:
+		return 0, fmt.Errorf("bad stored revision %x", v)
+	}
+	rev++
+	if err := putRevision(meta, rev); err != nil {
+		return 0, err
+	}
+	return rev, hooks.ForEach(func(k, v []byte) error {
+		h := s.loadHook(k, v)
+		s.hooks[h.Key] = h
+		return nil
+	})
 }
 
 // Close closes the store file and every Changes channel. Temporary hooks are

@@ -83,11 +83,11 @@ func (s *Store) deleteKey(k hookctl.Key, cache map[string]string) hookctl.Key {
 	return k
 }
 
-// load decodes one stored hook. One that no longer passes the rules (an
+// loadHook decodes one stored hook. One that no longer passes the rules (an
 // older version stored it, a limit was lowered, its profile is gone) is
 // kept as quarantined: listed with the reason, never run, removable. A
 // stored value must never stop the backend from starting.
-func (s *Store) load(k, v []byte) hookctl.Hook {
+func (s *Store) loadHook(k, v []byte) hookctl.Hook {
 	var h hookctl.Hook
 	if err := json.Unmarshal(v, &h); err != nil {
 		h = hookctl.Hook{}

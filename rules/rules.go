@@ -17,7 +17,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/filter"
-	exprrunner "hookctl.dev/hookctl/runner/expr"
+	"hookctl.dev/hookctl/runner/exprrunner"
 )
 
 // Limits bound what a hook may declare. There is one set, DefaultLimits;

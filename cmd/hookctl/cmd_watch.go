@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -16,15 +17,18 @@ import (
 	"hookctl.dev/hookctl/reconcile"
 )
 
+// watchFlags are the flags of hookctl watch.
+type watchFlags struct {
+	pf                  planFlags
+	interval, debounce  time.Duration
+	jitter              time.Duration
+	drift, listen       string
+	once, allowEmpty    bool
+	logLevel, logFormat string
+}
+
 func newWatchCmd(g *globals) *cobra.Command {
-	var (
-		pf                  planFlags
-		interval, debounce  time.Duration
-		jitter              time.Duration
-		drift, listen       string
-		once, allowEmpty    bool
-		logLevel, logFormat string
-	)
+	var wf watchFlags
 	c := &cobra.Command{
 		Use:   "watch -f PATH... [-R] [--interval 1m] [--drift correct|report] [--listen ADDR] [--once]",
 		Short: "Keep the live registry matching the hooks files (the sidecar)",
@@ -41,90 +45,103 @@ succeeded; 503 while the first set is invalid or the backend unreachable)
 and /metrics. --once reconciles once and exits: 0 done, 1 conflicts left,
 2 error (invalid files, backend unreachable).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if drift != reconcile.DriftCorrect && drift != reconcile.DriftReport {
-				return exitCode(2, fmt.Errorf("%w: --drift %q (want correct or report)", hookctl.ErrInvalid, drift))
-			}
-			if len(pf.files) == 0 {
-				return exitCode(2, fmt.Errorf("%w: no hooks files: give -f PATH", hookctl.ErrInvalid))
-			}
-			logger, err := newLogger(cmd, logLevel, logFormat)
-			if err != nil {
-				return exitCode(2, err)
-			}
-			client, err := g.client()
-			if err != nil {
-				return exitCode(2, err)
-			}
-			defer client.Close()
-			prom := prometheus.NewRegistry()
-			prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			w := &reconcile.Watcher{
-				Paths:     pf.files,
-				Recursive: pf.recursive,
-				Load:      reconcile.SpecLoader(pf.files, pf.recursive),
-				Registry:  client,
-				JIDs:      func(ctx context.Context) (map[string]string, error) { return profileJIDs(ctx, client) },
-				Options:   reconcile.ApplyOptions{Options: pf.options(nil), AllowEmpty: allowEmpty},
-				Interval:  interval,
-				Jitter:    jitter,
-				Debounce:  debounce,
-				Drift:     drift,
-				Logger:    logger,
-				Metrics:   reconcile.NewMetrics(prom),
-			}
-			ctx := cmd.Context()
-			if once {
-				r, err := w.Reconcile(ctx)
-				if err != nil {
-					return exitCode(2, err)
-				}
-				cnt := r.Result.Plan.Counts()
-				fmt.Fprintf(cmd.OutOrStdout(), "%s applied=%v revision=%d\n", r.Result.Plan.Summary(), r.Result.Applied, r.Result.Revision)
-				if cnt.Conflict > 0 {
-					return exitCode(1, fmt.Errorf("%d desired hook(s) not applied: in conflict", cnt.Conflict))
-				}
-				return nil
-			}
-
-			var srvDone chan error
-			var srv *http.Server
-			if listen != "" {
-				ln, err := net.Listen("tcp", listen)
-				if err != nil {
-					return exitCode(2, fmt.Errorf("--listen: %w", err))
-				}
-				srv = &http.Server{Handler: w.Handler(prom), ReadHeaderTimeout: 10 * time.Second}
-				srvDone = make(chan error, 1)
-				go func() { srvDone <- srv.Serve(ln) }()
-				logger.Info("serving health and metrics", "addr", ln.Addr().String())
-			}
-			runErr := w.Run(ctx)
-			if srv != nil {
-				// The run context is gone: shut down with a fresh deadline.
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_ = srv.Shutdown(sctx)
-				cancel()
-				if err := <-srvDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
-					logger.Error("health server", "err", err)
-				}
-			}
-			if runErr != nil {
-				return exitCode(2, runErr)
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return wf.run(cmd, g) },
 	}
-	pf.bind(c)
+	wf.pf.bind(c)
 	f := c.Flags()
-	f.DurationVar(&interval, "interval", reconcile.DefaultInterval, "resync period that finds drift (0 = default, negative = off)")
-	f.DurationVar(&jitter, "jitter", 0, "random extra delay up to this per resync (default interval/10)")
-	f.DurationVar(&debounce, "debounce", reconcile.DefaultDebounce, "quiet time after a file change before reloading")
-	f.StringVar(&drift, "drift", reconcile.DriftCorrect, "on drift: correct it, or only report it")
-	f.StringVar(&listen, "listen", "", "address for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9091")
-	f.BoolVar(&once, "once", false, "reconcile once and exit (for CI)")
-	f.BoolVar(&allowEmpty, "allow-empty", false, "let a set without hooks delete its live hooks")
-	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	f.DurationVar(&wf.interval, "interval", reconcile.DefaultInterval, "resync period that finds drift (0 = default, negative = off)")
+	f.DurationVar(&wf.jitter, "jitter", 0, "random extra delay up to this per resync (default interval/10)")
+	f.DurationVar(&wf.debounce, "debounce", reconcile.DefaultDebounce, "quiet time after a file change before reloading")
+	f.StringVar(&wf.drift, "drift", reconcile.DriftCorrect, "on drift: correct it, or only report it")
+	f.StringVar(&wf.listen, "listen", "", "address for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9091")
+	f.BoolVar(&wf.once, "once", false, "reconcile once and exit (for CI)")
+	f.BoolVar(&wf.allowEmpty, "allow-empty", false, "let a set without hooks delete its live hooks")
+	f.StringVar(&wf.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&wf.logFormat, "log-format", "text", "text or json")
 	return c
+}
+
+// run checks the flags, builds the watcher on the control API and runs it
+// (once, or until the command's context ends).
+func (wf *watchFlags) run(cmd *cobra.Command, g *globals) error {
+	if wf.drift != reconcile.DriftCorrect && wf.drift != reconcile.DriftReport {
+		return exitCode(2, fmt.Errorf("%w: --drift %q (want correct or report)", hookctl.ErrInvalid, wf.drift))
+	}
+	if len(wf.pf.files) == 0 {
+		return exitCode(2, fmt.Errorf("%w: no hooks files: give -f PATH", hookctl.ErrInvalid))
+	}
+	logger, err := newLogger(cmd, wf.logLevel, wf.logFormat)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	client, err := g.client()
+	if err != nil {
+		return exitCode(2, err)
+	}
+	defer client.Close()
+	prom := prometheus.NewRegistry()
+	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w := &reconcile.Watcher{
+		Paths:     wf.pf.files,
+		Recursive: wf.pf.recursive,
+		Load:      reconcile.SpecLoader(wf.pf.files, wf.pf.recursive),
+		Registry:  client,
+		JIDs:      func(ctx context.Context) (map[string]string, error) { return profileJIDs(ctx, client) },
+		Options:   reconcile.ApplyOptions{Options: wf.pf.options(nil), AllowEmpty: wf.allowEmpty},
+		Interval:  wf.interval,
+		Jitter:    wf.jitter,
+		Debounce:  wf.debounce,
+		Drift:     wf.drift,
+		Logger:    logger,
+		Metrics:   reconcile.NewMetrics(prom),
+	}
+	if wf.once {
+		return watchOnce(cmd, w)
+	}
+	return wf.serve(cmd.Context(), w, prom, logger)
+}
+
+// watchOnce reconciles once (--once): exit 1 when conflicts are left.
+func watchOnce(cmd *cobra.Command, w *reconcile.Watcher) error {
+	r, err := w.Reconcile(cmd.Context())
+	if err != nil {
+		return exitCode(2, err)
+	}
+	cnt := r.Result.Plan.Counts()
+	fmt.Fprintf(cmd.OutOrStdout(), "%s applied=%v revision=%d\n", r.Result.Plan.Summary(), r.Result.Applied, r.Result.Revision)
+	if cnt.Conflict > 0 {
+		return exitCode(1, fmt.Errorf("%d desired hook(s) not applied: in conflict", cnt.Conflict))
+	}
+	return nil
+}
+
+// serve runs the watcher until ctx ends, with the health and metrics
+// server of --listen beside it.
+func (wf *watchFlags) serve(ctx context.Context, w *reconcile.Watcher, prom *prometheus.Registry, logger *slog.Logger) error {
+	var srvDone chan error
+	var srv *http.Server
+	if wf.listen != "" {
+		ln, err := net.Listen("tcp", wf.listen)
+		if err != nil {
+			return exitCode(2, fmt.Errorf("--listen: %w", err))
+		}
+		srv = &http.Server{Handler: w.Handler(prom), ReadHeaderTimeout: 10 * time.Second}
+		srvDone = make(chan error, 1)
+		go func() { srvDone <- srv.Serve(ln) }()
+		logger.Info("serving health and metrics", "addr", ln.Addr().String())
+	}
+	runErr := w.Run(ctx)
+	if srv != nil {
+		// The run context is gone: shut down with a fresh deadline.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+		if err := <-srvDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("health server", "err", err)
+		}
+	}
+	if runErr != nil {
+		return exitCode(2, runErr)
+	}
+	return nil
 }

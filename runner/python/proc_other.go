@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package pyrunner
+package python
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-// Package pyrunner runs the Python hook types (python, python_file,
+// Package python runs the Python hook types (python, python_file,
 // python_code) in long-lived python3 worker processes, one per hook (or per
 // concurrent run slot), speaking a line protocol with an embedded shim.
 //
@@ -43,7 +43,7 @@
 // the backend's PYTHONPATH), PYTHONDONTWRITEBYTECODE=1, PYTHONUNBUFFERED=1.
 // Their working directory is the script's directory for python_file, else
 // Options.WorkDir.
-package pyrunner
+package python
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package pyrunner
+package python
 
 import (
 	"context"

@@ -18,7 +18,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/runner"
-	execrunner "hookctl.dev/hookctl/runner/exec"
+	"hookctl.dev/hookctl/runner/execrunner"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
 

@@ -1,7 +1,5 @@
-package daemon
-
-// Catch-up: at-least-once delivery of publish events across restarts,
-// reconnects and new subscriptions.
+// Package catchup gives at-least-once delivery of publish events across
+// restarts, reconnects and new subscriptions.
 //
 // Per (profile, service, node) with hooks, the store remembers which items
 // the hooks have finished with (id + digest of the payload, bounded per
@@ -17,6 +15,7 @@ package daemon
 // recorded as finished, the baseline) unless one of its hooks says
 // catchup: all. The state is the node's, shared by its hooks; hooks with
 // catchup: none are skipped by the dispatcher for catch-up events.
+package catchup
 
 import (
 	"cmp"
@@ -34,10 +33,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/registry"
 	"hookctl.dev/hookctl/xmppsession"
 )
+
+// Store is the crash-safe memory of finished items per node
+// (registry.Store).
+type Store interface {
+	NodeState(ref registry.NodeRef) (registry.NodeState, error)
+	SetBaseline(ref registry.NodeRef, items []registry.Finished) error
+	MarkFinished(marks []registry.Mark) error
+	ForgetNodes(keep func(registry.NodeRef) bool) (int, error)
+}
+
+// Fetcher fetches a node's items, oldest first (an xmppsession.Session).
+type Fetcher interface {
+	Items(ctx context.Context, service, node string, max int) ([]xmppsession.Item, error)
+}
 
 // catchupFetchTimeout bounds one fetch of a node's items.
 const catchupFetchTimeout = 30 * time.Second
@@ -53,9 +65,10 @@ func digest(payload string) string {
 // content published again under the same id counts as new.
 const retracted = "-"
 
-// catchup tracks delivery per node; see the file comment.
-type catchup struct {
-	store    *registry.Store
+// Tracker tracks delivery per node; see the package comment. Build it
+// with New; Run writes its marks until its context ends.
+type Tracker struct {
+	store    Store
 	dispatch func(hookctl.Event, func(int))
 	log      *slog.Logger
 	m        catchupMetrics
@@ -119,8 +132,14 @@ func newCatchupMetrics(reg prometheus.Registerer) catchupMetrics {
 	return m
 }
 
-func newCatchup(store *registry.Store, dispatch func(hookctl.Event, func(int)), log *slog.Logger, reg prometheus.Registerer) *catchup {
-	return &catchup{
+// New returns a tracker that dispatches through dispatch (its callback,
+// when not nil, is called once every run of the event has ended). log and
+// reg may be nil.
+func New(store Store, dispatch func(hookctl.Event, func(int)), log *slog.Logger, reg prometheus.Registerer) *Tracker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Tracker{
 		store:    store,
 		dispatch: dispatch,
 		log:      log,
@@ -130,10 +149,10 @@ func newCatchup(store *registry.Store, dispatch func(hookctl.Event, func(int)), 
 	}
 }
 
-// setHooks tracks the nodes that have hooks. A node that lost its hooks is
+// SetHooks tracks the nodes that have hooks. A node that lost its hooks is
 // forgotten (its held events are released): if hooks come back, they start
 // from the node's state then.
-func (c *catchup) setHooks(hooks []hookctl.Hook) {
+func (c *Tracker) SetHooks(hooks []hookctl.Hook) {
 	want := map[registry.NodeRef]bool{} // → catchAll
 	for _, h := range hooks {
 		ref := registry.NodeRef{Profile: h.Profile, Service: h.Service, Node: h.Node}
@@ -220,8 +239,8 @@ func (t *tracked) handled(id, dg string) bool {
 	return ok && v == dg
 }
 
-// event takes a live event from a session; it never blocks.
-func (c *catchup) event(ev hookctl.Event) {
+// Event takes a live event from a session; it never blocks.
+func (c *Tracker) Event(ev hookctl.Event) {
 	ref := registry.NodeRef{Profile: ev.Profile, Service: ev.Service, Node: ev.Node}
 	c.mu.Lock()
 	t := c.nodes[ref]
@@ -245,7 +264,7 @@ func (c *catchup) event(ev hookctl.Event) {
 // admit decides what to do with an event of a tracked node: publish events
 // already handled are skipped, others are marked in flight and get a
 // completion callback. The caller holds c.mu and dispatches when send.
-func (c *catchup) admit(ref registry.NodeRef, t *tracked, ev hookctl.Event) (send bool, done func(int)) {
+func (c *Tracker) admit(ref registry.NodeRef, t *tracked, ev hookctl.Event) (send bool, done func(int)) {
 	switch ev.Kind {
 	case hookctl.EventPublish:
 		dg := digest(ev.Payload)
@@ -269,7 +288,7 @@ func (c *catchup) admit(ref registry.NodeRef, t *tracked, ev hookctl.Event) (sen
 }
 
 // finish marks an item finished once every hook it reached has ended.
-func (c *catchup) finish(ref registry.NodeRef, id, dg string) {
+func (c *Tracker) finish(ref registry.NodeRef, id, dg string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.nodes[ref]
@@ -284,7 +303,7 @@ func (c *catchup) finish(ref registry.NodeRef, id, dg string) {
 }
 
 // queue adds a store write for the writer. The caller holds c.mu.
-func (c *catchup) queue(op nodeOp) {
+func (c *Tracker) queue(op nodeOp) {
 	c.pending = append(c.pending, op)
 	select {
 	case c.kick <- struct{}{}:
@@ -299,33 +318,33 @@ func (c *catchup) queue(op nodeOp) {
 // run again.
 const markBatch = 50 * time.Millisecond
 
-// run writes finished marks to the store, many per transaction, until ctx
+// Run writes finished marks to the store, many per transaction, until ctx
 // ends. Writes wait for no run: a crash loses only marks, and their items
 // run again (at least once).
-func (c *catchup) run(ctx context.Context) error {
+func (c *Tracker) Run(ctx context.Context) error {
 	wait := time.NewTimer(markBatch)
 	wait.Stop()
 	defer wait.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			c.flush()
+			c.Flush()
 			return nil
 		case <-c.kick:
 		}
 		wait.Reset(markBatch)
 		select {
 		case <-ctx.Done():
-			c.flush()
+			c.Flush()
 			return nil
 		case <-wait.C:
 		}
-		c.flush()
+		c.Flush()
 	}
 }
 
-// flush writes every pending mark.
-func (c *catchup) flush() {
+// Flush writes every pending mark.
+func (c *Tracker) Flush() {
 	c.mu.Lock()
 	ops := c.pending
 	c.pending = nil
@@ -350,9 +369,9 @@ func (c *catchup) flush() {
 	write()
 }
 
-// hold makes live events of the profile's tracked nodes wait for their
+// Hold makes live events of the profile's tracked nodes wait for their
 // catch-up: called when a connection starts.
-func (c *catchup) hold(profile string) {
+func (c *Tracker) Hold(profile string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for ref, t := range c.nodes {
@@ -362,9 +381,9 @@ func (c *catchup) hold(profile string) {
 	}
 }
 
-// beforeSubscribe runs before (re)subscribing to ref: live events are held,
+// BeforeSubscribe runs before (re)subscribing to ref: live events are held,
 // and a node new to its hooks gets its baseline.
-func (c *catchup) beforeSubscribe(ctx context.Context, s *xmppsession.Session, ref registry.NodeRef) {
+func (c *Tracker) BeforeSubscribe(ctx context.Context, s Fetcher, ref registry.NodeRef) {
 	c.mu.Lock()
 	t := c.nodes[ref]
 	if t == nil {
@@ -406,10 +425,10 @@ func (c *catchup) beforeSubscribe(ctx context.Context, s *xmppsession.Session, r
 		"service", ref.Service, "node", ref.Node, "baseline", len(base), "catchup_all", all)
 }
 
-// afterSubscribe runs once the subscription to ref is back (err nil):
+// AfterSubscribe runs once the subscription to ref is back (err nil):
 // unfinished items are dispatched in publish order, then held live events.
 // On a failed subscription, held events are released.
-func (c *catchup) afterSubscribe(ctx context.Context, s *xmppsession.Session, ref registry.NodeRef, subErr error) {
+func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.NodeRef, subErr error) {
 	c.mu.Lock()
 	t := c.nodes[ref]
 	c.mu.Unlock()
@@ -492,7 +511,7 @@ type admitted struct {
 // oldest remembered one are taken as handled. A fetch in which no item was
 // seen before, from a node with history, is a gap: items may have been
 // missed. The caller holds c.mu.
-func (c *catchup) candidates(ref registry.NodeRef, t *tracked, items []xmppsession.Item) []admitted {
+func (c *Tracker) candidates(ref registry.NodeRef, t *tracked, items []xmppsession.Item) []admitted {
 	// Items also waiting as held live notifications were not missed: they
 	// run once, not marked as caught up.
 	live := map[string]string{}
@@ -541,19 +560,19 @@ func (c *catchup) candidates(ref registry.NodeRef, t *tracked, items []xmppsessi
 	return out
 }
 
-// nodeStatus describes each tracked node for status: hooks per node, what is
+// NodeStatus describes each tracked node for status: hooks per node, what is
 // remembered, what catch-up did and the last gap. Services are as the hooks
 // name them ("" for the profile's own PEP).
-func (c *catchup) nodeStatus(hooks []hookctl.Hook) []api.NodeStatus {
+func (c *Tracker) NodeStatus(hooks []hookctl.Hook) []hookctl.NodeStatus {
 	count := map[registry.NodeRef]int{}
 	for _, h := range hooks {
 		count[registry.NodeRef{Profile: h.Profile, Service: h.Service, Node: h.Node}]++
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]api.NodeStatus, 0, len(c.nodes))
+	out := make([]hookctl.NodeStatus, 0, len(c.nodes))
 	for ref, t := range c.nodes {
-		ns := api.NodeStatus{
+		ns := hookctl.NodeStatus{
 			Profile: ref.Profile, Service: ref.Service, Node: ref.Node,
 			Hooks:       count[ref],
 			Finished:    len(t.finished),
@@ -566,7 +585,7 @@ func (c *catchup) nodeStatus(hooks []hookctl.Hook) []api.NodeStatus {
 		}
 		out = append(out, ns)
 	}
-	slices.SortFunc(out, func(a, b api.NodeStatus) int {
+	slices.SortFunc(out, func(a, b hookctl.NodeStatus) int {
 		return cmp.Or(strings.Compare(a.Profile, b.Profile), strings.Compare(a.Service, b.Service), strings.Compare(a.Node, b.Node))
 	})
 	return out

@@ -18,7 +18,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/runner"
-	httprunner "hookctl.dev/hookctl/runner/http"
+	"hookctl.dev/hookctl/runner/httprunner"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
 

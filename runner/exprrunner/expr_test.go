@@ -15,7 +15,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/filter"
 	"hookctl.dev/hookctl/runner"
-	exprrunner "hookctl.dev/hookctl/runner/expr"
+	"hookctl.dev/hookctl/runner/exprrunner"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
 

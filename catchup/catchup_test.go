@@ -1,0 +1,208 @@
+package catchup
+
+// Unit tests of catch-up's bookkeeping: a real store in a temporary
+// directory, the node's items from a fake fetcher (no XMPP server).
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/registry"
+	"hookctl.dev/hookctl/xmppsession"
+)
+
+// items is a node's content, oldest first, as a fetcher returns it.
+type items []xmppsession.Item
+
+func (it *items) Items(context.Context, string, string, int) ([]xmppsession.Item, error) {
+	return slices.Clone(*it), nil
+}
+
+func (it *items) publish(id, payload string) xmppsession.Item {
+	i := xmppsession.Item{ID: id, Payload: payload}
+	*it = append(*it, i)
+	return i
+}
+
+// recorder is the dispatcher: it records events and finishes them at once.
+type recorder struct {
+	mu  sync.Mutex
+	got []string // "id" or "id(catchup)"
+}
+
+func (r *recorder) dispatch(ev hookctl.Event, done func(int)) {
+	r.mu.Lock()
+	s := ev.ItemID
+	if ev.Kind != hookctl.EventPublish {
+		s = string(ev.Kind) + ":" + s
+	} else if ev.Catchup {
+		s += "(catchup)"
+	}
+	r.got = append(r.got, s)
+	r.mu.Unlock()
+	if done != nil {
+		done(1)
+	}
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.got
+	r.got = nil
+	return out
+}
+
+var ref = registry.NodeRef{Profile: "p", Service: "pubsub.localhost", Node: "n"}
+
+func hooks(catchupPolicy string) []hookctl.Hook {
+	return []hookctl.Hook{{Key: hookctl.Key{Profile: ref.Profile, Service: ref.Service, Node: ref.Node, Type: hookctl.TypeExec, Arg: "/bin/true"}, Catchup: catchupPolicy}}
+}
+
+func live(id, payload string) hookctl.Event {
+	return hookctl.Event{Profile: ref.Profile, Service: ref.Service, Node: ref.Node, Kind: hookctl.EventPublish, ItemID: id, Payload: payload}
+}
+
+func openStore(t *testing.T, dir string) *registry.Store {
+	t.Helper()
+	s, err := registry.Open(dir, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// subscribe runs a (re)subscription as the subscription manager does.
+func subscribe(tr *Tracker, f Fetcher) {
+	ctx := context.Background()
+	tr.Hold(ref.Profile)
+	tr.BeforeSubscribe(ctx, f, ref)
+	tr.AfterSubscribe(ctx, f, ref, nil)
+}
+
+func check(t *testing.T, r *recorder, want ...string) {
+	t.Helper()
+	got := r.take()
+	if !slices.Equal(got, want) {
+		t.Fatalf("dispatched %q, want %q", got, want)
+	}
+}
+
+func TestNewNodeStartsFromItsItemsThenCatchesUpAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	node := &items{}
+	node.publish("a", "<x>a</x>")
+	node.publish("b", "<x>b</x>")
+
+	store := openStore(t, dir)
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node)
+	check(t, r) // a and b are the baseline
+
+	node.publish("c", "<x>c</x>")
+	tr.Event(live("c", "<x>c</x>"))
+	tr.Event(live("c", "<x>c</x>")) // a duplicate notification
+	check(t, r, "c")
+	tr.Flush()
+	store.Close()
+
+	// Offline: d is published; then the backend starts again.
+	node.publish("d", "<x>d</x>")
+	store = openStore(t, dir)
+	defer store.Close()
+	tr = New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node)
+	check(t, r, "d(catchup)")
+
+	// b republished with new content counts as new.
+	tr.Event(live("b", "<x>b2</x>"))
+	check(t, r, "b")
+}
+
+func TestCatchupAllRunsTheNodesCurrentItems(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	node := &items{}
+	node.publish("a", "1")
+	node.publish("b", "2")
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(hookctl.CatchupAll))
+	subscribe(tr, node)
+	check(t, r, "a(catchup)", "b(catchup)")
+}
+
+func TestLiveEventsWaitForTheCatchup(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	node := &items{}
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node) // empty baseline
+	ctx := context.Background()
+
+	tr.Hold(ref.Profile) // a reconnect
+	node.publish("a", "1")
+	node.publish("b", "2")
+	tr.Event(live("b", "2")) // arrives live while catching up: held
+	check(t, r)
+	tr.BeforeSubscribe(ctx, node, ref)
+	tr.AfterSubscribe(ctx, node, ref, nil)
+	// a was missed; b came live, so it runs once and not as catch-up.
+	check(t, r, "a(catchup)", "b")
+}
+
+func TestDeleteResetsTheNodeSoTheNewNodesItemsAreCaughtUp(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	node := &items{}
+	node.publish("a", "1")
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node)
+	check(t, r)
+
+	tr.Event(hookctl.Event{Profile: ref.Profile, Service: ref.Service, Node: ref.Node, Kind: hookctl.EventDelete})
+	check(t, r, "delete:")
+	tr.Flush()
+	// The node is re-created and gets a and c before the subscription is
+	// back: both are items of the new node.
+	*node = nil
+	node.publish("a", "1")
+	node.publish("c", "3")
+	subscribe(tr, node)
+	check(t, r, "a(catchup)", "c(catchup)")
+	tr.Flush()
+	st, err := store.NodeState(ref)
+	if err != nil || len(st.Finished) != 2 {
+		t.Fatalf("stored state after catch-up: %+v, %v", st, err)
+	}
+	if ns := tr.NodeStatus(hooks("")); len(ns) != 1 || ns[0].CaughtUp != 2 || ns[0].Gaps != 0 {
+		t.Fatalf("status: %+v", ns)
+	}
+}
+
+func TestNodeWithoutHooksIsForgotten(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	node := &items{}
+	node.publish("a", "1")
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node)
+	tr.SetHooks(nil)
+	if st, err := store.NodeState(ref); err != nil || st.Known {
+		t.Fatalf("state of a node without hooks: %+v, %v", st, err)
+	}
+	tr.Event(live("z", "9")) // untracked: dispatched, nothing remembered
+	check(t, r, "z")
+}

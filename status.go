@@ -1,0 +1,64 @@
+package hookctl
+
+import "time"
+
+// Status types: what the backend reports of its nodes, profiles and hooks,
+// shared by the control API (its wire format) and the parts that fill them.
+
+// NodeStatus is the delivery state of one node that hooks watch: what the
+// backend remembers of it and what catch-up did since start. Items missed
+// while offline are reported here as data, not as hook errors.
+type NodeStatus struct {
+	Profile string `json:"profile"`
+	// Service is the PubSub service; the profile's bare JID for its own PEP.
+	Service string `json:"service"`
+	Node    string `json:"node"`
+	// Hooks is how many hooks watch the node.
+	Hooks int `json:"hooks"`
+	// Subscribed tells whether the profile's session is subscribed to it.
+	Subscribed bool `json:"subscribed"`
+	// Finished is how many items are remembered as handled (bounded).
+	Finished int `json:"finished"`
+	// LastCatchup is when the node's items were last fetched to catch up.
+	LastCatchup time.Time `json:"last_catchup,omitzero"`
+	// CaughtUp counts the items run by catch-up since start.
+	CaughtUp uint64 `json:"caught_up"`
+	// Gaps counts the catch-ups in which every item the node held was
+	// unseen: items published before them may have been missed.
+	Gaps uint64 `json:"gaps"`
+	// MaybeMissed describes the last gap for people; empty when none.
+	MaybeMissed string `json:"maybe_missed,omitempty"`
+}
+
+// ProfileStatus is one profile's session state.
+type ProfileStatus struct {
+	Name  string `json:"name"`
+	JID   string `json:"jid"`
+	State string `json:"state"` // disconnected, connecting, connected, stopped
+	// LastError is the last connection error, empty when none.
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+	Hooks     int       `json:"hooks"`
+	// Subscriptions is how many nodes the session is subscribed to for hooks.
+	Subscriptions int `json:"subscriptions"`
+	// Events is how many PubSub events the session has received.
+	Events uint64 `json:"events"`
+	// Reconnects counts automatic reconnects since start.
+	Reconnects uint64 `json:"reconnects"`
+}
+
+// HookError is a problem attached to one hook.
+type HookError struct {
+	Hook  Key    `json:"hook"`
+	Error string `json:"error"`
+}
+
+// RunQuery selects runs of the history (GET /v1/runs).
+type RunQuery struct {
+	Profile string `json:"profile,omitempty"`
+	Node    string `json:"node,omitempty"`
+	// Hook matches the hook's name or arg.
+	Hook       string `json:"hook,omitempty"`
+	FailedOnly bool   `json:"failed,omitempty"`
+	Limit      int    `json:"limit,omitempty"`
+}

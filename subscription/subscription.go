@@ -1,0 +1,351 @@
+// Package subscription keeps one profile's PubSub subscriptions matching
+// what its hooks need: it subscribes to the nodes hooks watch, retries
+// failures with a backoff, and removes the subscriptions it made once no
+// hook needs them. Which subscriptions hookctl made is kept in the
+// crash-safe store, so that after a restart it removes only its own.
+//
+// Around each (re)subscription it tells catch-up, which holds the node's
+// live events and runs the items missed meanwhile first.
+package subscription
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/registry"
+)
+
+// Session is the XMPP session of the profile (an xmppsession.Session).
+type Session interface {
+	// Connected reports whether the session has a live connection.
+	Connected() bool
+	// Subscribe makes sure the session is subscribed to node; created is
+	// false when it was already.
+	Subscribe(ctx context.Context, service, node string) (created bool, err error)
+	// Unsubscribe removes the session's subscription to node.
+	Unsubscribe(ctx context.Context, service, node string) error
+}
+
+// Store remembers the subscriptions hookctl made (a registry.Store).
+type Store interface {
+	OwnSubscriptions(profile string) ([]registry.NodeRef, error)
+	AddOwnSubscriptions(refs ...registry.NodeRef) error
+	RemoveOwnSubscriptions(refs ...registry.NodeRef) error
+}
+
+// Catchup is told around each subscription of a node with hooks.
+type Catchup interface {
+	// Hold makes live events of the profile's nodes wait: a connection
+	// starts, every subscription is checked again.
+	Hold()
+	// BeforeSubscribe runs before subscribing to ref.
+	BeforeSubscribe(ctx context.Context, ref registry.NodeRef)
+	// AfterSubscribe runs after, with the subscription's error.
+	AfterSubscribe(ctx context.Context, ref registry.NodeRef, err error)
+}
+
+// Options configure a Manager.
+type Options struct {
+	Profile string
+	// JID is the profile's bare JID: the service of hooks on its own PEP.
+	JID     string
+	Session Session
+	Store   Store
+	Catchup Catchup // optional
+	Logger  *slog.Logger
+	// LegacyFile is where older versions kept the subscriptions hookctl
+	// made (JSON); when it exists, it is imported into Store and removed.
+	LegacyFile string
+	// RetryFirst and RetryMax bound the backoff of failed subscriptions;
+	// defaults 1s and 1m. Every RetryMax the subscriptions are checked
+	// anyway.
+	RetryFirst, RetryMax time.Duration
+	// OpTimeout bounds each subscribe and unsubscribe; default 15s.
+	OpTimeout time.Duration
+}
+
+// nodeRef names a node of a service, as one subscription.
+type nodeRef struct{ Service, Node string }
+
+func compareRefs(a, b nodeRef) int {
+	return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Node, b.Node))
+}
+
+// Manager keeps one profile's subscriptions; Run drives it.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+
+	kick chan struct{} // wakes the loop (buffer 1)
+
+	mu     sync.Mutex
+	want   map[nodeRef][]hookctl.Key // nodes that hooks need, with the hooks
+	have   map[nodeRef]bool          // nodes known subscribed in this connection
+	ours   map[nodeRef]bool          // subscriptions hookctl made (stored)
+	errors map[nodeRef]string        // last subscribe error per node
+}
+
+// New loads the subscriptions hookctl made (importing the legacy file).
+func New(opts Options) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Catchup == nil {
+		opts.Catchup = noCatchup{}
+	}
+	if opts.RetryFirst <= 0 {
+		opts.RetryFirst = time.Second
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = time.Minute
+	}
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = 15 * time.Second
+	}
+	m := &Manager{
+		opts:   opts,
+		log:    opts.Logger.With("profile", opts.Profile),
+		kick:   make(chan struct{}, 1),
+		want:   map[nodeRef][]hookctl.Key{},
+		have:   map[nodeRef]bool{},
+		ours:   map[nodeRef]bool{},
+		errors: map[nodeRef]string{},
+	}
+	if err := m.importLegacy(); err != nil {
+		return nil, err
+	}
+	refs, err := opts.Store.OwnSubscriptions(opts.Profile)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
+		m.ours[nodeRef{r.Service, r.Node}] = true
+	}
+	return m, nil
+}
+
+type noCatchup struct{}
+
+func (noCatchup) Hold()                                                   {}
+func (noCatchup) BeforeSubscribe(context.Context, registry.NodeRef)       {}
+func (noCatchup) AfterSubscribe(context.Context, registry.NodeRef, error) {}
+
+func (m *Manager) ref(r nodeRef) registry.NodeRef {
+	return registry.NodeRef{Profile: m.opts.Profile, Service: r.Service, Node: r.Node}
+}
+
+// service is the service a hook or request names, "" being own PEP.
+func (m *Manager) service(s string) string {
+	if s == "" {
+		return m.opts.JID
+	}
+	return s
+}
+
+// wake wakes the loop without blocking.
+func (m *Manager) wake() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetHooks records which nodes this profile's hooks need (hooks of other
+// profiles are ignored) and wakes the loop.
+func (m *Manager) SetHooks(hooks []hookctl.Hook) {
+	want := map[nodeRef][]hookctl.Key{}
+	for _, h := range hooks {
+		if h.Profile != m.opts.Profile {
+			continue
+		}
+		ref := nodeRef{m.service(h.Service), h.Node}
+		want[ref] = append(want[ref], h.Key)
+	}
+	m.mu.Lock()
+	m.want = want
+	m.mu.Unlock()
+	m.wake()
+}
+
+// NodeMayExist wakes the loop at once when this profile may just have
+// created a node that a hook is waiting for (a PEP node is created by its
+// first publish), rather than at the next retry.
+func (m *Manager) NodeMayExist(service, node string) {
+	ref := nodeRef{m.service(service), node}
+	m.mu.Lock()
+	_, wanted := m.want[ref]
+	waiting := wanted && !m.have[ref]
+	m.mu.Unlock()
+	if waiting {
+		m.wake()
+	}
+}
+
+// OnConnect forgets what was known of the old connection and checks every
+// subscription again; the session calls it after each connect.
+func (m *Manager) OnConnect(ctx context.Context) {
+	m.opts.Catchup.Hold()
+	m.mu.Lock()
+	clear(m.have)
+	m.mu.Unlock()
+	if m.sync(ctx) {
+		m.wake() // the loop retries with its backoff
+	}
+}
+
+// Run subscribes to the nodes hooks need and unsubscribes from those it
+// made and no hook needs any more, whenever hooks change. Failed
+// subscriptions are retried with a backoff (RetryFirst … RetryMax); every
+// RetryMax the subscriptions are checked anyway. It returns when ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	wait := m.opts.RetryFirst
+	t := time.NewTimer(m.opts.RetryMax)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.kick:
+			wait = m.opts.RetryFirst
+		case <-t.C:
+		}
+		failed := false
+		if m.opts.Session.Connected() {
+			failed = m.sync(ctx)
+		}
+		next := m.opts.RetryMax
+		if failed {
+			next = wait
+			wait = min(2*wait, m.opts.RetryMax)
+		}
+		t.Reset(next)
+	}
+}
+
+// sync makes the subscriptions match the hooks; it reports whether a node
+// that hooks need is still not subscribed.
+func (m *Manager) sync(ctx context.Context) (failed bool) {
+	m.mu.Lock()
+	var add, drop []nodeRef
+	for ref := range m.want {
+		if !m.have[ref] {
+			add = append(add, ref)
+		}
+	}
+	for ref := range m.ours {
+		if _, ok := m.want[ref]; !ok {
+			drop = append(drop, ref)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(add, compareRefs)
+	slices.SortFunc(drop, compareRefs)
+	for _, ref := range add {
+		m.subscribe(ctx, ref)
+	}
+	m.unsubscribe(ctx, drop)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ref := range m.want {
+		if !m.have[ref] {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribe subscribes to one node, catch-up around it.
+func (m *Manager) subscribe(ctx context.Context, ref nodeRef) {
+	m.opts.Catchup.BeforeSubscribe(ctx, m.ref(ref))
+	opCtx, cancel := context.WithTimeout(ctx, m.opts.OpTimeout)
+	created, err := m.opts.Session.Subscribe(opCtx, ref.Service, ref.Node)
+	cancel()
+	m.mu.Lock()
+	record := false
+	if err != nil {
+		m.errors[ref] = "subscribe: " + err.Error()
+		m.log.Warn("subscribe failed", "service", ref.Service, "node", ref.Node, "err", err)
+	} else {
+		delete(m.errors, ref)
+		m.have[ref] = true
+		record = created && !m.ours[ref]
+	}
+	m.mu.Unlock()
+	if record {
+		// Stored before it counts as ours: a crash in between leaves a
+		// subscription hookctl will not remove, never one of the user's
+		// that it would.
+		if serr := m.opts.Store.AddOwnSubscriptions(m.ref(ref)); serr != nil {
+			m.log.Error("recording a subscription", "service", ref.Service, "node", ref.Node, "err", serr)
+		} else {
+			m.mu.Lock()
+			m.ours[ref] = true
+			m.mu.Unlock()
+		}
+	}
+	m.opts.Catchup.AfterSubscribe(ctx, m.ref(ref), err)
+}
+
+// unsubscribe removes subscriptions hookctl made that no hook needs.
+func (m *Manager) unsubscribe(ctx context.Context, drop []nodeRef) {
+	var gone []registry.NodeRef
+	for _, ref := range drop {
+		opCtx, cancel := context.WithTimeout(ctx, m.opts.OpTimeout)
+		err := m.opts.Session.Unsubscribe(opCtx, ref.Service, ref.Node)
+		cancel()
+		if err != nil {
+			m.log.Warn("unsubscribe failed", "service", ref.Service, "node", ref.Node, "err", err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		// Forget it even on error: the node may be gone; retrying forever
+		// would help nobody.
+		m.mu.Lock()
+		delete(m.ours, ref)
+		delete(m.have, ref)
+		delete(m.errors, ref)
+		m.mu.Unlock()
+		gone = append(gone, m.ref(ref))
+	}
+	if len(gone) > 0 {
+		if err := m.opts.Store.RemoveOwnSubscriptions(gone...); err != nil {
+			m.log.Error("forgetting subscriptions", "err", err)
+		}
+	}
+}
+
+// Errors lists, per hook, the subscribe problem of its node.
+func (m *Manager) Errors() []hookctl.HookError {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []hookctl.HookError
+	for ref, msg := range m.errors {
+		for _, k := range m.want[ref] {
+			out = append(out, hookctl.HookError{Hook: k, Error: msg})
+		}
+	}
+	return out
+}
+
+// Subscribed reports whether the session is subscribed to the node in the
+// current connection (service "" is own PEP).
+func (m *Manager) Subscribed(service, node string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.have[nodeRef{m.service(service), node}]
+}
+
+// Count is how many nodes are subscribed in the current connection.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.have)
+}

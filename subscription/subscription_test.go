@@ -1,0 +1,233 @@
+package subscription
+
+// Unit tests of the subscription bookkeeping: a real store in a temporary
+// directory, a fake PubSub service in place of the XMPP session.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/registry"
+)
+
+var errNotFound = errors.New("item-not-found")
+
+// fakeService is a PubSub service with the session's subscriptions.
+type fakeService struct {
+	mu    sync.Mutex
+	nodes map[string]bool // existing nodes
+	subs  map[string]bool // nodes the session is subscribed to
+	calls []string
+}
+
+func newFake(nodes ...string) *fakeService {
+	f := &fakeService{nodes: map[string]bool{}, subs: map[string]bool{}}
+	for _, n := range nodes {
+		f.nodes[n] = true
+	}
+	return f
+}
+
+func (f *fakeService) Connected() bool { return true }
+
+func (f *fakeService) Subscribe(_ context.Context, service, node string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "sub "+node)
+	if !f.nodes[node] {
+		return false, errNotFound
+	}
+	if f.subs[node] {
+		return false, nil
+	}
+	f.subs[node] = true
+	return true, nil
+}
+
+func (f *fakeService) Unsubscribe(_ context.Context, service, node string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "unsub "+node)
+	delete(f.subs, node)
+	return nil
+}
+
+func (f *fakeService) set(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
+func (f *fakeService) subscribed(node string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.subs[node]
+}
+
+const svc = "pubsub.localhost"
+
+func hook(node string) hookctl.Hook {
+	return hookctl.Hook{Key: hookctl.Key{Profile: "p", Service: svc, Node: node, Type: hookctl.TypeExec, Arg: "/bin/true"}}
+}
+
+func openStore(t *testing.T, dir string) *registry.Store {
+	t.Helper()
+	s, err := registry.Open(dir, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// start runs a manager until the test ends.
+func start(t *testing.T, opts Options) *Manager {
+	t.Helper()
+	opts.Profile, opts.JID = "p", "bot@localhost"
+	if opts.RetryFirst == 0 {
+		opts.RetryFirst = 10 * time.Millisecond
+	}
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return m
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func own(t *testing.T, s *registry.Store) []string {
+	t.Helper()
+	refs, err := s.OwnSubscriptions("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range refs {
+		out = append(out, r.Node)
+	}
+	return out
+}
+
+func TestSubscribesAndRemovesOnlyItsOwn(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("a", "b")
+	f.subs["b"] = true // the user's own subscription, made before hookctl
+	m := start(t, Options{Session: f, Store: store})
+
+	m.SetHooks([]hookctl.Hook{hook("a"), hook("b"), {Key: hookctl.Key{Profile: "other", Node: "c"}}})
+	eventually(t, "subscribed to a and b", func() bool { return m.Subscribed(svc, "a") && m.Subscribed(svc, "b") })
+	if got := own(t, store); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("stored own subscriptions %q, want [a]", got)
+	}
+	if m.Count() != 2 {
+		t.Fatalf("count %d, want 2", m.Count())
+	}
+
+	m.SetHooks(nil)
+	eventually(t, "a unsubscribed", func() bool { return !f.subscribed("a") })
+	eventually(t, "a forgotten", func() bool { return len(own(t, store)) == 0 })
+	if !f.subscribed("b") {
+		t.Fatal("the user's own subscription to b was removed")
+	}
+}
+
+func TestMissingNodeIsRetriedAndReported(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake()
+	m := start(t, Options{Session: f, Store: store})
+	m.SetHooks([]hookctl.Hook{hook("later")})
+	eventually(t, "the error reported", func() bool { return len(m.Errors()) == 1 })
+	if e := m.Errors()[0]; e.Hook != hook("later").Key || e.Error != "subscribe: item-not-found" {
+		t.Fatalf("error %+v", e)
+	}
+	f.set(func() { f.nodes["later"] = true })
+	eventually(t, "subscribed once the node exists", func() bool { return m.Subscribed(svc, "later") })
+	if len(m.Errors()) != 0 {
+		t.Fatalf("errors after success: %+v", m.Errors())
+	}
+}
+
+// catchupLog records the catch-up calls around subscriptions.
+type catchupLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *catchupLog) add(s string) { c.mu.Lock(); c.calls = append(c.calls, s); c.mu.Unlock() }
+func (c *catchupLog) Hold()        { c.add("hold") }
+func (c *catchupLog) BeforeSubscribe(_ context.Context, r registry.NodeRef) {
+	c.add("before " + r.Profile + " " + r.Service + " " + r.Node)
+}
+func (c *catchupLog) AfterSubscribe(_ context.Context, r registry.NodeRef, err error) {
+	c.add("after " + r.Node + " " + map[bool]string{true: "ok", false: "failed"}[err == nil])
+}
+
+func TestCatchupAroundEachSubscribe(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("a")
+	cl := &catchupLog{}
+	m, err := New(Options{Profile: "p", JID: "bot@localhost", Session: f, Store: store, Catchup: cl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetHooks([]hookctl.Hook{hook("a"), {Key: hookctl.Key{Profile: "p", Node: "pep"}}})
+	m.OnConnect(context.Background())
+	// Sorted by service, then node.
+	want := []string{"hold", "before p bot@localhost pep", "after pep failed", "before p pubsub.localhost a", "after a ok"}
+	if !slices.Equal(cl.calls, want) {
+		t.Fatalf("calls %q, want %q", cl.calls, want)
+	}
+}
+
+func TestLegacyFileIsImportedOnce(t *testing.T) {
+	dir := t.TempDir()
+	store := openStore(t, dir)
+	legacy := LegacyFile(dir, "p")
+	if err := os.MkdirAll(filepath.Dir(legacy), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal([]nodeRef{{svc, "old"}})
+	if err := os.WriteFile(legacy, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake("old")
+	f.subs["old"] = true
+	m := start(t, Options{Session: f, Store: store, LegacyFile: legacy})
+	if _, err := os.Stat(legacy); !os.IsNotExist(err) {
+		t.Fatalf("legacy file still there: %v", err)
+	}
+	if got := own(t, store); !slices.Equal(got, []string{"old"}) {
+		t.Fatalf("imported %q", got)
+	}
+	// No hook needs it: it was hookctl's, so it is removed.
+	m.SetHooks(nil)
+	eventually(t, "old unsubscribed", func() bool { return !f.subscribed("old") })
+
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte("{"), 0o600)
+	if _, err := New(Options{Profile: "p", Session: f, Store: store, LegacyFile: bad}); err == nil {
+		t.Fatal("a corrupt legacy file gave no error")
+	}
+}
