@@ -9,15 +9,20 @@
 //   - Defaults: set "default", profile "default", type python_file (as
 //     `hook create`), persistent true, events publish and retract.
 //     `catchup: new` is accepted for the default policy.
-//   - python_file and exec paths resolve against the file's directory and
-//     become absolute; "~" and "~/…" expand to the home directory ("~user"
-//     is refused). With Options.CheckPaths the file must exist (and, for
-//     exec, be executable).
-//   - Filters compile against filter.Env; expr hooks are only parsed (the
-//     runner's action functions are not known here). Their errors point at
-//     the offending character when the scalar's source lines up with its
-//     value (plain, quoted without escapes, | and > blocks); otherwise at
-//     the start of the scalar.
+//   - python_file and exec paths are written relative to the file's
+//     directory and stored relative to the root given (a directory
+//     argument, or a file's own directory), so that a checkout anywhere
+//     declares the same hooks; the backend finds them under its
+//     hooks_root. A path leaving the root is refused. "~" and "~/…" expand
+//     to the home directory ("~user" is refused); absolute paths stay.
+//     With Options.CheckPaths the file must exist here (and, for exec, be
+//     executable).
+//   - What a value means is judged by rules.Check, as at every other door:
+//     filters and expr programs are compiled with the runtime's own
+//     environment. Expression errors point at the offending character
+//     when the scalar's source lines up with its value (plain, quoted
+//     without escapes, | and > blocks); otherwise at the start of the
+//     scalar.
 //   - Aliases are refused (no alias expansion, so no "billion laughs"), as
 //     are files over 4 MiB and files holding more than one YAML document.
 //   - Directories: their visible *.yaml and *.yml files in name order,
@@ -25,7 +30,8 @@
 //     skipped; -R descends into visible subdirectories, each once. A
 //     directory without hooks files is an error, like a missing path.
 //   - A hook's key must be unique across every file read; a set may span
-//     files. Names must be unique within a file.
+//     files. Names, a declared hook's identity, must be unique within the
+//     set.
 package spec
 
 import (
