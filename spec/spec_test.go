@@ -60,20 +60,20 @@ func TestExample(t *testing.T) {
 	want := []hookctl.Hook{{
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExec, Arg: "hooks/notify.sh"},
 		Args:       []string{"--verbose"},
-		Persistent: true, Owner: "blog", Name: "notify", Source: src + "26",
+		Persistent: true, Owner: "blog", Name: "notify", Source: src + "29",
 		Events: []hookctl.EventKind{"publish", "retract", "purge", "delete"},
 		Filter: "event.kind in [\"publish\", \"retract\"]\n  && not event.catchup\n",
 	}, {
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExpr, Arg: `log("got " + event.item_id)`},
-		Persistent: false, Owner: "blog", Name: "log-items", Catchup: hookctl.CatchupNone, Source: src + "39",
+		Persistent: false, Owner: "blog", Name: "log-items", Catchup: hookctl.CatchupNone, Source: src + "42",
 	}, {
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeHTTP, Arg: "http://127.0.0.1:8080/hook"},
 		Headers:    map[string]string{"Authorization": "Bearer ${HOOK_TOKEN}"},
-		Persistent: true, Owner: "blog", Name: "webhook", Source: src + "51",
+		Persistent: true, Owner: "blog", Name: "webhook", Source: src + "54",
 		Timeout: hookctl.Duration(10 * time.Second), Concurrency: 4,
 	}, {
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypePythonFile, Arg: "hooks/rebuild.py"},
-		Persistent: true, Owner: "blog", Name: "rebuild", Source: src + "12",
+		Persistent: true, Owner: "blog", Name: "rebuild", Source: src + "15",
 		Events:  []hookctl.EventKind{"publish"},
 		Filter:  `event.kind == "publish" && item.id startsWith "post-"`,
 		Timeout: hookctl.Duration(30 * time.Second), Concurrency: 1,
