@@ -37,7 +37,7 @@ var invalidHooks = []struct {
 	{"service with a resource", func(h *hookctl.Hook) { h.Service = "pubsub.localhost/res" }, "service: pubsub.localhost/res", `"pubsub.localhost/res" has a resource; want a bare JID`},
 	{"unknown event", func(h *hookctl.Hook) { h.Events = []hookctl.EventKind{"publsh"} }, "events: [publsh]", `unknown event "publsh"`},
 	{"headers on expr", func(h *hookctl.Hook) { h.Headers = map[string]string{"X-A": "b"} }, "headers: {X-A: b}", "only http hooks take headers (this hook is expr)"},
-	{"bad name", func(h *hookctl.Hook) { h.Name = "a b" }, "name: a b", `name: "a b" is not a simple name`},
+	{"bad name", func(h *hookctl.Hook) { h.Name = "a\tb" }, `name: "a\tb"`, `name: "a\tb" is not a name`},
 }
 
 func deep(n int) string { return strings.Repeat("(", n) + "true" + strings.Repeat(")", n) }

@@ -154,8 +154,10 @@ func (c *checker) attributes(h hookctl.Hook) {
 	if h.Owner != "" && (!ValidName(h.Owner) || len(h.Owner) > c.lim.MaxName) {
 		c.add("set", "%q is not a simple name (letters, digits, '.', '_', '-')", h.Owner)
 	}
-	if h.Name != "" && (!ValidName(h.Name) || len(h.Name) > c.lim.MaxName) {
-		c.add("name", "%q is not a simple name (letters, digits, '.', '_', '-'; at most %d bytes)", h.Name, c.lim.MaxName)
+	// Names were free labels before they became identities: any one line
+	// is kept valid, so that no stored hook is quarantined for its name.
+	if h.Name != "" && (!oneLine(h.Name) || len(h.Name) > c.lim.MaxName) {
+		c.add("name", "%q is not a name (one line without control characters, at most %d bytes)", h.Name, c.lim.MaxName)
 	}
 	c.events(h.Events)
 	switch {
