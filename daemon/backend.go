@@ -65,6 +65,11 @@ func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 // check refuses hook types the config does not allow and hooks their
 // runner says cannot run (missing program, Python that does not load).
 func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {
+	// The rules first, so that a hook gets the same verdict and message
+	// here as at every other door; the runner's own check comes after.
+	if err := rules.Validate(h); err != nil {
+		return err
+	}
 	if !d.cfg.Allowed(h.Type) {
 		return fmt.Errorf("%w: %s (this backend allows %v)", hookctl.ErrTypeNotAllowed, h.Type, d.cfg.AllowTypes)
 	}

@@ -60,8 +60,8 @@ func (s *Store) normaliseService(profile, service string, cache map[string]strin
 // (rules.Check), and returns the registry's own copy of it, with Service
 // normalised. Created is left for the caller to set.
 func (s *Store) normaliseHook(h hookctl.Hook, cache map[string]string) (hookctl.Hook, error) {
-	if err := rules.Check(h, rules.DefaultLimits()); err != nil {
-		return h, fmt.Errorf("hook %s: %w", describeHook(h), err)
+	if err := rules.Validate(h); err != nil {
+		return h, err
 	}
 	svc, err := s.normaliseService(h.Profile, h.Service, cache)
 	if err != nil {

@@ -104,6 +104,15 @@ func Check(h hookctl.Hook, lim Limits) error {
 	return c.ps
 }
 
+// Validate is Check with the hook named, as every door reports it:
+// "hook set/name: field: message; …" (or the key for unnamed hooks).
+func Validate(h hookctl.Hook) error {
+	if err := Check(h, DefaultLimits()); err != nil {
+		return fmt.Errorf("hook %s: %w", IDOf(h), err)
+	}
+	return nil
+}
+
 type checker struct {
 	lim Limits
 	ps  Problems
