@@ -80,7 +80,7 @@ func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {
 	if h.Type.TakesPath() {
 		p, err := rules.Resolve(h.Arg, d.cfg.HooksRoot)
 		if err != nil {
-			return fmt.Errorf("hook %s: arg: %w", rules.IDOf(h), err)
+			return fmt.Errorf("hook %s: %w", rules.IDOf(h), err)
 		}
 		h.Arg = p
 	}

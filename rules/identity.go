@@ -103,7 +103,7 @@ func Resolve(arg, root string) (string, error) {
 		return arg, nil
 	}
 	if root == "" {
-		return "", fmt.Errorf("%w: %q is relative to the hooks files' root, and this backend has no hooks_root (set it in its config, or run serve --watch on the files)", hookctl.ErrInvalid, arg)
+		return "", Problems{{Field: "arg", Message: fmt.Sprintf("%q is relative to the hooks files' root, and this backend has no hooks_root (set it in its config, or run serve --watch on the files)", arg)}}
 	}
 	return filepath.Join(root, filepath.FromSlash(arg)), nil
 }
