@@ -23,7 +23,12 @@ func TestCheckValid(t *testing.T) {
 			return h
 		}(),
 		func() hookctl.Hook { h := valid(); h.Type, h.Arg = hookctl.TypePythonFile, "/abs/x.py"; return h }(),
-		func() hookctl.Hook { h := valid(); h.Timeout = hookctl.Duration(24 * time.Hour); h.Concurrency = 64; return h }(),
+		func() hookctl.Hook {
+			h := valid()
+			h.Timeout = hookctl.Duration(24 * time.Hour)
+			h.Concurrency = 64
+			return h
+		}(),
 		func() hookctl.Hook { h := valid(); h.Name, h.Owner = "any label", "blog"; return h }(),
 	} {
 		if err := Check(h, DefaultLimits()); err != nil {
