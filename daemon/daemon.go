@@ -39,6 +39,9 @@ type Options struct {
 	Getenv func(string) string
 	// Watch, when set, runs the reconciler in-process on these paths.
 	Watch WatchOptions
+	// SubscriptionCheck is how often each profile's subscriptions are
+	// compared with the server's; zero is subscription's default (1m).
+	SubscriptionCheck time.Duration
 }
 
 // WatchOptions configure the in-process reconciler (serve --watch).
@@ -66,6 +69,8 @@ type Daemon struct {
 	profileByName map[string]*profile
 	metrics       *prometheus.Registry
 	synced        syncedRevision
+
+	subscriptionCheck time.Duration
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -131,6 +136,8 @@ func New(opts Options) (*Daemon, error) {
 		watch:         opts.Watch,
 		profileByName: map[string]*profile{},
 		metrics:       prometheus.NewRegistry(),
+
+		subscriptionCheck: opts.SubscriptionCheck,
 	}
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.factories = d.newFactories()
