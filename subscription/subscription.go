@@ -401,6 +401,9 @@ func (m *Manager) Errors() []hookctl.HookError {
 // Subscribed reports whether the session is subscribed to the node in the
 // current connection (service "" is own PEP) and, when it is not, why.
 func (m *Manager) Subscribed(service, node string) (bool, string) {
+	if !m.opts.Session.Connected() {
+		return false, "profile not connected"
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ref := nodeRef{m.service(service), node}
@@ -409,6 +412,9 @@ func (m *Manager) Subscribed(service, node string) (bool, string) {
 
 // Count is how many nodes are subscribed in the current connection.
 func (m *Manager) Count() int {
+	if !m.opts.Session.Connected() {
+		return 0
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.have)

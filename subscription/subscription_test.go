@@ -23,11 +23,12 @@ var errNotFound = errors.New("item-not-found")
 
 // fakeService is a PubSub service with the session's subscriptions.
 type fakeService struct {
-	mu      sync.Mutex
-	nodes   map[string]bool // existing nodes
-	subs    map[string]bool // nodes the session is subscribed to
-	listErr error           // the answer to listings, when set
-	lists   int             // listings asked
+	mu           sync.Mutex
+	disconnected bool
+	nodes        map[string]bool // existing nodes
+	subs         map[string]bool // nodes the session is subscribed to
+	listErr      error           // the answer to listings, when set
+	lists        int             // listings asked
 }
 
 func newFake(nodes ...string) *fakeService {
@@ -38,7 +39,11 @@ func newFake(nodes ...string) *fakeService {
 	return f
 }
 
-func (f *fakeService) Connected() bool { return true }
+func (f *fakeService) Connected() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.disconnected
+}
 
 func (f *fakeService) Subscribe(_ context.Context, service, node string) (bool, error) {
 	f.mu.Lock()
@@ -162,6 +167,11 @@ func TestSubscribesAndRemovesOnlyItsOwn(t *testing.T) {
 	if m.Count() != 2 {
 		t.Fatalf("count %d, want 2", m.Count())
 	}
+	f.set(func() { f.disconnected = true })
+	if ok, why := m.Subscribed(svc, "a"); ok || why != "profile not connected" || m.Count() != 0 {
+		t.Fatalf("disconnected: subscribed %v (%q), count %d", ok, why, m.Count())
+	}
+	f.set(func() { f.disconnected = false })
 
 	m.SetHooks(nil)
 	eventually(t, "a unsubscribed", func() bool { return !f.subscribed("a") })
