@@ -222,4 +222,15 @@ func TestOwnPEPNodeRecreatedThroughTheAPI(t *testing.T) {
 	if tl.catchup != 0 || len(tl.order) != 2 {
 		t.Errorf("runs %v (%d by catch-up), want a and b, live", tl.order, tl.catchup)
 	}
+	// The periodic check (every 300 ms here) confirms a live PEP
+	// subscription: status stays subscribed through several checks.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		st, err := b.client.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Nodes) != 1 || !st.Nodes[0].Subscribed {
+			t.Fatalf("status flapped: %s", jsonString(st.Nodes))
+		}
+	}
 }
