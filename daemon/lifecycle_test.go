@@ -135,8 +135,9 @@ func TestNodeLifecycleKeepsHooksFiring(t *testing.T) {
 		if err := pub.s.DeleteNode(ctx, srv.PubSub, "dn"); err != nil {
 			t.Fatal(err)
 		}
+		start := time.Now()
 		n := b.nodeStatus("dn", "status: not subscribed after the delete", func(n hookctl.NodeStatus) bool { return !n.Subscribed })
-		t.Logf("after the delete: %s", jsonString(n))
+		t.Logf("status not subscribed %s after the delete: %s", time.Since(start).Round(time.Millisecond), jsonString(n))
 	}
 	publish("a")
 	waitTally(t, out, published, 20*time.Second)
@@ -144,7 +145,9 @@ func TestNodeLifecycleKeepsHooksFiring(t *testing.T) {
 	// 1. Deleted, re-created: the next item runs live.
 	deleteNode()
 	createNodeAccess(t, srv, "pub", "dn", "open")
+	start := time.Now()
 	b.nodeStatus("dn", "subscribed to the re-created node", subscribed)
+	t.Logf("subscribed %s after the re-create", time.Since(start).Round(time.Millisecond))
 	publish("b")
 	waitTally(t, out, published, 20*time.Second)
 
@@ -165,10 +168,11 @@ func TestNodeLifecycleKeepsHooksFiring(t *testing.T) {
 	// 3. The subscription dropped silently: the check finds it; e, published
 	// meanwhile, runs by catch-up once the node is open again; f live.
 	setAccess(t, srv, "pub", "dn", "whitelist")
+	start = time.Now()
 	n = b.nodeStatus("dn", "status: the subscription lost", func(n hookctl.NodeStatus) bool {
 		return !n.Subscribed && n.SubscribeError != ""
 	})
-	t.Logf("dropped by the server: %s", jsonString(n))
+	t.Logf("dropped by the server, found by the check (every 300 ms) after %s: %s", time.Since(start).Round(time.Millisecond), jsonString(n))
 	publish("e")
 	setAccess(t, srv, "pub", "dn", "open")
 	b.nodeStatus("dn", "subscribed again", subscribed)
