@@ -29,3 +29,12 @@ type Event struct {
 	// while offline) rather than received live.
 	Catchup bool `json:"catchup,omitempty"`
 }
+
+// Notices about a node that are not hook events (no hook can select them):
+// the node's configuration changed, or the service changed the account's
+// subscription to it (XEP-0060 §8.2.4 and §8.8.4). The backend checks the
+// node's subscription again on them.
+const (
+	EventConfiguration EventKind = "configuration"
+	EventSubscription  EventKind = "subscription"
+)

@@ -15,8 +15,10 @@ type NodeStatus struct {
 	Node    string `json:"node"`
 	// Hooks is how many hooks watch the node.
 	Hooks int `json:"hooks"`
-	// Subscribed tells whether the profile's session is subscribed to it.
-	Subscribed bool `json:"subscribed"`
+	// Subscribed tells whether the profile's session is subscribed to it,
+	// as last confirmed with the server; SubscribeError says why not.
+	Subscribed     bool   `json:"subscribed"`
+	SubscribeError string `json:"subscribe_error,omitempty"`
 	// Finished is how many items are remembered as handled (bounded).
 	Finished int `json:"finished"`
 	// LastCatchup is when the node's items were last fetched to catch up.

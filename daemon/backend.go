@@ -118,7 +118,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 				if n.Service == "" {
 					n.Service = p.jid
 				}
-				n.Subscribed = p.subs.Subscribed(n.Service, n.Node)
+				n.Subscribed, n.SubscribeError = p.subs.Subscribed(n.Service, n.Node)
 			}
 		}
 	}

@@ -40,6 +40,9 @@ type Options struct {
 	Getenv func(string) string
 	// Watch, when set, runs the reconciler in-process on these paths.
 	Watch WatchOptions
+	// SubscriptionCheck is how often each profile's subscriptions are
+	// compared with the server's; zero is subscription's default (1m).
+	SubscriptionCheck time.Duration
 }
 
 // WatchOptions configure the in-process reconciler (serve --watch).
@@ -67,6 +70,8 @@ type Daemon struct {
 	profileByName map[string]*profile
 	metrics       *prometheus.Registry
 	synced        syncedRevision
+
+	subscriptionCheck time.Duration
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -132,6 +137,8 @@ func New(opts Options) (*Daemon, error) {
 		watch:         opts.Watch,
 		profileByName: map[string]*profile{},
 		metrics:       prometheus.NewRegistry(),
+
+		subscriptionCheck: opts.SubscriptionCheck,
 	}
 	if d.cfg.HooksRoot == "" && len(d.watch.Paths) == 1 {
 		d.cfg.HooksRoot = watchRoot(d.watch.Paths[0])

@@ -57,7 +57,15 @@ func testConfig(t *testing.T, srv *prosodytest.Server, users ...string) config.C
 // startBackend runs a daemon with cfg until the test ends (or stop).
 func startBackend(t *testing.T, cfg config.Config) *backend {
 	t.Helper()
-	d, err := New(Options{Config: cfg, Logger: testLogger(t)})
+	return startBackendWith(t, Options{Config: cfg})
+}
+
+// startBackendWith is startBackend with more options.
+func startBackendWith(t *testing.T, opts Options) *backend {
+	t.Helper()
+	cfg := opts.Config
+	opts.Logger = testLogger(t)
+	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

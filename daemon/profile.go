@@ -61,13 +61,23 @@ func (p *profile) openSubscriptions(d *Daemon) (err error) {
 		Catchup:    profileCatchup{d.catchup, p.session, p.name},
 		Logger:     d.log,
 		LegacyFile: subscription.LegacyFile(d.cfg.DataDir, p.name),
+		// Zero: the default (1m); tests shorten it.
+		CheckInterval: d.subscriptionCheck,
 	})
 	return err
 }
 
-// onEvent hands a notification to catch-up, which dispatches it; it must
-// not block.
-func (d *Daemon) onEvent(ev hookctl.Event) { d.catchup.Event(ev) }
+// onEvent hands a notification to catch-up, which dispatches it, and to
+// the profile's subscriptions (a deleted node must be subscribed again);
+// node notices go to the subscriptions only. It must not block.
+func (d *Daemon) onEvent(ev hookctl.Event) {
+	if ev.Kind != hookctl.EventConfiguration && ev.Kind != hookctl.EventSubscription {
+		d.catchup.Event(ev)
+	}
+	if p := d.profileByName[ev.Profile]; p != nil {
+		p.subs.Event(ev)
+	}
+}
 
 // profileCatchup binds catch-up to one profile's session.
 type profileCatchup struct {

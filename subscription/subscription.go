@@ -6,6 +6,13 @@
 //
 // Around each (re)subscription it tells catch-up, which holds the node's
 // live events and runs the items missed meanwhile first.
+//
+// The subscriptions track the server's reality: a node deleted, purged or
+// reconfigured, or a subscription the service changed, makes the node's
+// subscription be checked again (and re-made, with the backoff, once the
+// node exists again); and every CheckInterval the subscriptions believed
+// live are compared with the service's list, those it no longer has are
+// made again.
 package subscription
 
 import (
@@ -30,6 +37,10 @@ type Session interface {
 	Subscribe(ctx context.Context, service, node string) (created bool, err error)
 	// Unsubscribe removes the session's subscription to node.
 	Unsubscribe(ctx context.Context, service, node string) error
+	// SubscribedNodes lists the nodes of service the session is
+	// subscribed to (of node alone when not ""); a service refusal is an
+	// *xmppsession.StanzaError.
+	SubscribedNodes(ctx context.Context, service, node string) (map[string]bool, error)
 }
 
 // Store remembers the subscriptions hookctl made (a registry.Store).
@@ -68,6 +79,10 @@ type Options struct {
 	RetryFirst, RetryMax time.Duration
 	// OpTimeout bounds each subscribe and unsubscribe; default 15s.
 	OpTimeout time.Duration
+	// CheckInterval is how often the subscriptions believed live are
+	// compared with the service's lists; default 1m. CheckTimeout bounds
+	// each listing request; default 5s.
+	CheckInterval, CheckTimeout time.Duration
 }
 
 // nodeRef names a node of a service, as one subscription.
@@ -107,6 +122,12 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = 15 * time.Second
+	}
+	if opts.CheckInterval <= 0 {
+		opts.CheckInterval = time.Minute
+	}
+	if opts.CheckTimeout <= 0 {
+		opts.CheckTimeout = 5 * time.Second
 	}
 	m := &Manager{
 		opts:   opts,
@@ -200,23 +221,32 @@ func (m *Manager) OnConnect(ctx context.Context) {
 }
 
 // Run subscribes to the nodes hooks need and unsubscribes from those it
-// made and no hook needs any more, whenever hooks change. Failed
-// subscriptions are retried with a backoff (RetryFirst … RetryMax); every
-// RetryMax the subscriptions are checked anyway. It returns when ctx ends.
+// made and no hook needs any more, whenever hooks change or a node's
+// notice calls for it. Failed subscriptions are retried with a backoff
+// (RetryFirst … RetryMax); every CheckInterval the live subscriptions are
+// compared with the service's lists (see check). It returns when ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	wait := m.opts.RetryFirst
 	t := time.NewTimer(m.opts.RetryMax)
 	defer t.Stop()
+	tick := time.NewTicker(m.opts.CheckInterval)
+	defer tick.Stop()
 	for {
+		checkNow := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-m.kick:
 			wait = m.opts.RetryFirst
 		case <-t.C:
+		case <-tick.C:
+			checkNow = true
 		}
 		failed := false
 		if m.opts.Session.Connected() {
+			if checkNow && m.check(ctx) > 0 {
+				wait = m.opts.RetryFirst
+			}
 			failed = m.sync(ctx)
 		}
 		next := m.opts.RetryMax
@@ -322,6 +352,39 @@ func (m *Manager) unsubscribe(ctx context.Context, drop []nodeRef) {
 	}
 }
 
+// Event takes a notification of the profile's session. A node deleted,
+// purged or reconfigured, or a subscription changed by the service, may
+// have ended the subscription without a word: it is checked again (a
+// subscribe is idempotent), and made again once the node exists. It never
+// blocks.
+func (m *Manager) Event(ev hookctl.Event) {
+	if ev.Profile != m.opts.Profile {
+		return
+	}
+	why := ""
+	switch ev.Kind {
+	case hookctl.EventDelete:
+		why = "node deleted: subscribing again once it exists"
+	case hookctl.EventPurge, hookctl.EventConfiguration, hookctl.EventSubscription:
+	default:
+		return
+	}
+	ref := nodeRef{ev.Service, ev.Node}
+	m.mu.Lock()
+	_, wanted := m.want[ref]
+	if wanted {
+		delete(m.have, ref)
+		if why != "" {
+			m.errors[ref] = why
+		}
+	}
+	m.mu.Unlock()
+	if wanted {
+		m.log.Info("node changed: checking its subscription", "event", ev.Kind, "service", ev.Service, "node", ev.Node)
+		m.wake()
+	}
+}
+
 // Errors lists, per hook, the subscribe problem of its node.
 func (m *Manager) Errors() []hookctl.HookError {
 	m.mu.Lock()
@@ -336,15 +399,22 @@ func (m *Manager) Errors() []hookctl.HookError {
 }
 
 // Subscribed reports whether the session is subscribed to the node in the
-// current connection (service "" is own PEP).
-func (m *Manager) Subscribed(service, node string) bool {
+// current connection (service "" is own PEP) and, when it is not, why.
+func (m *Manager) Subscribed(service, node string) (bool, string) {
+	if !m.opts.Session.Connected() {
+		return false, "profile not connected"
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.have[nodeRef{m.service(service), node}]
+	ref := nodeRef{m.service(service), node}
+	return m.have[ref], m.errors[ref]
 }
 
 // Count is how many nodes are subscribed in the current connection.
 func (m *Manager) Count() int {
+	if !m.opts.Session.Connected() {
+		return 0
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.have)

@@ -16,16 +16,19 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/registry"
+	"hookctl.dev/hookctl/xmppsession"
 )
 
 var errNotFound = errors.New("item-not-found")
 
 // fakeService is a PubSub service with the session's subscriptions.
 type fakeService struct {
-	mu    sync.Mutex
-	nodes map[string]bool // existing nodes
-	subs  map[string]bool // nodes the session is subscribed to
-	calls []string
+	mu           sync.Mutex
+	disconnected bool
+	nodes        map[string]bool // existing nodes
+	subs         map[string]bool // nodes the session is subscribed to
+	listErr      error           // the answer to listings, when set
+	lists        int             // listings asked
 }
 
 func newFake(nodes ...string) *fakeService {
@@ -36,12 +39,15 @@ func newFake(nodes ...string) *fakeService {
 	return f
 }
 
-func (f *fakeService) Connected() bool { return true }
+func (f *fakeService) Connected() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.disconnected
+}
 
 func (f *fakeService) Subscribe(_ context.Context, service, node string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, "sub "+node)
 	if !f.nodes[node] {
 		return false, errNotFound
 	}
@@ -55,9 +61,21 @@ func (f *fakeService) Subscribe(_ context.Context, service, node string) (bool, 
 func (f *fakeService) Unsubscribe(_ context.Context, service, node string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, "unsub "+node)
 	delete(f.subs, node)
 	return nil
+}
+
+func (f *fakeService) SubscribedNodes(_ context.Context, service, node string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
+	if !f.nodes[node] {
+		return nil, &xmppsession.StanzaError{Condition: "item-not-found"}
+	}
+	return map[string]bool{node: f.subs[node]}, nil
 }
 
 func (f *fakeService) set(fn func()) {
@@ -117,6 +135,11 @@ func eventually(t *testing.T, what string, ok func() bool) {
 	}
 }
 
+func subscribed(m *Manager, node string) bool {
+	ok, _ := m.Subscribed(svc, node)
+	return ok
+}
+
 func own(t *testing.T, s *registry.Store) []string {
 	t.Helper()
 	refs, err := s.OwnSubscriptions("p")
@@ -137,13 +160,18 @@ func TestSubscribesAndRemovesOnlyItsOwn(t *testing.T) {
 	m := start(t, Options{Session: f, Store: store})
 
 	m.SetHooks([]hookctl.Hook{hook("a"), hook("b"), {Key: hookctl.Key{Profile: "other", Node: "c"}}})
-	eventually(t, "subscribed to a and b", func() bool { return m.Subscribed(svc, "a") && m.Subscribed(svc, "b") })
+	eventually(t, "subscribed to a and b", func() bool { return subscribed(m, "a") && subscribed(m, "b") })
 	if got := own(t, store); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("stored own subscriptions %q, want [a]", got)
 	}
 	if m.Count() != 2 {
 		t.Fatalf("count %d, want 2", m.Count())
 	}
+	f.set(func() { f.disconnected = true })
+	if ok, why := m.Subscribed(svc, "a"); ok || why != "profile not connected" || m.Count() != 0 {
+		t.Fatalf("disconnected: subscribed %v (%q), count %d", ok, why, m.Count())
+	}
+	f.set(func() { f.disconnected = false })
 
 	m.SetHooks(nil)
 	eventually(t, "a unsubscribed", func() bool { return !f.subscribed("a") })
@@ -163,7 +191,7 @@ func TestMissingNodeIsRetriedAndReported(t *testing.T) {
 		t.Fatalf("error %+v", e)
 	}
 	f.set(func() { f.nodes["later"] = true })
-	eventually(t, "subscribed once the node exists", func() bool { return m.Subscribed(svc, "later") })
+	eventually(t, "subscribed once the node exists", func() bool { return subscribed(m, "later") })
 	if len(m.Errors()) != 0 {
 		t.Fatalf("errors after success: %+v", m.Errors())
 	}
@@ -229,5 +257,69 @@ func TestLegacyFileIsImportedOnce(t *testing.T) {
 	os.WriteFile(bad, []byte("{"), 0o600)
 	if _, err := New(Options{Profile: "p", Session: f, Store: store, LegacyFile: bad}); err == nil {
 		t.Fatal("a corrupt legacy file gave no error")
+	}
+}
+
+// A node deleted and re-created: the delete notice resets the subscription,
+// which is made again (with the backoff) once the node exists; status says
+// why meanwhile.
+func TestDeletedNodeIsSubscribedAgainOnceRecreated(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("n")
+	m := start(t, Options{Session: f, Store: store})
+	m.SetHooks([]hookctl.Hook{hook("n")})
+	eventually(t, "subscribed", func() bool { return subscribed(m, "n") })
+
+	f.set(func() { delete(f.nodes, "n"); delete(f.subs, "n") })
+	m.Event(hookctl.Event{Profile: "p", Service: svc, Node: "n", Kind: hookctl.EventDelete})
+	if ok, why := m.Subscribed(svc, "n"); ok || why == "" {
+		t.Fatalf("after the delete: subscribed %v (%q), want false with a reason", ok, why)
+	}
+	m.Event(hookctl.Event{Profile: "other", Service: svc, Node: "n", Kind: hookctl.EventDelete}) // not ours: ignored
+	time.Sleep(50 * time.Millisecond)                                                            // a few failed retries
+	f.set(func() { f.nodes["n"] = true })
+	eventually(t, "subscribed to the new node", func() bool { return f.subscribed("n") && subscribed(m, "n") })
+	if _, why := m.Subscribed(svc, "n"); why != "" {
+		t.Fatalf("reason left after success: %q", why)
+	}
+}
+
+// The periodic check finds a subscription the service removed without a
+// notice, and makes it again; a listing that cannot be read changes nothing.
+func TestCheckRepairsASilentlyRemovedSubscription(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("n", "m")
+	m := start(t, Options{Session: f, Store: store, CheckInterval: 20 * time.Millisecond})
+	m.SetHooks([]hookctl.Hook{hook("n"), hook("m")})
+	eventually(t, "subscribed", func() bool { return subscribed(m, "n") && subscribed(m, "m") })
+
+	f.set(func() { f.listErr = &xmppsession.StanzaError{Condition: "feature-not-implemented"} })
+	lists := func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.lists }
+	n := lists()
+	eventually(t, "two checks", func() bool { return lists() >= n+4 })
+	if !subscribed(m, "n") || !subscribed(m, "m") {
+		t.Fatal("a listing the service cannot give made a subscription count as lost")
+	}
+
+	f.set(func() { f.listErr = nil; delete(f.subs, "n") }) // removed without a word
+	eventually(t, "the subscription made again", func() bool { return f.subscribed("n") })
+	eventually(t, "subscribed", func() bool { return subscribed(m, "n") })
+}
+
+func TestCheckSeesAForbiddenNodeAsLost(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("n")
+	m, err := New(Options{Profile: "p", JID: "bot@localhost", Session: f, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetHooks([]hookctl.Hook{hook("n")})
+	m.OnConnect(context.Background())
+	f.set(func() { f.listErr = &xmppsession.StanzaError{Condition: "forbidden"} })
+	if lost := m.check(context.Background()); lost != 1 {
+		t.Fatalf("lost %d, want 1", lost)
+	}
+	if ok, why := m.Subscribed(svc, "n"); ok || why != "subscription lost (forbidden): subscribing again" {
+		t.Fatalf("subscribed %v, %q", ok, why)
 	}
 }

@@ -156,6 +156,14 @@ func (e *eventDecoder) event(d *tokens) error {
 			switch {
 			case t.Name.Space != NSPubSubEvent:
 				err = d.skip()
+			case t.Name.Local == "configuration",
+				t.Name.Local == "subscription" && attrValue(t.Attr, "subscription") != "subscribed":
+				kind := hookctl.EventConfiguration
+				if t.Name.Local == "subscription" {
+					kind = hookctl.EventSubscription
+				}
+				e.add(kind, node)
+				err = d.skip()
 			case t.Name.Local == "items":
 				err = e.items(d, node)
 			case t.Name.Local == "delete":
@@ -164,7 +172,7 @@ func (e *eventDecoder) event(d *tokens) error {
 			case t.Name.Local == "purge":
 				e.add(hookctl.EventPurge, node)
 				err = d.skip()
-			default: // configuration, subscription, collection: not hook events
+			default: // collection, subscription approved: nothing to do
 				err = d.skip()
 			}
 			if err != nil {

@@ -89,11 +89,15 @@ func (s *Session) Subscribe(ctx context.Context, service, node string) (created 
 		return elem(NSPubSub, "pubsub", elem("", "subscriptions", nil, "node", node))
 	}, &subs)
 	// A failed listing is not final: the subscribe below reports the real
-	// problem (e.g. item-not-found) or succeeds.
+	// problem (e.g. item-not-found) or succeeds. A listed subscription is
+	// only a hint (it was there before us: created false): Prosody 0.12
+	// still lists it for a node deleted and re-created, which has no
+	// subscribers, so the subscribe is always sent (it is idempotent).
+	created = true
 	if err == nil {
 		for _, sub := range subs.Subscriptions.Subscription {
 			if sub.JID == full && (sub.Node == node || sub.Node == "") && sub.State == "subscribed" {
-				return false, nil
+				created = false
 			}
 		}
 	}
@@ -103,7 +107,7 @@ func (s *Session) Subscribe(ctx context.Context, service, node string) (created 
 	if err != nil {
 		return false, err
 	}
-	return true, nil
+	return created, nil
 }
 
 // Unsubscribe removes the session's full-JID subscription to node.

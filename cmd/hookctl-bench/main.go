@@ -152,74 +152,137 @@ func run(o options) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.DiscardHandler)
+	b := &bench{o: o, typ: typ, log: slog.New(slog.DiscardHandler), bareDone: make(chan struct{})}
 	if o.verbose {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		b.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	defer b.close()
+	if err := b.startServer(ctx); err != nil {
+		return err
+	}
+	if err := b.startBackend(ctx); err != nil {
+		return err
+	}
+	if err := b.createHook(ctx); err != nil {
+		return err
+	}
+	m, err := b.burst(ctx)
+	if err != nil {
+		return err
+	}
+	rep, err := b.report(ctx, m)
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		return checkGoals(o, rep)
+	}
+	printReport(rep)
+	return checkGoals(o, rep)
+}
 
+// bench is one run: the server, the publisher, the bare subscriber (the
+// yardstick) and what it saw, the backend and its hook. What it starts is
+// stopped by close, in reverse order.
+type bench struct {
+	o   options
+	typ hookctl.Type
+	log *slog.Logger
+
+	srv       *prosodytest.Server
+	dir       string
+	pub       *xmppsession.Session
+	client    *api.Client
+	prog, out string   // exec: the hook's program; exec, python_file: its output
+	closers   []func() // run by close, last first
+
+	bareMu   sync.Mutex
+	bareIDs  []string    // items the bare subscriber got, in arrival order
+	bareAt   []time.Time // when it got each
+	bareDone chan struct{}
+}
+
+func (b *bench) onClose(f func()) { b.closers = append(b.closers, f) }
+
+func (b *bench) close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+}
+
+// startServer starts Prosody with the accounts, the node (owned by the
+// publisher, so only it may publish) and the bare subscriber.
+func (b *bench) startServer(ctx context.Context) error {
 	fmt.Fprintln(os.Stderr, "starting prosody…")
 	srv, err := prosodytest.StartProcess("", prosodytest.Options{MemoryStorage: true, Admins: []string{"pub@localhost"}})
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	b.srv = srv
+	b.onClose(func() { srv.Close() })
 	for _, u := range []string{"bot", "bare", "pub"} {
 		if _, err := srv.RegisterUser(u, password); err != nil {
 			return err
 		}
 	}
-	dir, err := os.MkdirTemp("", "hkb")
-	if err != nil {
+	if b.dir, err = os.MkdirTemp("", "hkb"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	b.onClose(func() { os.RemoveAll(b.dir) })
 
-	// The publisher owns the node, so only it may publish.
-	pub, stopPub, err := session(ctx, srv, "pub", nil, log)
+	pub, stopPub, err := session(ctx, srv, "pub", nil, b.log)
 	if err != nil {
 		return err
 	}
-	defer stopPub()
+	b.pub = pub
+	b.onClose(stopPub)
 	if err := pub.CreateNode(ctx, srv.PubSub, node); err != nil {
 		return fmt.Errorf("creating node: %w", err)
 	}
 
 	// The bare subscriber records when each item arrives, in arrival order.
-	var bareMu sync.Mutex
-	var bareIDs []string
-	var bareAt []time.Time
-	bareDone := make(chan struct{})
-	bare, stopBare, err := session(ctx, srv, "bare", func(ev hookctl.Event) {
-		now := time.Now()
-		if ev.Kind != hookctl.EventPublish || ev.Node != node {
-			return
-		}
-		bareMu.Lock()
-		bareIDs = append(bareIDs, ev.ItemID)
-		bareAt = append(bareAt, now)
-		if len(bareIDs) == o.items {
-			close(bareDone)
-		}
-		bareMu.Unlock()
-	}, log)
+	bare, stopBare, err := session(ctx, srv, "bare", b.bareEvent, b.log)
 	if err != nil {
 		return err
 	}
-	defer stopBare()
+	b.onClose(stopBare)
 	if _, err := bare.Subscribe(ctx, srv.PubSub, node); err != nil {
 		return fmt.Errorf("bare subscriber: %w", err)
 	}
+	return nil
+}
 
-	// The backend, in this process, as `hookctl serve` runs it.
+func (b *bench) bareEvent(ev hookctl.Event) {
+	now := time.Now()
+	if ev.Kind != hookctl.EventPublish || ev.Node != node {
+		return
+	}
+	b.bareMu.Lock()
+	defer b.bareMu.Unlock()
+	b.bareIDs = append(b.bareIDs, ev.ItemID)
+	b.bareAt = append(b.bareAt, now)
+	if len(b.bareIDs) == b.o.items {
+		close(b.bareDone)
+	}
+}
+
+// startBackend runs the backend in this process, as `hookctl serve` runs
+// it, and waits until its profile is connected.
+func (b *bench) startBackend(ctx context.Context) error {
 	cfg := config.Config{
-		DataDir:    filepath.Join(dir, "data"),
-		AllowTypes: []hookctl.Type{typ},
+		DataDir:    filepath.Join(b.dir, "data"),
+		AllowTypes: []hookctl.Type{b.typ},
 		Profiles: map[string]config.Profile{"default": {
-			JID: "bot@localhost", PasswordEnv: pwEnv, Server: srv.Addr, TLS: config.TLSNone,
+			JID: "bot@localhost", PasswordEnv: pwEnv, Server: b.srv.Addr, TLS: config.TLSNone,
 		}},
 	}
 	cfg.Defaults()
-	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: "bench",
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: b.log, Version: "bench",
 		Getenv: func(k string) string {
 			if k == pwEnv {
 				return password
@@ -234,52 +297,52 @@ func run(o options) error {
 	// pprof labels (role=backend, pub, bare) tell the three apart in a
 	// -cpuprofile: `go tool pprof -tags` gives the backend's own share.
 	go pprof.Do(dctx, pprof.Labels("role", "backend"), func(ctx context.Context) { daemonErr <- d.Run(ctx) })
-	defer func() {
+	b.onClose(func() {
 		stopDaemon()
 		if err := <-daemonErr; err != nil {
 			fmt.Fprintln(os.Stderr, "backend:", err)
 		}
-	}()
-	client, err := api.NewClient(api.ClientOptions{Socket: cfg.Socket})
-	if err != nil {
+	})
+	if b.client, err = api.NewClient(api.ClientOptions{Socket: cfg.Socket}); err != nil {
 		return err
 	}
-	defer client.Close()
-	if err := waitFor(ctx, 20*time.Second, "backend connected", func() (bool, error) {
-		st, err := client.Status(ctx)
+	b.onClose(func() { b.client.Close() })
+	return waitFor(ctx, 20*time.Second, "backend connected", func() (bool, error) {
+		st, err := b.client.Status(ctx)
 		if err != nil {
 			return false, nil // not listening yet
 		}
 		return len(st.Profiles) == 1 && st.Profiles[0].State == "connected", nil
-	}); err != nil {
-		return err
-	}
+	})
+}
 
-	h := hookctl.Hook{Name: "bench", Key: hookctl.Key{Profile: "default", Service: srv.PubSub, Node: node, Type: typ},
+// createHook creates the measured hook and waits for its subscription.
+func (b *bench) createHook(ctx context.Context) error {
+	h := hookctl.Hook{Name: "bench", Key: hookctl.Key{Profile: "default", Service: b.srv.PubSub, Node: node, Type: b.typ},
 		Events: []hookctl.EventKind{hookctl.EventPublish}}
-	var prog, out string
-	switch typ {
+	var err error
+	switch b.typ {
 	case hookctl.TypeExpr:
 		h.Arg = `log(item.id)`
 	case hookctl.TypeExec:
-		out = filepath.Join(dir, "exec.out")
-		prog = filepath.Join(dir, "hook.sh")
-		if err := os.WriteFile(prog, []byte("#!/bin/sh\necho \"$HOOK_ITEM_ID\" >> "+out+"\n"), 0o755); err != nil {
+		b.out = filepath.Join(b.dir, "exec.out")
+		b.prog = filepath.Join(b.dir, "hook.sh")
+		if err := os.WriteFile(b.prog, []byte("#!/bin/sh\necho \"$HOOK_ITEM_ID\" >> "+b.out+"\n"), 0o755); err != nil {
 			return err
 		}
-		h.Arg = prog
+		h.Arg = b.prog
 	case hookctl.TypePythonFile:
-		if h.Arg, out, err = pythonFileHook(dir); err != nil {
+		if h.Arg, b.out, err = pythonFileHook(b.dir); err != nil {
 			return err
 		}
 	default:
-		return fmt.Errorf("-type %s is not measured yet (expr, exec, python_file)", typ)
+		return fmt.Errorf("-type %s is not measured yet (expr, exec, python_file)", b.typ)
 	}
-	if _, err := client.Create(ctx, h); err != nil {
+	if _, err := b.client.Create(ctx, h); err != nil {
 		return fmt.Errorf("creating hook: %w", err)
 	}
-	if err := waitFor(ctx, 20*time.Second, "backend subscribed", func() (bool, error) {
-		st, err := client.Status(ctx)
+	return waitFor(ctx, 20*time.Second, "backend subscribed", func() (bool, error) {
+		st, err := b.client.Status(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -287,46 +350,72 @@ func run(o options) error {
 			return false, fmt.Errorf("hook error: %s", st.HookErrors[0].Error)
 		}
 		return st.Profiles[0].Subscriptions == 1, nil
-	}); err != nil {
-		return err
-	}
+	})
+}
 
-	// The burst: o.inflight publishers take the next index in turn.
-	fmt.Fprintf(os.Stderr, "publishing %d items (%d in flight) to a %s hook and a bare subscriber…\n", o.items, o.inflight, typ)
-	sent := make([]time.Time, o.items)
+// burstResult is what the burst measured.
+type burstResult struct {
+	sent      []time.Time    // when each item's publish was sent
+	index     map[string]int // item id → its index in sent
+	published time.Time      // when the last publish was acknowledged
+	// CPU seconds used during the burst.
+	prosodyCPU, selfCPU, hookCPU float64
+}
+
+// burst publishes the items and waits until the bare subscriber and the
+// hook have handled them all.
+func (b *bench) burst(ctx context.Context) (burstResult, error) {
+	o := b.o
+	fmt.Fprintf(os.Stderr, "publishing %d items (%d in flight) to a %s hook and a bare subscriber…\n", o.items, o.inflight, b.typ)
+	m := burstResult{sent: make([]time.Time, o.items), index: map[string]int{}}
 	ids := make([]string, o.items)
-	index := map[string]int{}
 	for i := range ids {
 		ids[i] = fmt.Sprintf("i%06d", i)
-		index[ids[i]] = i
+		m.index[ids[i]] = i
 	}
-	payload := "<entry xmlns='urn:example:bench'>item</entry>"
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
 		if err != nil {
-			return err
+			return m, err
 		}
-		defer f.Close()
+		b.onClose(func() { f.Close() })
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return m, err
 		}
-		defer pprof.StopCPUProfile()
+		b.onClose(pprof.StopCPUProfile)
 	}
-	prosodyCPU0, selfCPU0 := cpuSeconds(srv.PID()), cpuSeconds(os.Getpid())
-	hookCPU0 := hookProcessCPU(srv.PID())
+	prosodyCPU0, selfCPU0 := cpuSeconds(b.srv.PID()), cpuSeconds(os.Getpid())
+	hookCPU0 := hookProcessCPU(b.srv.PID())
+	var err error
+	if m.published, err = b.publish(ctx, ids, m.sent); err != nil {
+		return m, err
+	}
+	if err := b.waitHandled(ctx); err != nil {
+		return m, err
+	}
+	m.prosodyCPU, m.selfCPU = cpuSeconds(b.srv.PID())-prosodyCPU0, cpuSeconds(os.Getpid())-selfCPU0
+	m.hookCPU = hookProcessCPU(b.srv.PID()) - hookCPU0
+	return m, nil
+}
+
+// publish sends the items with o.inflight publishers, each taking the next
+// index in turn, recording when each was sent; it returns when all are
+// acknowledged.
+func (b *bench) publish(ctx context.Context, ids []string, sent []time.Time) (time.Time, error) {
+	payload := "<entry xmlns='urn:example:bench'>item</entry>"
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errc := make(chan error, o.inflight)
-	for range o.inflight {
+	errc := make(chan error, b.o.inflight)
+	for range b.o.inflight {
 		wg.Go(func() {
 			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("role", "pub")))
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= o.items {
+				if i >= len(ids) {
 					return
 				}
 				sent[i] = time.Now()
-				if _, err := pub.Publish(ctx, srv.PubSub, node, ids[i], payload); err != nil {
+				if _, err := b.pub.Publish(ctx, b.srv.PubSub, node, ids[i], payload); err != nil {
 					errc <- fmt.Errorf("publishing %s: %w", ids[i], err)
 					return
 				}
@@ -336,54 +425,81 @@ func run(o options) error {
 	wg.Wait()
 	published := time.Now()
 	close(errc)
-	if err := <-errc; err != nil {
-		return err
-	}
+	return published, <-errc
+}
 
-	deadline := time.After(o.timeout)
+// waitHandled waits until the bare subscriber got every item and the hook
+// ran for every one, within o.timeout each.
+func (b *bench) waitHandled(ctx context.Context) error {
 	select {
-	case <-bareDone:
-	case <-deadline:
-		bareMu.Lock()
-		n := len(bareIDs)
-		bareMu.Unlock()
-		return fmt.Errorf("bare subscriber got %d of %d items within %s", n, o.items, o.timeout)
+	case <-b.bareDone:
+	case <-time.After(b.o.timeout):
+		b.bareMu.Lock()
+		n := len(b.bareIDs)
+		b.bareMu.Unlock()
+		return fmt.Errorf("bare subscriber got %d of %d items within %s", n, b.o.items, b.o.timeout)
 	}
 	// Runs are numbered from 1 and only this hook runs: the newest run's
 	// ID says how many have been recorded.
-	if err := waitFor(ctx, o.timeout, "hook runs", func() (bool, error) {
-		runs, err := client.Runs(ctx, api.RunQuery{Limit: 1})
+	return waitFor(ctx, b.o.timeout, "hook runs", func() (bool, error) {
+		runs, err := b.client.Runs(ctx, api.RunQuery{Limit: 1})
 		if err != nil {
 			return false, err
 		}
-		return len(runs) == 1 && runs[0].ID >= uint64(o.items), nil
-	}); err != nil {
-		return err
-	}
-	prosodyCPU, selfCPU := cpuSeconds(srv.PID())-prosodyCPU0, cpuSeconds(os.Getpid())-selfCPU0
-	hookCPU := hookProcessCPU(srv.PID()) - hookCPU0
-	runs, err := client.Runs(ctx, api.RunQuery{Limit: o.items})
+		return len(runs) == 1 && runs[0].ID >= uint64(b.o.items), nil
+	})
+}
+
+// report compares the hook's runs with the bare subscriber's arrivals,
+// checks the hook's own output, and (exec) measures the plain loop.
+func (b *bench) report(ctx context.Context, m burstResult) (Report, error) {
+	o, typ := b.o, b.typ
+	runs, err := b.client.Runs(ctx, api.RunQuery{Limit: o.items})
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 	slices.Reverse(runs) // oldest first
 
-	first := slices.MinFunc(sent, func(a, b time.Time) int { return a.Compare(b) })
+	first := slices.MinFunc(m.sent, func(a, b time.Time) int { return a.Compare(b) })
 	rep := Report{Type: string(typ), Items: o.items, InFlight: o.inflight, CPUs: runtime.NumCPU(), When: time.Now().UTC(),
-		ProsodyCPU: prosodyCPU, SelfCPU: selfCPU, HookCPU: hookCPU}
-	rep.Publisher = Result{Consumer: "publisher (acks)", Items: o.items, Seconds: published.Sub(first).Seconds(),
-		PerSecond: float64(o.items) / published.Sub(first).Seconds()}
+		ProsodyCPU: m.prosodyCPU, SelfCPU: m.selfCPU, HookCPU: m.hookCPU}
+	rep.Publisher = Result{Consumer: "publisher (acks)", Items: o.items, Seconds: m.published.Sub(first).Seconds(),
+		PerSecond: float64(o.items) / m.published.Sub(first).Seconds()}
 
 	arrival := map[string]int{}
-	for i, id := range bareIDs {
+	for i, id := range b.bareIDs {
 		arrival[id] = i
 	}
-	bareRes := measure("bare subscriber", bareIDs, bareAt, sent, index, arrival, first)
+	bareRes := measure("bare subscriber", b.bareIDs, b.bareAt, m.sent, m.index, arrival, first)
 	bareRes.LatencyNote = "publish sent → event decoded"
+	hookRes, okIDs := b.hookResult(runs, m, arrival, first)
+	rep.Results = append(rep.Results, bareRes, hookRes)
+	rep.Ratio = &Ratio{Rate: hookRes.PerSecond / bareRes.PerSecond, P99: hookRes.P99MS / bareRes.P99MS}
+
+	if typ == hookctl.TypePythonFile || typ == hookctl.TypeExec {
+		// The hook's own output lists every item it ran, in run order
+		// (runs dropped by a full queue are reported as not ok).
+		if err := checkHookOutput(b.out, okIDs); err != nil {
+			return rep, err
+		}
+	}
+	if typ == hookctl.TypeExec {
+		base, err := forkLoop(b.prog, filepath.Join(b.dir, "loop.out"), o.items)
+		if err != nil {
+			return rep, err
+		}
+		rep.Results = append(rep.Results, base)
+	}
+	return rep, nil
+}
+
+// hookResult measures the hook from its runs (oldest first): rate,
+// latency, order, run durations and the gaps between queued runs; okIDs
+// are the items of its ok runs, in run order.
+func (b *bench) hookResult(runs []hookctl.Run, m burstResult, arrival map[string]int, first time.Time) (res Result, okIDs []string) {
 	var hookIDs []string
 	var hookAt []time.Time
 	notOK := map[string]int{}
-	var okIDs []string // the items the hook itself handled, in run order
 	var durs []time.Duration
 	for _, r := range runs {
 		durs = append(durs, time.Duration(r.Duration))
@@ -395,9 +511,9 @@ func run(o options) error {
 			okIDs = append(okIDs, r.ItemID)
 		}
 	}
-	hookRes := measure(string(typ)+" hook", hookIDs, hookAt, sent, index, arrival, first)
-	hookRes.NotOK = len(runs) - len(okIDs)
-	hookRes.NotOKByOutcome = notOK
+	res = measure(string(b.typ)+" hook", hookIDs, hookAt, m.sent, m.index, arrival, first)
+	res.NotOK = len(runs) - len(okIDs)
+	res.NotOKByOutcome = notOK
 	var sum, gaps time.Duration
 	ngaps := 0
 	for i, r := range runs {
@@ -405,48 +521,22 @@ func run(o options) error {
 		if i > 0 {
 			prevEnd := runs[i-1].Started.Add(time.Duration(runs[i-1].Duration))
 			// Queued: the next item had arrived before the previous run ended.
-			if a, ok := arrival[r.ItemID]; ok && bareAt[a].Before(prevEnd) {
+			if a, ok := arrival[r.ItemID]; ok && b.bareAt[a].Before(prevEnd) {
 				gaps += r.Started.Sub(prevEnd)
 				ngaps++
 			}
 		}
 	}
 	if len(runs) > 0 {
-		hookRes.RunMeanMS = ms(sum / time.Duration(len(runs)))
+		res.RunMeanMS = ms(sum / time.Duration(len(runs)))
 	}
 	if ngaps > 0 {
-		hookRes.GapMeanMS = ms(gaps / time.Duration(ngaps))
+		res.GapMeanMS = ms(gaps / time.Duration(ngaps))
 	}
 	slices.Sort(durs)
-	hookRes.RunMedianMS, hookRes.RunP99MS = ms(percentile(durs, 50)), ms(percentile(durs, 99))
-	hookRes.LatencyNote = "publish sent → run ended (Run.Started+Duration)"
-	rep.Results = append(rep.Results, bareRes, hookRes)
-	rep.Ratio = &Ratio{Rate: hookRes.PerSecond / bareRes.PerSecond, P99: hookRes.P99MS / bareRes.P99MS}
-
-	if typ == hookctl.TypePythonFile || typ == hookctl.TypeExec {
-		// The hook's own output lists every item it ran, in run order
-		// (runs dropped by a full queue are reported as not ok).
-		if err := checkHookOutput(out, okIDs); err != nil {
-			return err
-		}
-	}
-	if typ == hookctl.TypeExec {
-		base, err := forkLoop(prog, filepath.Join(dir, "loop.out"), o.items)
-		if err != nil {
-			return err
-		}
-		rep.Results = append(rep.Results, base)
-	}
-	if o.asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-		return checkGoals(o, rep)
-	}
-	printReport(rep)
-	return checkGoals(o, rep)
+	res.RunMedianMS, res.RunP99MS = ms(percentile(durs, 50)), ms(percentile(durs, 99))
+	res.LatencyNote = "publish sent → run ended (Run.Started+Duration)"
+	return res, okIDs
 }
 
 // errGoal marks a missed goal (-check).

@@ -67,6 +67,9 @@ func printStatus(w io.Writer, st api.Status) {
 		}
 		tw.Flush()
 		for _, n := range st.Nodes {
+			if n.SubscribeError != "" {
+				fmt.Fprintf(w, "not subscribed: %s %s %s: %s\n", n.Profile, n.Service, n.Node, n.SubscribeError)
+			}
 			if n.MaybeMissed != "" {
 				fmt.Fprintf(w, "maybe missed: %s %s %s: %s\n", n.Profile, n.Service, n.Node, n.MaybeMissed)
 			}
