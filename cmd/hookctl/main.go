@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -38,6 +39,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ee.code
 	}
 	fmt.Fprintln(stderr, err)
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		return 2 // a usage error, like a bad flag
+	}
 	return 1
 }
 
@@ -85,5 +89,10 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	for _, c := range topCommands(g) {
 		root.AddCommand(c)
 	}
+	root.AddCommand(newVersionCmd())
+	root.Version = readBuildInfo().String()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitCode(2, err) })
+	refuseUnknownSubcommands(root)
 	return root
 }
