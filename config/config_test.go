@@ -107,3 +107,20 @@ func TestRelativeConfigPathGivesAbsolutePaths(t *testing.T) {
 		t.Errorf("paths from a relative config: data_dir %q, python_path %q; want absolute", c.DataDir, c.PythonPath[0])
 	}
 }
+
+// TestExampleBackendConfig: the README's `hookctl serve --config
+// examples/backend.yaml` names a file that exists and loads, with paths
+// taken from its directory.
+func TestExampleBackendConfig(t *testing.T) {
+	c, err := Load("../examples/backend.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, _ := filepath.Abs("../examples")
+	if c.HooksRoot != ex || c.DataDir != filepath.Join(filepath.Dir(ex), ".hookctl-data") {
+		t.Errorf("hooks_root %q, data_dir %q: want them taken from the file's directory %s", c.HooksRoot, c.DataDir, ex)
+	}
+	if p, ok := c.Profiles["default"]; !ok || p.JID != "bot@localhost" || p.PasswordEnv != "HOOKCTL_PASSWORD" {
+		t.Errorf("profiles = %+v", c.Profiles)
+	}
+}
