@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/schema"
 )
 
 // buildInfo is what `hookctl version` prints: the version set at build time
@@ -111,5 +112,19 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 			msg += fmt.Sprintf(" (did you mean %q?)", s[0])
 		}
 		return exitCode(2, fmt.Errorf("%s; see %q", msg, cmd.CommandPath()+" --help"))
+	}
+}
+
+// newSchemaCmd builds `hookctl schema`: the JSON Schema of hooks files,
+// for editors (see the README).
+func newSchemaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of hooks files (for editors)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := cmd.OutOrStdout().Write(schema.Hooks)
+			return err
+		},
 	}
 }
