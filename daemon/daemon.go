@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -157,7 +158,31 @@ func New(opts Options) (*Daemon, error) {
 		d.profiles = append(d.profiles, p)
 		d.profileByName[name] = p
 	}
+	d.registerInfoMetrics()
 	return d, nil
+}
+
+// registerInfoMetrics adds hookctl_build_info and, per profile,
+// hookctl_xmpp_connected (1 while the session is connected), read when
+// scraped.
+func (d *Daemon) registerInfoMetrics() {
+	d.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "hookctl_build_info",
+		Help:        "Always 1; the labels say which hookctl runs.",
+		ConstLabels: prometheus.Labels{"version": d.version, "goversion": runtime.Version()},
+	}, func() float64 { return 1 }))
+	for _, p := range d.profiles {
+		d.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "hookctl_xmpp_connected",
+			Help:        "1 while the profile's XMPP session is connected, else 0.",
+			ConstLabels: prometheus.Labels{"profile": p.name},
+		}, func() float64 {
+			if p.session.State().State == "connected" {
+				return 1
+			}
+			return 0
+		}))
+	}
 }
 
 // newFactories returns the runner of every allowed type.

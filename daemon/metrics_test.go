@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"hookctl.dev/hookctl/internal/prosodytest"
+)
+
+// TestConnectedGauge: hookctl_xmpp_connected follows each profile's
+// session, 0 before it connects, 1 once connected, with the build info
+// beside it.
+func TestConnectedGauge(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{})
+	cfg := testConfig(t, srv, "bot")
+	d, err := New(Options{Config: cfg, Logger: testLogger(t), Version: "v-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := gauge(t, d, "hookctl_xmpp_connected", "profile", "default"); got != 0 {
+		t.Errorf("connected before Run = %v, want 0", got)
+	}
+	if got := gauge(t, d, "hookctl_build_info", "version", "v-test"); got != 1 {
+		t.Errorf("hookctl_build_info{version=v-test} = %v, want 1", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("backend did not stop")
+		}
+	}()
+	waitUntil(t, 15*time.Second, "connected gauge", func() (bool, string) {
+		return gauge(t, d, "hookctl_xmpp_connected", "profile", "default") == 1, "still 0"
+	})
+}
+
+// gauge reads the value of metric name whose label has value; -1 if absent.
+func gauge(t *testing.T, d *Daemon, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := d.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
