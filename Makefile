@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/hookctl
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test vet demo bench bench-e2e fuzz clean
+.PHONY: build test vet demo bench bench-e2e fuzz man clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/hookctl
@@ -35,5 +35,9 @@ bench-e2e:
 fuzz:
 	./.ci/fuzz.sh
 
+# Man pages, one per command, from the CLI itself.
+man:
+	$(GO) run ./cmd/hookctl man man
+
 clean:
-	rm -rf bin
+	rm -rf bin man

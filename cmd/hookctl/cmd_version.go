@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/schema"
@@ -125,6 +127,27 @@ func newSchemaCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := cmd.OutOrStdout().Write(schema.Hooks)
 			return err
+		},
+	}
+}
+
+// newManCmd builds the hidden `hookctl man DIR`, which `make man` runs: one
+// man page (section 1) per command, from the CLI itself, so the pages
+// never drift from the flags.
+func newManCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "man DIR",
+		Short:  "Write the man pages into DIR",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := os.MkdirAll(args[0], 0o755); err != nil {
+				return err
+			}
+			root := cmd.Root()
+			root.DisableAutoGenTag = true // reproducible: no generation date
+			hdr := &doc.GenManHeader{Title: "HOOKCTL", Section: "1", Source: "hookctl " + readBuildInfo().Version, Manual: "hookctl manual"}
+			return doc.GenManTree(root, hdr, args[0])
 		},
 	}
 }

@@ -89,7 +89,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	for _, c := range topCommands(g) {
 		root.AddCommand(c)
 	}
-	root.AddCommand(newVersionCmd(), newSchemaCmd())
+	root.AddCommand(newVersionCmd(), newSchemaCmd(), newManCmd())
 	root.Version = readBuildInfo().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitCode(2, err) })
