@@ -103,6 +103,14 @@ type entry struct {
 	runErr string
 }
 
+// runner is the entry's runner, nil when it has none.
+func (e *entry) runner() runner.Runner {
+	if e.w == nil {
+		return nil
+	}
+	return e.w.runner
+}
+
 func kindBit(k hookctl.EventKind) uint8 {
 	switch k {
 	case hookctl.EventPublish:
@@ -431,6 +439,9 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	switch {
 	case res.Outcome == runner.Dropped:
 		// logged by logDrop (queue full) or the closing dispatcher
+	case res.Outcome == runner.Skipped:
+		d.log.Info("hook run skipped", "hook", e.hook.Key.String(), "name", e.hook.Name,
+			"event", ev.Kind, "item_id", ev.ItemID, "reason", r.Error)
 	case res.Outcome != runner.OK:
 		d.log.Warn("hook run failed", "hook", e.hook.Key.String(), "name", e.hook.Name,
 			"event", ev.Kind, "item_id", ev.ItemID, "outcome", res.Outcome,
@@ -462,6 +473,15 @@ func (d *Dispatcher) HookErrors() []api.HookError {
 		errs = append(errs, api.HookError{Hook: key, Error: v.(string)})
 		return true
 	})
+	// Runners that keep running a previous version of a hook whose new one
+	// does not load (Python reloads) say so.
+	for key, e := range snap.entries {
+		if p, ok := e.runner().(interface{ Problem() string }); ok {
+			if msg := p.Problem(); msg != "" {
+				errs = append(errs, api.HookError{Hook: key, Error: msg})
+			}
+		}
+	}
 	slices.SortStableFunc(errs, func(a, b api.HookError) int { return a.Hook.Compare(b.Hook) })
 	return errs
 }
