@@ -449,7 +449,13 @@ func TestCheckHonoursDeadline(t *testing.T) {
 	err := NewFactory(Options{}).Check(ctx, hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePythonFile, Arg: file}})
 	if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), "loading did not finish within") ||
 		!strings.Contains(err.Error(), `stuck at "`+file+`", line 2 in <module>`) {
-		t.Errorf("Check of a hook that hangs at load: %v\n%s", err, func() string { var le *LoadError; if errors.As(err, &le) { return le.Traceback }; return "" }())
+		t.Errorf("Check of a hook that hangs at load: %v\n%s", err, func() string {
+			var le *LoadError
+			if errors.As(err, &le) {
+				return le.Traceback
+			}
+			return ""
+		}())
 	}
 }
 

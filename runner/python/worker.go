@@ -127,9 +127,9 @@ type worker struct {
 	loaded   bool
 	loadErr  *LoadError
 	loadedAt time.Time
-	watch    []watched          // the files the loaded version came from
-	loadOut  string             // what loading printed, for the first run
-	dumped   atomic.Bool        // a stack dump was asked before the kill
+	watch    []watched   // the files the loaded version came from
+	loadOut  string      // what loading printed, for the first run
+	dumped   atomic.Bool // a stack dump was asked before the kill
 }
 
 // startWorker starts python3 with the shim. dir is its working directory;
