@@ -55,6 +55,12 @@ func TestPythonHooks(t *testing.T) {
 	run("OwnPEPNodeCreatedAfterTheHook", e.ownPEP)
 	run("NodeCreatedLaterByAnother", e.nodeLater)
 	run("READMEExample", e.readmeExample)
+	run("InPlaceSavesDuringBurst", e.inPlaceSaves)
+	run("NeighbourModuleReload", e.neighbourReload)
+	run("CrashAndTimeoutKeepOutput", e.crashAndTimeoutOutput)
+	run("CreateRefusesWhatCannotRun", e.createRefusals)
+	run("EachRunStartsClean", e.cleanState)
+	run("SelfPublishIsNotALoop", e.selfPublish)
 }
 
 // hook creates the node on the PubSub component (when the hook is on it)

@@ -191,59 +191,95 @@ func (r *pyRunner) startLoaded(ctx context.Context, s *slot, limit time.Duration
 			return nil, errorResult(fmt.Errorf("python worker restart delayed after %d failures: %w", s.failures, ctx.Err()))
 		}
 	}
-	mainSig, err := r.stableMain(ctx)
-	if err != nil {
-		return nil, errorResult(err)
-	}
-	w, err := r.f.start(r.hook, r.memory)
-	if err != nil {
-		return nil, errorResult(err)
-	}
-	s.mu.Lock()
-	if r.closed.Load() {
+	for attempt := 1; ; attempt++ {
+		mainSig, settled, err := r.waitMain(ctx)
+		if err != nil {
+			return nil, errorResult(err)
+		}
+		w, err := r.f.start(r.hook, r.memory)
+		if err != nil {
+			return nil, errorResult(err)
+		}
+		s.mu.Lock()
+		if r.closed.Load() {
+			s.mu.Unlock()
+			w.stop(0)
+			return nil, errorResult(errClosed)
+		}
+		s.w = w
 		s.mu.Unlock()
-		w.stop(0)
-		return nil, errorResult(errClosed)
+		kill := context.AfterFunc(ctx, w.dumpAndKill)
+		err = r.loadInto(w, mainSig)
+		if !kill() {
+			r.drop(s, w)
+			return nil, r.stopped(ctx, w, "while loading the hook", limit)
+		}
+		if err != nil {
+			return nil, r.died(ctx, s, w, "while loading the hook", limit)
+		}
+		if w.loadErr != nil && attempt < maxLoadAttempts && r.changing(mainSig, settled) {
+			// Loaded while an editor was writing the file: the error may
+			// be the half-written file's. Load again.
+			r.drop(s, w)
+			continue
+		}
+		return w, runner.Result{}
 	}
-	s.w = w
-	s.mu.Unlock()
-	kill := context.AfterFunc(ctx, w.dumpAndKill)
-	err = r.loadInto(w, mainSig)
-	if !kill() {
-		r.drop(s, w)
-		return nil, r.stopped(ctx, w, "while loading the hook", limit)
-	}
-	if err != nil {
-		return nil, r.died(ctx, s, w, "while loading the hook", limit)
-	}
-	return w, runner.Result{}
 }
 
-// stableMain waits until a python_file has not changed for settle (an
-// editor may be writing it) and returns its signature; other types have
-// no file of their own.
-func (r *pyRunner) stableMain(ctx context.Context) (fileSig, error) {
+// maxLoadAttempts bounds the loads of a file that keeps changing.
+const maxLoadAttempts = 20
+
+// changing reports whether a python_file loaded with signature sig may
+// have been read half-written: it had not settled, or changed since.
+func (r *pyRunner) changing(sig fileSig, settled bool) bool {
 	if r.hook.Type != hookctl.TypePythonFile {
-		return fileSig{}, nil
+		return false
 	}
+	now, err := statSig(r.hook.Arg)
+	return !settled || err != nil || now != sig
+}
+
+// waitMain waits until a python_file has not changed for settle (an
+// editor may be writing it) and returns its signature and true. A file
+// that keeps changing for longer than maxSettleWait is taken in a quiet
+// moment (unchanged for quietGap) instead, and settled is false: its load
+// is then only trusted if it succeeds. Other types have no file of their
+// own.
+func (r *pyRunner) waitMain(ctx context.Context) (sig fileSig, settled bool, err error) {
+	if r.hook.Type != hookctl.TypePythonFile {
+		return fileSig{}, true, nil
+	}
+	start := time.Now()
 	for {
 		sig, err := statSig(r.hook.Arg)
 		if err != nil {
-			return sig, fmt.Errorf("python_file %w", err)
+			return sig, false, fmt.Errorf("python_file %w", err)
+		}
+		want := settle
+		if time.Since(start) > maxSettleWait {
+			want = quietGap
 		}
 		age := time.Since(sig.newest())
-		if age >= settle || age < 0 {
-			return sig, nil
+		if age >= want || age < 0 {
+			return sig, want == settle, nil
 		}
-		t := time.NewTimer(settle - age)
+		t := time.NewTimer(want - age)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return sig, fmt.Errorf("python_file %s kept changing: %w", r.hook.Arg, ctx.Err())
+			return sig, false, fmt.Errorf("python_file %s kept changing: %w", r.hook.Arg, ctx.Err())
 		}
 	}
 }
+
+// How long a first load waits for a changing file to settle, and the quiet
+// moment it settles for after that.
+const (
+	maxSettleWait = time.Second
+	quietGap      = 10 * time.Millisecond
+)
 
 // loadInto has w load the hook and records what it was loaded from:
 // mainSig for a python_file (taken before the load read it), the other
@@ -318,6 +354,7 @@ func (r *pyRunner) startReload(s *slot, key string) <-chan struct{} {
 		s.reloading = nil
 		switch {
 		case r.closed.Load():
+		case errors.Is(err, errChangedWhileLoading):
 		case err != nil:
 			s.failedKey = key
 		default:
@@ -332,7 +369,7 @@ func (r *pyRunner) startReload(s *slot, key string) <-chan struct{} {
 			nw.stop(0)
 		}
 		switch {
-		case r.closed.Load():
+		case r.closed.Load(), errors.Is(err, errChangedWhileLoading):
 		case err != nil:
 			msg := fmt.Sprintf("reload: the changed hook does not load, the previous version keeps running: %v", err)
 			r.problem.Store(&msg)
@@ -350,7 +387,7 @@ func (r *pyRunner) startReload(s *slot, key string) <-chan struct{} {
 func (r *pyRunner) loadBeside() (*worker, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.timeout())
 	defer cancel()
-	mainSig, err := r.stableMain(ctx)
+	mainSig, settled, err := r.waitMain(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -371,10 +408,17 @@ func (r *pyRunner) loadBeside() (*worker, error) {
 	}
 	if w.loadErr != nil {
 		w.stop(0)
+		if r.changing(mainSig, settled) {
+			return nil, errChangedWhileLoading
+		}
 		return nil, w.loadErr
 	}
 	return w, nil
 }
+
+// errChangedWhileLoading: a reload whose file changed while it loaded, and
+// failed; it is tried again at the next change, not reported.
+var errChangedWhileLoading = errors.New("the file changed while it was loaded")
 
 // swapNext puts a reloaded worker in place of the slot's current one,
 // which is stopped in the background. The caller holds s.mu.
