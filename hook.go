@@ -148,6 +148,9 @@ type Hook struct {
 	Source string `json:"source,omitempty" yaml:"source,omitempty"`
 	// Created is when the registry first stored the hook.
 	Created time.Time `json:"created,omitzero" yaml:"created,omitempty"`
+	// Memory bounds a Python hook's worker (address space), e.g. "512MiB",
+	// or "unlimited"; "" = the backend's python_memory. See ParseMemory.
+	Memory string `json:"memory,omitempty" yaml:"memory,omitempty"`
 }
 
 // EffectiveEvents returns the kinds the hook fires on, defaults applied.
@@ -188,6 +191,7 @@ func (h Hook) AttributeChanges(o Hook) []Change {
 	add("timeout", h.Timeout.String(), o.Timeout.String())
 	add("concurrency", fmt.Sprint(max(h.Concurrency, 1)), fmt.Sprint(max(o.Concurrency, 1)))
 	add("catchup", catchupString(h.Catchup), catchupString(o.Catchup))
+	add("memory", h.Memory, o.Memory)
 	return out
 }
 

@@ -151,7 +151,9 @@ func New(opts Options) (*Daemon, error) {
 // newFactories returns the runner of every allowed type.
 func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 	jids := d.cfg.ProfileJIDs()
+	pyMemory, _ := hookctl.ParseMemory(d.cfg.PythonMemory) // checked by config
 	py := pyrunner.NewFactory(pyrunner.Options{
+		Memory:     pyMemory,
 		Python:     d.cfg.Python,
 		PythonPath: d.cfg.PythonPath,
 		WorkDir:    d.cfg.DataDir,

@@ -213,3 +213,24 @@ func (e *pyEnv) selfPublish(t *testing.T) {
 		t.Errorf("runs = %+v, want ok for first, then skipped for the hook's own item, and no more", runs)
 	}
 }
+
+// memoryLimit: a hook that allocates 4 GB under a 256 MiB limit fails with
+// a clear error, and the next item runs; a bad limit is refused at create.
+func (e *pyEnv) memoryLimit(t *testing.T) {
+	e.hook(t, hookctl.Hook{Key: hookctl.Key{Service: e.srv.PubSub, Node: "greedy", Type: hookctl.TypePythonCode,
+		Arg: "if item.get('id') == 'big':\n    hoard = bytearray(4 * 1024**3)\nprint('fine')\n"}, Memory: "256MiB"})
+	e.publish("greedy", "big", entry("1"))
+	e.publish("greedy", "small", entry("2"))
+	runs := e.b.waitRuns(api.RunQuery{Node: "greedy"}, 2)
+	if r := runs[0]; r.Outcome != "failed" || !strings.Contains(r.Error, "MemoryError") || !strings.Contains(r.Error, "memory limit (256 MiB) was reached") {
+		t.Errorf("4 GB allocation = %+v, want failed with the memory limit named", r)
+	}
+	if r := runs[1]; r.Outcome != "ok" || r.Output != "fine\n" {
+		t.Errorf("next item = %+v, want ok", r)
+	}
+	_, err := e.b.client.Create(context.Background(), hookctl.Hook{Key: hookctl.Key{Profile: "default", Service: e.srv.PubSub, Node: "greedy2",
+		Type: hookctl.TypePythonCode, Arg: "pass"}, Memory: "lots"})
+	if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), `memory "lots"`) {
+		t.Errorf("create with memory lots = %v, want ErrInvalid", err)
+	}
+}

@@ -61,6 +61,7 @@ func TestPythonHooks(t *testing.T) {
 	run("CreateRefusesWhatCannotRun", e.createRefusals)
 	run("EachRunStartsClean", e.cleanState)
 	run("SelfPublishIsNotALoop", e.selfPublish)
+	run("MemoryLimit", e.memoryLimit)
 }
 
 // hook creates the node on the PubSub component (when the hook is on it)

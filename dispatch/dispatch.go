@@ -261,7 +261,7 @@ func sameAttributes(a, b hookctl.Hook) bool {
 	if a.Persistent == b.Persistent && a.Owner == b.Owner && a.Name == b.Name &&
 		a.Filter == b.Filter && a.Timeout == b.Timeout && a.Concurrency == b.Concurrency &&
 		a.Catchup == b.Catchup && slices.Equal(a.Args, b.Args) && maps.Equal(a.Headers, b.Headers) &&
-		slices.Equal(a.Events, b.Events) {
+		slices.Equal(a.Events, b.Events) && a.Memory == b.Memory {
 		return true
 	}
 	return len(a.AttributeChanges(b)) == 0

@@ -37,7 +37,7 @@ var (
 	pyModuleRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	topFields    = []string{"version", "set", "profile", "hooks"}
-	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup"}
+	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup", "memory"}
 	errNoAliases = "aliases are not allowed in hooks files"
 )
 
@@ -463,6 +463,14 @@ func (p *fileParser) hook(n *yaml.Node, path, set, profile string) (hookctl.Hook
 				p.errorAt(v, fp, "must be between 1 and %d (got %d)", MaxConcurrency, c)
 			}
 			h.Concurrency = c
+		}
+	}
+	if v, fp, ok := get("memory"); ok {
+		if s, ok := p.str(v, fp); ok {
+			if _, err := hookctl.ParseMemory(s); err != nil || s == "" {
+				p.errorAt(v, fp, "bad memory limit %q (want e.g. \"512MiB\", \"2GiB\" (64MiB to 1TiB), or \"unlimited\")", s)
+			}
+			h.Memory = s
 		}
 	}
 	if v, fp, ok := get("catchup"); ok {

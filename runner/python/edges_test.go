@@ -268,3 +268,35 @@ func findProcess(name, arg string) int {
 	}
 	return 0
 }
+
+// A hook's memory is bounded: allocating 4 GB fails the run clearly, and
+// the next item runs.
+func TestMemoryLimit(t *testing.T) {
+	requirePython(t)
+	code := `
+if item.get("id") == "big":
+    data = bytearray(4 * 1024**3)
+import os
+print(os.getpid())
+`
+	r := newRunner(t, Options{Memory: 2 << 30}, hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: code}, Memory: "256MiB"}, newHost())
+	res := run(t, r, publishEvent("big"))
+	if res.Outcome != runner.Failed || !strings.Contains(res.Err.Error(), "MemoryError") ||
+		!strings.Contains(res.Err.Error(), "the hook's memory limit (256 MiB) was reached") {
+		t.Errorf("4 GB allocation: %s %v\n%s", res.Outcome, res.Err, res.Output)
+	}
+	res = run(t, r, publishEvent("next"))
+	wantOK(t, res)
+	// The limit is the worker's own, not the runner's bookkeeping.
+	pid := pidOf(t, r)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "Max address space         268435456            268435456") {
+		t.Errorf("worker %d limits:\n%s", pid, b)
+	}
+	if err := NewFactory(Options{}).Check(context.Background(), hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: "pass"}, Memory: "1MiB"}); !errors.Is(err, hookctl.ErrInvalid) {
+		t.Errorf("memory 1MiB: %v, want ErrInvalid", err)
+	}
+}

@@ -82,7 +82,8 @@ type Options struct {
 	// client.jid; nil leaves it empty.
 	ProfileJID func(profile string) string
 	// Memory is the default address-space limit of a worker in bytes
-	// (RLIMIT_AS; the backend config's python_memory), 0 for none. A hook's
+	// (RLIMIT_AS, set by the worker on itself before any hook code runs;
+	// the backend config's python_memory), 0 or less for none. A hook's
 	// own memory field overrides it.
 	Memory int64
 	// Logger receives the runner's own messages (worker restarts); host.log
@@ -170,6 +171,9 @@ func isPython(t hookctl.Type) bool {
 func validate(h hookctl.Hook) error {
 	if !isPython(h.Type) {
 		return fmt.Errorf("%w: pyrunner cannot run %s hooks", hookctl.ErrInvalid, h.Type)
+	}
+	if _, err := hookctl.ParseMemory(h.Memory); err != nil {
+		return err
 	}
 	switch h.Type {
 	case hookctl.TypePythonFile:
@@ -262,9 +266,14 @@ func (f *factory) start(h hookctl.Hook, memory int64) (*worker, error) {
 	return startWorker(python, f.env(), f.workDir(h), string(h.Type), memory)
 }
 
-// memory is h's memory limit: its own, else the default.
+// memory is h's memory limit in bytes: its own, else the default; 0 for
+// none. validate has checked h.Memory.
 func (f *factory) memory(h hookctl.Hook) int64 {
-	return f.opts.Memory
+	n, _ := hookctl.ParseMemory(h.Memory)
+	if n == 0 {
+		n = f.opts.Memory
+	}
+	return max(n, 0)
 }
 
 // Check starts a worker, has it load the hook, and reports why it does not
