@@ -57,8 +57,11 @@ const retracted = "-"
 type catchup struct {
 	store    *registry.Store
 	dispatch func(hookctl.Event, func(int))
-	log      *slog.Logger
-	m        catchupMetrics
+	// duplicate records a live item skipped as already handled (nil: not
+	// recorded).
+	duplicate func(hookctl.Event, error)
+	log       *slog.Logger
+	m         catchupMetrics
 
 	kick chan struct{} // wakes the writer (buffer 1)
 
@@ -239,8 +242,13 @@ func (c *catchup) event(ev hookctl.Event) {
 	c.mu.Unlock()
 	if send {
 		c.dispatch(ev, done)
+	} else if ev.Kind == hookctl.EventPublish && c.duplicate != nil {
+		c.duplicate(ev, errDuplicate)
 	}
 }
+
+// errDuplicate is why a live item is skipped as already handled.
+var errDuplicate = errors.New("skipped: this item id was already handled with the same payload (a repeated notification, or the item published again unchanged); publish it with another id or payload, or retract it first, to have hooks run on it")
 
 // admit decides what to do with an event of a tracked node: publish events
 // already handled are skipped, others are marked in flight and get a

@@ -200,6 +200,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Metrics:        d.metrics,
 	})
 	d.catchup = newCatchup(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
+	d.catchup.duplicate = d.dispatcher.Duplicate
 
 	apiListener, err := api.ListenUnix(d.cfg.Socket)
 	if err != nil {

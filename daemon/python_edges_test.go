@@ -234,3 +234,23 @@ func (e *pyEnv) memoryLimit(t *testing.T) {
 		t.Errorf("create with memory lots = %v, want ErrInvalid", err)
 	}
 }
+
+// duplicateRecorded: an item published again with the same id and payload
+// is not run again, and the skip is recorded with its reason.
+func (e *pyEnv) duplicateRecorded(t *testing.T) {
+	e.hook(t, hookctl.Hook{Key: hookctl.Key{Service: e.srv.PubSub, Node: "dups", Type: hookctl.TypePythonCode, Arg: "print('ran', item.get('id'))\n"}})
+	e.publish("dups", "d1", entry("same"))
+	e.b.waitRuns(api.RunQuery{Node: "dups"}, 1)
+	e.publish("dups", "d1", entry("same"))
+	e.publish("dups", "d1", entry("changed"))
+	runs := e.b.waitRuns(api.RunQuery{Node: "dups"}, 3)
+	want := []string{"ok", "skipped", "ok"}
+	for i, r := range runs {
+		if r.ItemID != "d1" || r.Outcome != want[i] {
+			t.Errorf("run %d = %s %s %q, want %s", i, r.ItemID, r.Outcome, r.Error, want[i])
+		}
+	}
+	if r := runs[1]; !strings.Contains(r.Error, "already handled with the same payload") {
+		t.Errorf("skipped run's reason = %q", r.Error)
+	}
+}

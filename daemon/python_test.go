@@ -62,6 +62,7 @@ func TestPythonHooks(t *testing.T) {
 	run("EachRunStartsClean", e.cleanState)
 	run("SelfPublishIsNotALoop", e.selfPublish)
 	run("MemoryLimit", e.memoryLimit)
+	run("DuplicateItemRecordedSkipped", e.duplicateRecorded)
 }
 
 // hook creates the node on the PubSub component (when the hook is on it)

@@ -396,13 +396,26 @@ var errQueueFull = errors.New("queue full")
 // selects ev.Kind gets an error run naming why, so that `hookctl runs
 // --failed` shows the item no hook saw. It runs nothing.
 func (d *Dispatcher) Skipped(ev hookctl.Event, why error) {
+	d.recordAll(ev, runner.Error, fmt.Errorf("item not run: %w", why))
+}
+
+// Duplicate records that ev was not dispatched on purpose (why says
+// why, e.g. the item was already handled with the same payload): every
+// hook of the node that selects ev.Kind gets a run with outcome skipped.
+func (d *Dispatcher) Duplicate(ev hookctl.Event, why error) {
+	d.recordAll(ev, runner.Skipped, why)
+}
+
+// recordAll records a run that did not happen for every hook of ev's node
+// that selects ev.Kind, and counts ev as received.
+func (d *Dispatcher) recordAll(ev hookctl.Event, o runner.Outcome, why error) {
 	if d.isClosed.Load() {
 		return
 	}
 	d.m.received.WithLabelValues(ev.Profile).Inc()
 	for _, e := range d.snap.Load().index[nodeKey{ev.Profile, ev.Service, ev.Node}] {
 		if e.kinds&kindBit(ev.Kind) != 0 {
-			d.recordNow(e, &ev, runner.Error, fmt.Errorf("item not run: %w", why))
+			d.recordNow(e, &ev, o, why)
 		}
 	}
 }
