@@ -22,6 +22,7 @@ import io
 import json
 import os
 import threading
+import time
 import traceback
 import types
 import xml.etree.ElementTree as ET
@@ -394,10 +395,69 @@ class Worker:
                 self.reply({"op": "done", "ok": False, "error": "unknown op %r" % op})
 
 
+def kill_all_descendants():
+    """Kill every process below this one and reap them (the keeper's end)."""
+    me = os.getpid()
+    for _ in range(16):
+        pids = descendants(me)
+        if not pids:
+            return
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.001)
+                break
+
+
+def keep(worker):
+    """The keeper: the process the backend started, parent and subreaper of
+    the worker, running no hook code. When the worker ends, when the
+    backend asks (SIGTERM) or dies (SIGTERM as parent-death signal), it
+    kills every process below it, including those a hook started that left
+    the process group, and ends as the worker did. SIGUSR1 (a stack dump
+    request) goes on to the worker."""
+    os.close(3)  # only the worker speaks the protocol: its death is EOF
+    os.close(4)
+
+    def finish(code, sig):
+        kill_all_descendants()
+        if sig:
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, lambda *_: finish(0, signal.SIGKILL))
+    signal.signal(signal.SIGUSR1, lambda *_: os.kill(worker, signal.SIGUSR1))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            finish(0, 0)
+        if pid == worker:
+            code = os.waitstatus_to_exitcode(status)
+            finish(max(code, 0), -code if code < 0 else 0)
+
+
 def main():
     # argv: - hookctl-worker TYPE MARKER MEMORY
     marker = sys.argv[3].encode() if len(sys.argv) > 3 else b"\0hookctl-end\0"
     memory = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    set_subreaper()
+    worker = os.fork()
+    if worker:
+        keep(worker)
+    # The worker: a subreaper too, so that what a run leaves is found at
+    # its end (kill_descendants).
+    set_subreaper()
     if memory > 0:
         import resource
         # Soft and hard: the hook cannot raise it again.
@@ -407,7 +467,6 @@ def main():
     if sys.path and sys.path[0] == "":
         del sys.path[0]
     sys.stdin = open(os.devnull)
-    set_subreaper()
     sys.stdout, sys.stderr = STDOUT, STDERR
     worker = Worker(marker)
     os.write(1, marker)  # ready: what the Go side times starts now

@@ -130,6 +130,7 @@ type worker struct {
 	watch    []watched   // the files the loaded version came from
 	loadOut  string      // what loading printed, for the first run
 	dumped   atomic.Bool // a stack dump was asked before the kill
+	killOnce sync.Once   // one group-kill fallback per worker
 }
 
 // startWorker starts python3 with the shim. dir is its working directory;
@@ -231,15 +232,31 @@ func (w *worker) alive() bool {
 	}
 }
 
-// kill stops the worker's whole process group at once. Safe to call more
-// than once and from any goroutine.
+// kill stops the worker and every process below it: the keeper (the
+// process started, parent and subreaper of the python worker) kills them
+// all on SIGTERM, including processes that left the group; if it has not
+// ended within keeperGrace, the group is killed. Safe to call more than
+// once and from any goroutine.
 func (w *worker) kill() {
-	if w.cmd.Process != nil {
-		// The group has the worker's pid as id (Setpgid): this also stops
-		// programs the hook started.
-		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	if w.cmd.Process == nil {
+		return
 	}
+	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
+	w.killOnce.Do(func() {
+		go func() {
+			t := time.NewTimer(keeperGrace)
+			defer t.Stop()
+			select {
+			case <-w.exited:
+			case <-t.C:
+				_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+			}
+		}()
+	})
 }
+
+// keeperGrace bounds the keeper's clean-up before its group is killed.
+const keeperGrace = 2 * time.Second
 
 // dumpAndKill asks the worker for a dump of its threads' stacks (SIGUSR1,
 // answered by faulthandler even when the hook is stuck in C code), waits
