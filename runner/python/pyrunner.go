@@ -367,6 +367,11 @@ func (f *factory) New(h hookctl.Hook, host runner.Host) (runner.Runner, error) {
 	if r.log == nil {
 		r.log = f.opts.Logger
 	}
+	// Every line, host.log's included, says which hook it is about.
+	r.log = r.log.With("hook", h.Key.String())
+	if h.Name != "" {
+		r.log = r.log.With("name", h.Name)
+	}
 	r.warming.Add(1)
 	go func() {
 		defer r.warming.Done()

@@ -254,7 +254,8 @@ def hook(host, client, item):
 	if diff := cmp.Diff(want, host.published); diff != "" {
 		t.Errorf("publishes (-want +got):\n%s", diff)
 	}
-	if logs := host.logBuf.String(); !strings.Contains(logs, "level=WARN msg=\"seen p7\"") || !strings.Contains(logs, `msg="published as gen-1"`) {
+	if logs := host.logBuf.String(); !strings.Contains(logs, "level=WARN msg=\"seen p7\" hook=\"default (pep)  python_file") ||
+		!strings.Contains(logs, `msg="published as gen-1"`) || !strings.Contains(logs, "node=urn:xmpp:microblog:0 item_id=p7") {
 		t.Errorf("backend log lacks the hook's lines:\n%s", logs)
 	}
 

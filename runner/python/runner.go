@@ -622,7 +622,11 @@ func (r *pyRunner) publish(ctx context.Context, ev hookctl.Event, in *inFrame) r
 	if r.host == nil {
 		return replyFrame{Op: "publish_error", Error: "publishing is not available"}
 	}
-	own := !in.Loop && in.Node == ev.Node && (in.Service == ev.Service || in.Service == "" && ev.Service == "")
+	svc := in.Service
+	if svc == "" && r.f.opts.ProfileJID != nil {
+		svc = r.f.opts.ProfileJID(ev.Profile) // own PEP: notified from the profile's bare JID
+	}
+	own := !in.Loop && in.Node == ev.Node && svc == ev.Service
 	id := in.ItemID
 	if own {
 		if id == "" {
