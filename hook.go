@@ -153,6 +153,9 @@ type Hook struct {
 	// rules: the backend loaded it but never runs it. It is the
 	// registry's verdict at load, never stored or accepted from a client.
 	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
+	// Memory bounds a Python hook's worker (address space), e.g. "512MiB",
+	// or "unlimited"; "" = the backend's python_memory. See ParseMemory.
+	Memory string `json:"memory,omitempty" yaml:"memory,omitempty"`
 }
 
 // EffectiveEvents returns the kinds the hook fires on, defaults applied.
@@ -202,6 +205,7 @@ func (h Hook) AttributeChanges(o Hook) []Change {
 	add("timeout", h.Timeout.String(), o.Timeout.String())
 	add("concurrency", fmt.Sprint(max(h.Concurrency, 1)), fmt.Sprint(max(o.Concurrency, 1)))
 	add("catchup", catchupString(h.Catchup), catchupString(o.Catchup))
+	add("memory", h.Memory, o.Memory)
 	return out
 }
 
@@ -212,7 +216,7 @@ func (h Hook) SameAttributes(o Hook) bool {
 	if h.Key == o.Key && h.Persistent == o.Persistent && h.Owner == o.Owner && h.Name == o.Name &&
 		h.Filter == o.Filter && h.Timeout == o.Timeout && h.Concurrency == o.Concurrency &&
 		h.Catchup == o.Catchup && slices.Equal(h.Args, o.Args) && maps.Equal(h.Headers, o.Headers) &&
-		slices.Equal(h.Events, o.Events) {
+		slices.Equal(h.Events, o.Events) && h.Memory == o.Memory {
 		return true
 	}
 	return len(h.AttributeChanges(o)) == 0

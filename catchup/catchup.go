@@ -70,8 +70,11 @@ const retracted = "-"
 type Tracker struct {
 	store    Store
 	dispatch func(hookctl.Event, func(int))
-	log      *slog.Logger
-	m        catchupMetrics
+	// duplicate records a live item skipped as already handled (nil: not
+	// recorded).
+	duplicate func(hookctl.Event, error)
+	log       *slog.Logger
+	m         catchupMetrics
 
 	kick chan struct{} // wakes the writer (buffer 1)
 
@@ -258,8 +261,18 @@ func (c *Tracker) Event(ev hookctl.Event) {
 	c.mu.Unlock()
 	if send {
 		c.dispatch(ev, done)
+	} else if ev.Kind == hookctl.EventPublish && c.duplicate != nil {
+		c.duplicate(ev, errDuplicate)
 	}
 }
+
+// OnDuplicate makes f record each live item skipped as already handled
+// (a run with outcome skipped, for each hook of its node). Call it before
+// Run.
+func (c *Tracker) OnDuplicate(f func(hookctl.Event, error)) { c.duplicate = f }
+
+// errDuplicate is why a live item is skipped as already handled.
+var errDuplicate = errors.New("skipped: this item id was already handled with the same payload (a repeated notification, or the item published again unchanged); publish it with another id or payload, or retract it first, to have hooks run on it")
 
 // admit decides what to do with an event of a tracked node: publish events
 // already handled are skipped, others are marked in flight and get a

@@ -43,9 +43,15 @@ type Config struct {
 	// hooks files name by relative path: the backend host's checkout of
 	// the files' repository (serve --watch DIR defaults it to DIR).
 	HooksRoot string `yaml:"hooks_root"`
+	// PythonMemory bounds each Python worker's address space (RLIMIT_AS),
+	// e.g. "2GiB" (the default) or "unlimited"; a hook's memory overrides it.
+	PythonMemory string `yaml:"python_memory"`
 	// Profiles are the XMPP accounts, by profile name.
 	Profiles map[string]Profile `yaml:"profiles"`
 }
+
+// DefaultPythonMemory is python_memory when the config sets none.
+const DefaultPythonMemory = "2GiB"
 
 // TLS modes of a profile's connection.
 const (
@@ -110,6 +116,9 @@ func (c *Config) validate(path string) error {
 		if !t.Valid() {
 			bad(fmt.Sprintf("allow_types[%d]", i), "unknown hook type %q", t)
 		}
+	}
+	if _, err := hookctl.ParseMemory(c.PythonMemory); err != nil {
+		bad("python_memory", "%v", err)
 	}
 	if c.APIListen != "" && c.APITokenFile == "" {
 		bad("api_listen", "a TCP control API needs api_token_file")
@@ -181,6 +190,9 @@ func (c *Config) Defaults() {
 	}
 	if len(c.AllowTypes) == 0 {
 		c.AllowTypes = slices.Clone(hookctl.Types)
+	}
+	if c.PythonMemory == "" {
+		c.PythonMemory = DefaultPythonMemory
 	}
 	if c.DefaultTimeout == 0 {
 		c.DefaultTimeout = hookctl.Duration(30 * time.Second)

@@ -188,7 +188,9 @@ func (d *Daemon) registerInfoMetrics() {
 // newFactories returns the runner of every allowed type.
 func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 	jids := d.cfg.ProfileJIDs()
+	pyMemory, _ := hookctl.ParseMemory(d.cfg.PythonMemory) // checked by config
 	py := python.NewFactory(python.Options{
+		Memory:     pyMemory,
 		Python:     d.cfg.Python,
 		PythonPath: d.cfg.PythonPath,
 		WorkDir:    d.cfg.DataDir,
@@ -236,6 +238,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		HooksRoot:      d.cfg.HooksRoot,
 	})
 	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
+	d.catchup.OnDuplicate(d.dispatcher.Duplicate)
 	for _, p := range d.profiles {
 		if err := p.openSubscriptions(d); err != nil {
 			return fmt.Errorf("profile %s: %w", p.name, err)

@@ -105,6 +105,14 @@ type entry struct {
 	runErr string
 }
 
+// runner is the entry's runner, nil when it has none.
+func (e *entry) runner() runner.Runner {
+	if e.w == nil {
+		return nil
+	}
+	return e.w.runner
+}
+
 func kindBit(k hookctl.EventKind) uint8 {
 	switch k {
 	case hookctl.EventPublish:
@@ -388,13 +396,26 @@ var errQueueFull = errors.New("queue full")
 // selects ev.Kind gets an error run naming why, so that `hookctl runs
 // --failed` shows the item no hook saw. It runs nothing.
 func (d *Dispatcher) Skipped(ev hookctl.Event, why error) {
+	d.recordAll(ev, runner.Error, fmt.Errorf("item not run: %w", why))
+}
+
+// Duplicate records that ev was not dispatched on purpose (why says
+// why, e.g. the item was already handled with the same payload): every
+// hook of the node that selects ev.Kind gets a run with outcome skipped.
+func (d *Dispatcher) Duplicate(ev hookctl.Event, why error) {
+	d.recordAll(ev, runner.Skipped, why)
+}
+
+// recordAll records a run that did not happen for every hook of ev's node
+// that selects ev.Kind, and counts ev as received.
+func (d *Dispatcher) recordAll(ev hookctl.Event, o runner.Outcome, why error) {
 	if d.isClosed.Load() {
 		return
 	}
 	d.m.received.WithLabelValues(ev.Profile).Inc()
 	for _, e := range d.snap.Load().index[nodeKey{ev.Profile, ev.Service, ev.Node}] {
 		if e.kinds&kindBit(ev.Kind) != 0 {
-			d.recordNow(e, &ev, runner.Error, fmt.Errorf("item not run: %w", why))
+			d.recordNow(e, &ev, o, why)
 		}
 	}
 }
@@ -431,6 +452,9 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	switch {
 	case res.Outcome == runner.Dropped:
 		// logged by logDrop (queue full) or the closing dispatcher
+	case res.Outcome == runner.Skipped:
+		d.log.Info("hook run skipped", "hook", e.hook.Key.String(), "name", e.hook.Name,
+			"event", ev.Kind, "item_id", ev.ItemID, "reason", r.Error)
 	case res.Outcome != runner.OK:
 		d.log.Warn("hook run failed", "hook", e.hook.Key.String(), "name", e.hook.Name,
 			"event", ev.Kind, "item_id", ev.ItemID, "outcome", res.Outcome,
@@ -462,6 +486,15 @@ func (d *Dispatcher) HookErrors() []hookctl.HookError {
 		errs = append(errs, hookctl.HookError{Hook: key, Error: v.(string)})
 		return true
 	})
+	// Runners that keep running a previous version of a hook whose new one
+	// does not load (Python reloads) say so.
+	for key, e := range snap.entries {
+		if p, ok := e.runner().(interface{ Problem() string }); ok {
+			if msg := p.Problem(); msg != "" {
+				errs = append(errs, hookctl.HookError{Hook: key, Error: msg})
+			}
+		}
+	}
 	slices.SortStableFunc(errs, func(a, b hookctl.HookError) int { return a.Hook.Compare(b.Hook) })
 	return errs
 }

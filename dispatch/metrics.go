@@ -102,7 +102,7 @@ func (m *metrics) receivedFor(profile string) prometheus.Counter {
 	return c.(prometheus.Counter)
 }
 
-var outcomes = []runner.Outcome{runner.OK, runner.Failed, runner.Timeout, runner.Error, runner.Dropped}
+var outcomes = []runner.Outcome{runner.OK, runner.Failed, runner.Timeout, runner.Error, runner.Dropped, runner.Skipped}
 
 func (m *metrics) forType(t hookctl.Type) *typeMetrics {
 	m.mu.Lock()

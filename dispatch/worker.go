@@ -277,7 +277,7 @@ func safeRun(ctx context.Context, r runner.Runner, ev *hookctl.Event) (res runne
 	}()
 	res = r.Run(ctx, *ev)
 	switch res.Outcome {
-	case runner.OK, runner.Failed, runner.Timeout, runner.Error, runner.Dropped:
+	case runner.OK, runner.Failed, runner.Timeout, runner.Error, runner.Dropped, runner.Skipped:
 	case "":
 		res.Outcome = runner.OK
 		if res.Err != nil {

@@ -183,6 +183,9 @@ func (c *checker) attributes(h hookctl.Hook) {
 	default:
 		c.add("catchup", "unknown catch-up policy %q (want new, all or none)", h.Catchup)
 	}
+	if _, err := hookctl.ParseMemory(h.Memory); err != nil {
+		c.add("memory", "bad memory limit %q (want e.g. \"512MiB\", \"2GiB\" (64MiB to 1TiB), or \"unlimited\")", h.Memory)
+	}
 	c.args(h)
 	c.headers(h)
 	if len(h.Source) > c.lim.MaxSource {

@@ -23,6 +23,7 @@ const (
 	Timeout Outcome = "timeout" // the hook overran its timeout and was stopped
 	Error   Outcome = "error"   // the hook could not be run at all (load error, missing program)
 	Dropped Outcome = "dropped" // never run: the hook's queue was full
+	Skipped Outcome = "skipped" // not run on purpose; Err says why
 )
 
 // Result is what one run produced.

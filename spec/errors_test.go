@@ -101,6 +101,10 @@ var errorCases = []struct {
 	{"concurrency string", hookHead + "  - node: n\n    arg: ok.py\n    concurrency: \"4\"\n", []string{
 		"testdata/h.yaml:5:18: hooks[0].concurrency: must be an integer (got string \"4\")",
 	}},
+	{"memory", hookHead + "  - node: n\n    arg: ok.py\n    memory: 10MiB\n  - node: n2\n    arg: ok.py\n    memory: lots\n  - node: n3\n    arg: ok.py\n    memory: 512MiB\n", []string{
+		"testdata/h.yaml:5:13: hooks[0].memory: bad memory limit \"10MiB\" (want e.g. \"512MiB\", \"2GiB\" (64MiB to 1TiB), or \"unlimited\")",
+		"testdata/h.yaml:8:13: hooks[1].memory: bad memory limit \"lots\" (want e.g. \"512MiB\", \"2GiB\" (64MiB to 1TiB), or \"unlimited\")",
+	}},
 	{"concurrency range", hookHead + "  - node: n\n    arg: ok.py\n    concurrency: -1\n  - node: n2\n    arg: ok.py\n    concurrency: 65\n", []string{
 		"testdata/h.yaml:5:18: hooks[0].concurrency: must be between 1 and 64 (got -1)",
 		"testdata/h.yaml:8:18: hooks[1].concurrency: must be between 1 and 64 (got 65)",

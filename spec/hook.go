@@ -121,6 +121,9 @@ func (p *fileParser) decodeAttributes(get func(string) (*yaml.Node, string, bool
 			}
 		}
 	}
+	if v, fp, ok := get("memory"); ok {
+		h.Memory, _ = p.str(v, fp)
+	}
 	if v, fp, ok := get("concurrency"); ok {
 		h.Concurrency, _ = p.integer(v, fp)
 	}

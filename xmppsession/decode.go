@@ -166,12 +166,8 @@ func (e *eventDecoder) event(d *tokens) error {
 				err = d.skip()
 			case t.Name.Local == "items":
 				err = e.items(d, node)
-			case t.Name.Local == "delete":
-				e.add(hookctl.EventDelete, node)
-				err = d.skip()
-			case t.Name.Local == "purge":
-				e.add(hookctl.EventPurge, node)
-				err = d.skip()
+			case t.Name.Local == "delete", t.Name.Local == "purge":
+				err = e.nodeEvent(d, t, node)
 			default: // collection, subscription approved: nothing to do
 				err = d.skip()
 			}
@@ -180,6 +176,25 @@ func (e *eventDecoder) event(d *tokens) error {
 			}
 		}
 	}
+}
+
+// nodeEvent decodes a <delete> or <purge> element, whose start was just
+// read: its event carries the element itself (with its namespace and
+// children, e.g. a delete's <redirect>) as ItemXML, as an item's does.
+func (e *eventDecoder) nodeEvent(d *tokens, t xml.StartElement, node string) error {
+	it, err := capture(d, t)
+	if err != nil {
+		return fmt.Errorf("%w: decoding %s of node %q: %v", hookctl.ErrInvalid, t.Name.Local, node, err)
+	}
+	kind := hookctl.EventDelete
+	if t.Name.Local == "purge" {
+		kind = hookctl.EventPurge
+	}
+	ev := e.add(kind, node)
+	if it.invalid == nil && !it.tooLarge {
+		ev.ItemXML = it.XML
+	}
+	return nil
 }
 
 // items decodes the children of <items node='node'>.
@@ -211,6 +226,11 @@ func (e *eventDecoder) items(d *tokens, node string) error {
 					Err: fmt.Errorf("%w (over %d bytes)", ErrTooLarge, MaxPayload)})
 				continue
 			}
+			if it.invalid != nil {
+				e.skipped = append(e.skipped, &SkippedItem{Service: e.base.Service, Node: node, ItemID: it.ID,
+					Err: fmt.Errorf("%w: decoding item: %v", hookctl.ErrInvalid, it.invalid)})
+				continue
+			}
 			kind := hookctl.EventPublish
 			if t.Name.Local == "retract" {
 				kind = hookctl.EventRetract
@@ -238,6 +258,7 @@ type Item struct {
 	XML string
 
 	tooLarge bool
+	invalid  error // why the element cannot be re-encoded as well-formed XML
 }
 
 // capture reads the element whose start was just read, up to its end, and
@@ -263,7 +284,8 @@ func capture(d *tokens, start xml.StartElement) (Item, error) {
 			whole.end()
 			if depth == 0 {
 				it.tooLarge = whole.over || inner.over
-				if !it.tooLarge {
+				it.invalid = whole.bad
+				if !it.tooLarge && it.invalid == nil {
 					it.XML, it.Payload = whole.String(), strings.TrimSpace(inner.String())
 				}
 				return it, nil
@@ -386,6 +408,10 @@ type xmlWriter struct {
 	names   []string // local names of open elements
 	spaces  []string // default namespace in effect inside each open element
 	writing bool
+	// bad says why the input cannot be written as well-formed XML: a name
+	// that is not an XML name (encoding/xml's decoder accepts e.g. <a:0>),
+	// or an attribute given twice. The first fault is kept.
+	bad error
 }
 
 func newXMLWriter(limit int) *xmlWriter { return &xmlWriter{limit: limit, writing: true} }
@@ -413,6 +439,9 @@ func (w *xmlWriter) start(t xml.StartElement) {
 	}
 	w.names = append(w.names, t.Name.Local)
 	w.spaces = append(w.spaces, t.Name.Space)
+	if w.bad == nil {
+		w.bad = checkNames(t)
+	}
 	if !w.writing {
 		return
 	}
@@ -486,6 +515,61 @@ func (w *xmlWriter) text(t xml.CharData) {
 	w.closeTag()
 	escape(&w.buf, string(t), false)
 	w.check()
+}
+
+// checkNames reports a start element that cannot be written back as
+// namespace-well-formed XML: a local name (element or attribute) that is not
+// an NCName, or an attribute present twice once prefixes are resolved.
+func checkNames(t xml.StartElement) error {
+	if !isNCName(t.Name.Local) {
+		return fmt.Errorf("element name %q is not an XML name", t.Name.Local)
+	}
+	for i, a := range t.Attr {
+		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+			continue
+		}
+		if !isNCName(a.Name.Local) {
+			return fmt.Errorf("attribute name %q of <%s> is not an XML name", a.Name.Local, t.Name.Local)
+		}
+		for _, b := range t.Attr[:i] {
+			if b.Name == a.Name {
+				return fmt.Errorf("attribute %q of <%s> given twice", a.Name.Local, t.Name.Local)
+			}
+		}
+	}
+	return nil
+}
+
+// isNCName reports whether s is a name without colon (Namespaces in XML
+// 1.0, NCName; character classes of XML 1.0 fifth edition).
+func isNCName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if !isNameStart(r) && (i == 0 || !isNameChar(r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func isNameStart(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_':
+		return true
+	case r < 0xC0:
+		return false
+	}
+	return r <= 0xD6 || (r >= 0xD8 && r <= 0xF6) || (r >= 0xF8 && r <= 0x2FF) ||
+		(r >= 0x370 && r <= 0x37D) || (r >= 0x37F && r <= 0x1FFF) || (r >= 0x200C && r <= 0x200D) ||
+		(r >= 0x2070 && r <= 0x218F) || (r >= 0x2C00 && r <= 0x2FEF) || (r >= 0x3001 && r <= 0xD7FF) ||
+		(r >= 0xF900 && r <= 0xFDCF) || (r >= 0xFDF0 && r <= 0xFFFD) || (r >= 0x10000 && r <= 0xEFFFF)
+}
+
+func isNameChar(r rune) bool {
+	return isNameStart(r) || r == '-' || r == '.' || (r >= '0' && r <= '9') || r == 0xB7 ||
+		(r >= 0x300 && r <= 0x36F) || (r >= 0x203F && r <= 0x2040)
 }
 
 // escape writes s with the XML special characters escaped; in attributes

@@ -51,8 +51,14 @@ func TestDecodeEventKinds(t *testing.T) {
 			e.Kind, e.ItemID = hookctl.EventRetract, "i0"
 			e.ItemXML = `<retract xmlns="http://jabber.org/protocol/pubsub#event" id="i0"/>`
 		}),
-		with(func(e *hookctl.Event) { e.Kind = hookctl.EventPurge }),
-		with(func(e *hookctl.Event) { e.Kind, e.Node = hookctl.EventDelete, "old" }),
+		with(func(e *hookctl.Event) {
+			e.Kind = hookctl.EventPurge
+			e.ItemXML = `<purge xmlns="http://jabber.org/protocol/pubsub#event" node="blog"/>`
+		}),
+		with(func(e *hookctl.Event) {
+			e.Kind, e.Node = hookctl.EventDelete, "old"
+			e.ItemXML = `<delete xmlns="http://jabber.org/protocol/pubsub#event" node="old"><redirect uri="xmpp:x"/></delete>`
+		}),
 	}
 	if diff := cmp.Diff(want, got, ignoreReceived); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
@@ -163,6 +169,39 @@ func TestDecodeEventTooDeepIsASkippedItem(t *testing.T) {
 	skipped := SkippedItems(err)
 	if len(skipped) != 1 || skipped[0].ItemID != "deep" || !errors.Is(skipped[0], hookctl.ErrInvalid) {
 		t.Fatalf("SkippedItems(%v) = %+v, want item deep, invalid", err, skipped)
+	}
+}
+
+// encoding/xml's decoder accepts names XML does not (<a:0>) and repeated
+// attributes: such an item is reported as skipped (an error run), never
+// re-encoded as text a hook's parser would refuse; the others still go.
+func TestDecodeEventNamesNotXMLAreSkipped(t *testing.T) {
+	for _, bad := range []string{
+		`<a:0 xmlns:a="urn:a"/>`,
+		`<p xmlns="urn:p" xmlns:a="urn:a" a:1x="v"/>`,
+		`<p xmlns="urn:p" a:x="1" b:x="2" xmlns:a="urn:q" xmlns:b="urn:q"/>`,
+		`<p xmlns="urn:p" x="1" x="2"/>`,
+	} {
+		msg := `<message from="s"><event xmlns="http://jabber.org/protocol/pubsub#event"><items node="n">` +
+			`<item id="bad">` + bad + `</item><item id="ok"><p xmlns="urn:p">1</p></item></items></event></message>`
+		got, err := decodeString(t, "", msg)
+		if len(got) != 1 || got[0].ItemID != "ok" {
+			t.Errorf("%s: got %+v, want item ok only", bad, got)
+		}
+		skipped := SkippedItems(err)
+		if len(skipped) != 1 || skipped[0].ItemID != "bad" || !errors.Is(skipped[0], hookctl.ErrInvalid) {
+			t.Errorf("%s: SkippedItems(%v) = %+v, want item bad, invalid", bad, err, skipped)
+		}
+	}
+	for _, good := range []string{"a", "_x", "é-1.2", "a·b", "日本"} {
+		if !isNCName(good) {
+			t.Errorf("isNCName(%q) = false", good)
+		}
+	}
+	for _, bad := range []string{"", "0", "-a", ".a", "a:b", "a b", "·"} {
+		if isNCName(bad) {
+			t.Errorf("isNCName(%q) = true", bad)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package xmppsession
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -164,9 +165,19 @@ func (s *Session) Publish(ctx context.Context, service, node, itemID, payloadXML
 	return itemID, nil
 }
 
-// parsePayload checks that text is at most one XML element and returns its
-// tokens, with namespace declarations dropped (the encoder re-declares
-// namespaces from the resolved names; kept, they would be duplicated).
+// parsePayload checks that text is at most one namespace-well-formed XML
+// element and returns its tokens as written: names keep their prefixes
+// and namespace declarations stay where they were, so that the item stored
+// is the payload given, namespace for namespace. The tokens carry raw names
+// (Space empty, Local "p:name"), which the encoder writes out unchanged.
+//
+// The payload is placed inside <pubsub xmlns=NSPubSub>: a root that
+// declares no default namespace gets xmlns="", or it and its unprefixed
+// descendants would land in the pubsub namespace.
+//
+// What encoding/xml's decoder lets through but a server would refuse (and
+// then close the whole session) is refused here: names that are not XML
+// names, undeclared prefixes, repeated attributes.
 func parsePayload(text string) ([]xml.Token, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, nil
@@ -174,50 +185,167 @@ func parsePayload(text string) ([]xml.Token, error) {
 	if len(text) > MaxPayload {
 		return nil, fmt.Errorf("%w: %w (over %d bytes)", hookctl.ErrInvalid, ErrTooLarge, MaxPayload)
 	}
-	d := xml.NewDecoder(strings.NewReader(text))
-	var toks []xml.Token
-	depth, roots := 0, 0
+	p := payloadParser{d: xml.NewDecoder(strings.NewReader(text))}
+	toks, err := p.parse()
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", hookctl.ErrInvalid, err)
+	}
+	return toks, nil
+}
+
+// payloadParser reads a payload with RawToken, checking what RawToken
+// does not: matching end tags and the namespace rules.
+type payloadParser struct {
+	d      *xml.Decoder
+	toks   []xml.Token
+	open   []xml.Name          // raw names of the open elements
+	scopes []map[string]string // prefixes declared by each open element
+	roots  int
+}
+
+func (p *payloadParser) parse() ([]xml.Token, error) {
 	for {
-		tok, err := d.Token()
+		tok, err := p.d.RawToken()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: payload: %v", hookctl.ErrInvalid, err)
+			return nil, err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if depth == 0 {
-				roots++
+			if err := p.start(t); err != nil {
+				return nil, err
 			}
-			depth++
-			t = t.Copy()
-			attrs := t.Attr[:0]
-			for _, a := range t.Attr {
-				if (a.Name.Space == "" && a.Name.Local == "xmlns") || a.Name.Space == "xmlns" {
-					continue
-				}
-				attrs = append(attrs, a)
-			}
-			t.Attr = attrs
-			toks = append(toks, t)
 		case xml.EndElement:
-			depth--
-			toks = append(toks, t)
+			n := len(p.open)
+			if n == 0 || p.open[n-1] != t.Name {
+				return nil, fmt.Errorf("unexpected end tag </%s>", rawName(t.Name))
+			}
+			p.open, p.scopes = p.open[:n-1], p.scopes[:n-1]
+			p.toks = append(p.toks, xml.EndElement{Name: xml.Name{Local: rawName(t.Name)}})
 		case xml.CharData:
-			if depth == 0 {
+			if len(p.open) == 0 {
 				if strings.TrimSpace(string(t)) != "" {
-					return nil, fmt.Errorf("%w: payload: text outside the element", hookctl.ErrInvalid)
+					return nil, errors.New("text outside the element")
 				}
 				continue
 			}
-			toks = append(toks, t.Copy())
+			p.toks = append(p.toks, t.Copy())
+		case xml.Directive:
+			return nil, errors.New("directives (<!DOCTYPE …>) are not allowed")
 		}
 	}
-	if roots != 1 {
-		return nil, fmt.Errorf("%w: payload must be one XML element, got %d", hookctl.ErrInvalid, roots)
+	if len(p.open) > 0 {
+		return nil, fmt.Errorf("element <%s> is not closed", rawName(p.open[len(p.open)-1]))
 	}
-	return toks, nil
+	if p.roots != 1 {
+		return nil, fmt.Errorf("must be one XML element, got %d", p.roots)
+	}
+	return p.toks, nil
+}
+
+func (p *payloadParser) start(t xml.StartElement) error {
+	if len(p.open) == 0 {
+		if p.roots++; p.roots > 1 {
+			return errors.New("must be one XML element, got more")
+		}
+	}
+	scope := map[string]string{}
+	out := xml.StartElement{Name: xml.Name{Local: rawName(t.Name)}}
+	defaultDeclared := false
+	for _, a := range t.Attr {
+		switch {
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			defaultDeclared = true
+		case a.Name.Space == "xmlns":
+			if err := checkDecl(a.Name.Local, a.Value); err != nil {
+				return err
+			}
+			scope[a.Name.Local] = a.Value
+		}
+	}
+	p.open = append(p.open, t.Name)
+	p.scopes = append(p.scopes, scope)
+	if err := p.checkName(t.Name, "element"); err != nil {
+		return err
+	}
+	if len(p.open) == 1 && !defaultDeclared {
+		out.Attr = append(out.Attr, xml.Attr{Name: xml.Name{Local: "xmlns"}})
+	}
+	seen := map[xml.Name]bool{}
+	for _, a := range t.Attr {
+		if a.Name.Space != "xmlns" && !(a.Name.Space == "" && a.Name.Local == "xmlns") {
+			if err := p.checkName(a.Name, "attribute"); err != nil {
+				return err
+			}
+		}
+		// Two attributes are the same if their names resolve alike.
+		key := a.Name
+		if key.Space != "" && key.Space != "xmlns" {
+			key.Space = p.lookup(key.Space)
+		}
+		if seen[key] {
+			return fmt.Errorf("attribute %s of <%s> given twice", rawName(a.Name), rawName(t.Name))
+		}
+		seen[key] = true
+		out.Attr = append(out.Attr, xml.Attr{Name: xml.Name{Local: rawName(a.Name)}, Value: a.Value})
+	}
+	p.toks = append(p.toks, out)
+	return nil
+}
+
+// checkDecl checks a declaration xmlns:prefix="ns".
+func checkDecl(prefix, ns string) error {
+	switch {
+	case !isNCName(prefix):
+		return fmt.Errorf("prefix %q is not an XML name", prefix)
+	case prefix == "xmlns":
+		return errors.New("the prefix xmlns cannot be declared")
+	case prefix == "xml" && ns != nsXML, prefix != "xml" && ns == nsXML:
+		return fmt.Errorf("the prefix xml is bound to %s only", nsXML)
+	case ns == "":
+		return fmt.Errorf("prefix %s declared with an empty namespace", prefix)
+	}
+	return nil
+}
+
+// checkName checks a raw name: NCName parts, prefix declared.
+func (p *payloadParser) checkName(n xml.Name, what string) error {
+	if !isNCName(n.Local) {
+		return fmt.Errorf("%s name %q is not an XML name", what, rawName(n))
+	}
+	if n.Space == "" {
+		return nil
+	}
+	if n.Space == "xmlns" {
+		return fmt.Errorf("%s name %q uses the reserved prefix xmlns", what, rawName(n))
+	}
+	if !isNCName(n.Space) || p.lookup(n.Space) == "" {
+		return fmt.Errorf("%s name %q: prefix %q is not declared", what, rawName(n), n.Space)
+	}
+	return nil
+}
+
+// lookup returns the namespace bound to prefix where the parser is.
+func (p *payloadParser) lookup(prefix string) string {
+	if prefix == "xml" {
+		return nsXML
+	}
+	for i := len(p.scopes) - 1; i >= 0; i-- {
+		if ns, ok := p.scopes[i][prefix]; ok {
+			return ns
+		}
+	}
+	return ""
+}
+
+// rawName is a name as written: "prefix:local" or "local".
+func rawName(n xml.Name) string {
+	if n.Space == "" {
+		return n.Local
+	}
+	return n.Space + ":" + n.Local
 }
 
 // tokenSlice replays toks; a new reader is needed for every send.
@@ -335,6 +463,10 @@ func decodeItems(r xml.TokenReader) ([]Item, error) {
 				}
 				if it.tooLarge {
 					skipped = append(skipped, fmt.Errorf("item %q skipped: %w (over %d bytes)", it.ID, ErrTooLarge, MaxPayload))
+					continue
+				}
+				if it.invalid != nil {
+					skipped = append(skipped, fmt.Errorf("item %q skipped: %w: %v", it.ID, hookctl.ErrInvalid, it.invalid))
 					continue
 				}
 				items = append(items, it)

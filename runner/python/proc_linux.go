@@ -5,11 +5,12 @@ import (
 	"syscall"
 )
 
-// sysProcAttr puts the worker in its own process group, so that a timeout
-// or Close kills the programs a hook started too, and kills the worker if
-// the backend dies while a hook runs.
+// sysProcAttr puts the worker in its own process group, so that a kill
+// of the group stops the programs a hook started too, and has the keeper
+// (the process started, see shim.py) told by SIGTERM when the backend
+// dies: it then kills the worker and everything below it.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
 
 func statSig(path string) (fileSig, error) {

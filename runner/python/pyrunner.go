@@ -81,6 +81,11 @@ type Options struct {
 	// ProfileJID returns the JID of a profile, shown to hooks as
 	// client.jid; nil leaves it empty.
 	ProfileJID func(profile string) string
+	// Memory is the default address-space limit of a worker in bytes
+	// (RLIMIT_AS, set by the worker on itself before any hook code runs;
+	// the backend config's python_memory), 0 or less for none. A hook's
+	// own memory field overrides it.
+	Memory int64
 	// Logger receives the runner's own messages (worker restarts); host.log
 	// lines go to the Host's logger. Default: discard.
 	Logger *slog.Logger
@@ -167,6 +172,9 @@ func validate(h hookctl.Hook) error {
 	if !isPython(h.Type) {
 		return fmt.Errorf("%w: pyrunner cannot run %s hooks", hookctl.ErrInvalid, h.Type)
 	}
+	if _, err := hookctl.ParseMemory(h.Memory); err != nil {
+		return err
+	}
 	switch h.Type {
 	case hookctl.TypePythonFile:
 		if !filepath.IsAbs(h.Arg) {
@@ -249,40 +257,64 @@ func (f *factory) interpreter() (string, error) {
 	return p, nil
 }
 
-// start starts a worker for h.
-func (f *factory) start(h hookctl.Hook) (*worker, error) {
+// start starts a worker for h with the given memory limit.
+func (f *factory) start(h hookctl.Hook, memory int64) (*worker, error) {
 	python, err := f.interpreter()
 	if err != nil {
 		return nil, err
 	}
-	return startWorker(python, f.env(), f.workDir(h), string(h.Type))
+	return startWorker(python, f.env(), f.workDir(h), string(h.Type), memory)
+}
+
+// memory is h's memory limit in bytes: its own, else the default; 0 for
+// none. validate has checked h.Memory.
+func (f *factory) memory(h hookctl.Hook) int64 {
+	n, _ := hookctl.ParseMemory(h.Memory)
+	if n == 0 {
+		n = f.opts.Memory
+	}
+	return max(n, 0)
 }
 
 // Check starts a worker, has it load the hook, and reports why it does not
-// load (a *LoadError), or nil.
+// load (a *LoadError), or nil. The load is bounded by the hook's timeout: a
+// module that blocks at import is refused, with where it was stuck.
 func (f *factory) Check(ctx context.Context, h hookctl.Hook) error {
 	if err := validate(h); err != nil {
 		return err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		// A module that blocks at import must not hang the caller.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, runner.DefaultTimeout)
-		defer cancel()
-	}
-	w, err := f.start(h)
+	w, err := f.start(h, f.memory(h))
 	if err != nil {
 		return err
 	}
 	defer w.stop(0)
-	stop := context.AfterFunc(ctx, w.kill)
+	if err := w.awaitReady(ctx); err != nil {
+		return fmt.Errorf("checking %s hook: %w", h.Type, err)
+	}
+	limit := time.Duration(h.Timeout)
+	if limit <= 0 {
+		limit = runner.DefaultTimeout
+	}
+	which := "the hook's timeout"
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < limit {
+		limit, which = time.Until(d).Round(time.Millisecond), "the request's deadline"
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	stop := context.AfterFunc(ctx, w.dumpAndKill)
 	defer stop()
-	_, lerr, err := load(w, h)
+	_, lerr, _, err := load(w, h)
 	if err != nil {
+		w.reap()
+		out := strings.ReplaceAll(w.stray.take(), string(w.marker), "")
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return &LoadError{Type: h.Type, Arg: h.Arg, Traceback: out,
+				Msg: fmt.Sprintf("loading did not finish within %s (%s)%s", limit, which, stuckAt(out))}
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("checking %s hook: %w", h.Type, ctx.Err())
 		}
-		return fmt.Errorf("checking %s hook: %w (%s)", h.Type, err, strings.TrimSpace(w.stray.take()))
+		return fmt.Errorf("checking %s hook: %w: %s (%s)", h.Type, err, w.exitText(), strings.TrimSpace(out))
 	}
 	if lerr != nil {
 		return lerr
@@ -291,22 +323,26 @@ func (f *factory) Check(ctx context.Context, h hookctl.Hook) error {
 }
 
 // load asks w to load h. It returns what loading printed, the load error
-// when the hook does not load, or an error when the worker failed.
-func load(w *worker, h hookctl.Hook) (string, *LoadError, error) {
+// when the hook does not load, the module files the worker loaded from the
+// hook's directory, or an error when the worker failed.
+func load(w *worker, h hookctl.Hook) (string, *LoadError, []string, error) {
+	if err := w.awaitReady(context.Background()); err != nil {
+		return "", nil, nil, err
+	}
 	if err := w.send(loadFrame{Op: "load", Type: string(h.Type), Arg: h.Arg}); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	var fr inFrame
 	if err := w.recv(&fr); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	switch fr.Op {
 	case "loaded":
-		return fr.Output, nil, nil
+		return w.loadOut + w.output(), nil, fr.Files, nil
 	case "load_error":
-		return fr.Output, &LoadError{Type: h.Type, Arg: h.Arg, Msg: fr.Error, Traceback: fr.Traceback}, nil
+		return w.loadOut + w.output(), &LoadError{Type: h.Type, Arg: h.Arg, Msg: fr.Error, Traceback: fr.Traceback}, nil, nil
 	}
-	return "", nil, fmt.Errorf("python worker answered %q to load", fr.Op)
+	return "", nil, nil, fmt.Errorf("python worker answered %q to load", fr.Op)
 }
 
 // New returns a runner for h. The first worker starts and loads the hook in
@@ -317,7 +353,8 @@ func (f *factory) New(h hookctl.Hook, host runner.Host) (runner.Runner, error) {
 		return nil, err
 	}
 	n := max(h.Concurrency, 1)
-	r := &pyRunner{f: f, hook: h, host: host, slots: make(chan *slot, n), closing: make(chan struct{})}
+	r := &pyRunner{f: f, hook: h, host: host, slots: make(chan *slot, n), closing: make(chan struct{}), memory: f.memory(h)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.all = make([]*slot, n)
 	for i := range n {
 		s := &slot{r: r}
@@ -329,6 +366,11 @@ func (f *factory) New(h hookctl.Hook, host runner.Host) (runner.Runner, error) {
 	}
 	if r.log == nil {
 		r.log = f.opts.Logger
+	}
+	// Every line, host.log's included, says which hook it is about.
+	r.log = r.log.With("hook", h.Key.String())
+	if h.Name != "" {
+		r.log = r.log.With("name", h.Name)
 	}
 	r.warming.Add(1)
 	go func() {

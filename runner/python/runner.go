@@ -2,6 +2,8 @@ package python
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,33 +20,45 @@ import (
 // most one worker; a run takes a slot for its whole duration, so with the
 // default concurrency items go through one worker in arrival order.
 type pyRunner struct {
-	f     *factory
-	hook  hookctl.Hook
-	host  runner.Host
-	log   *slog.Logger
-	slots chan *slot // the free slots
-	all   []*slot
+	f      *factory
+	hook   hookctl.Hook
+	host   runner.Host
+	log    *slog.Logger
+	slots  chan *slot // the free slots
+	all    []*slot
+	memory int64 // RLIMIT_AS of the workers, 0 for none
 
+	ctx       context.Context // cancelled by Close: ends reloads and warm-ups
+	cancel    context.CancelFunc
 	closed    atomic.Bool
 	closing   chan struct{} // closed by Close: ends backoff waits
 	closeOnce sync.Once
-	stopping  sync.WaitGroup // idle stops in progress
+	stopping  sync.WaitGroup // idle and retired stops in progress
 	warming   sync.WaitGroup // the start-up warm-up, see warm
+	reloads   sync.WaitGroup // reloads in progress, see startReload
+
+	// problem says why the last reload failed while the previous version
+	// keeps running ("" when none), for status.
+	problem atomic.Pointer[string]
+	self    selfPublished
 }
 
 var _ runner.Runner = (*pyRunner)(nil)
 
 // slot is one worker position. mu guards the fields shared with the idle
-// timer and Close; the rest belongs to the run holding the slot.
+// timer, reloads and Close; the rest belongs to the run holding the slot.
 type slot struct {
 	r *pyRunner
 
-	mu      sync.Mutex
-	w       *worker
-	busy    bool
-	lastUse time.Time
-	timer   *time.Timer
-	armed   bool
+	mu        sync.Mutex
+	w         *worker
+	next      *worker       // a new version, loaded, waiting to replace w
+	reloading chan struct{} // closed when the reload in flight ends
+	failedKey string        // the files' version whose reload failed
+	busy      bool
+	lastUse   time.Time
+	timer     *time.Timer
+	armed     bool
 
 	failures int // consecutive worker deaths, for the restart backoff
 }
@@ -61,20 +75,29 @@ func backoff(n int) time.Duration {
 	return min(100*time.Millisecond<<(n-2), 5*time.Second)
 }
 
+// timeout is the hook's own timeout, which also bounds a load.
+func (r *pyRunner) timeout() time.Duration {
+	if d := time.Duration(r.hook.Timeout); d > 0 {
+		return d
+	}
+	return runner.DefaultTimeout
+}
+
 // Run runs the hook on ev in a worker, starting or reloading it as needed.
 func (r *pyRunner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 	if r.closed.Load() {
 		return errorResult(errClosed)
 	}
+	if ev.Kind == hookctl.EventPublish && r.self.take(ev.Service, ev.Node, ev.ItemID) {
+		return runner.Result{Outcome: runner.Skipped, ExitCode: -1, Err: errSelfPublished}
+	}
 	if _, ok := ctx.Deadline(); !ok {
-		d := time.Duration(r.hook.Timeout)
-		if d == 0 {
-			d = runner.DefaultTimeout
-		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
+		ctx, cancel = context.WithTimeout(ctx, r.timeout())
 		defer cancel()
 	}
+	deadline, _ := ctx.Deadline()
+	limit := time.Until(deadline).Round(time.Millisecond)
 	var s *slot
 	select {
 	case s = <-r.slots:
@@ -82,16 +105,17 @@ func (r *pyRunner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		return ctxResult(ctx, "waiting for a free worker", "")
 	}
 	defer func() { r.slots <- s }()
-	return r.runOn(ctx, s, ev)
+	return r.runOn(ctx, s, ev, limit)
 }
 
-func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event) runner.Result {
+func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event, limit time.Duration) runner.Result {
 	s.mu.Lock()
 	if r.closed.Load() {
 		s.mu.Unlock()
 		return errorResult(errClosed)
 	}
 	s.busy = true
+	r.swapNext(s)
 	w := s.w
 	s.mu.Unlock()
 	defer r.release(s)
@@ -104,22 +128,29 @@ func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event) runner.
 		r.drop(s, w)
 		w = nil
 	}
+	if w != nil && w.loadErr != nil {
+		// No version loads: try again once the files changed, or after
+		// loadRetry (a module it lacked may have been installed).
+		if changed, _, _ := w.changed(); changed || time.Since(w.loadedAt) >= loadRetry {
+			r.drop(s, w)
+			w = nil
+		}
+	}
 	if w == nil {
 		var res runner.Result
-		if w, res = r.startWorker(ctx, s); w == nil {
+		if w, res = r.startLoaded(ctx, s, limit); w == nil {
 			return res
 		}
+	} else {
+		w = r.maybeReload(ctx, s, w)
 	}
-
-	kill := context.AfterFunc(ctx, w.kill)
-	loadOut, res, done := r.ensureLoaded(ctx, s, w)
-	if done {
-		if !kill() {
-			r.drop(s, w)
-		}
-		return res
+	loadOut := w.loadOut
+	w.loadOut = ""
+	if w.loadErr != nil {
+		return loadErrorResult(loadOut, w.loadErr)
 	}
-	res = r.exchange(ctx, s, w, ev)
+	kill := context.AfterFunc(ctx, w.dumpAndKill)
+	res := r.exchange(ctx, s, w, ev, limit)
 	if !kill() && w.alive() {
 		// The deadline passed just as the run ended: the worker is being
 		// killed; the result stands.
@@ -129,6 +160,295 @@ func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event) runner.
 		res.Output = runner.Tail(loadOut+res.Output, runner.OutputTail)
 	}
 	return res
+}
+
+func loadErrorResult(out string, lerr *LoadError) runner.Result {
+	detail := lerr.Traceback
+	if detail == "" {
+		detail = lerr.Msg + "\n"
+	}
+	return runner.Result{
+		Outcome:  runner.Error,
+		ExitCode: -1,
+		Output:   runner.Tail(out+detail, runner.OutputTail),
+		Err:      lerr,
+	}
+}
+
+// startLoaded starts a worker for s and loads the hook in it, once the
+// hook's file is stable: it returns nil and the run's result when the run
+// cannot go on. A load error is not one: the worker keeps it.
+func (r *pyRunner) startLoaded(ctx context.Context, s *slot, limit time.Duration) (*worker, runner.Result) {
+	if d := backoff(s.failures); d > 0 {
+		r.log.Info("python worker keeps dying; waiting before restarting it", "failures", s.failures, "wait", d)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.closing:
+			return nil, errorResult(errClosed)
+		case <-ctx.Done():
+			return nil, errorResult(fmt.Errorf("python worker restart delayed after %d failures: %w", s.failures, ctx.Err()))
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		mainSig, settled, err := r.waitMain(ctx)
+		if err != nil {
+			return nil, errorResult(err)
+		}
+		w, err := r.f.start(r.hook, r.memory)
+		if err != nil {
+			return nil, errorResult(err)
+		}
+		s.mu.Lock()
+		if r.closed.Load() {
+			s.mu.Unlock()
+			w.stop(0)
+			return nil, errorResult(errClosed)
+		}
+		s.w = w
+		s.mu.Unlock()
+		kill := context.AfterFunc(ctx, w.dumpAndKill)
+		err = r.loadInto(w, mainSig)
+		if !kill() {
+			r.drop(s, w)
+			return nil, r.stopped(ctx, w, "while loading the hook", limit)
+		}
+		if err != nil {
+			return nil, r.died(ctx, s, w, "while loading the hook", limit)
+		}
+		if w.loadErr != nil && attempt < maxLoadAttempts && r.changing(mainSig, settled) {
+			// Loaded while an editor was writing the file: the error may
+			// be the half-written file's. Load again.
+			r.drop(s, w)
+			continue
+		}
+		return w, runner.Result{}
+	}
+}
+
+// maxLoadAttempts bounds the loads of a file that keeps changing.
+const maxLoadAttempts = 20
+
+// changing reports whether a python_file loaded with signature sig may
+// have been read half-written: it had not settled, or changed since.
+func (r *pyRunner) changing(sig fileSig, settled bool) bool {
+	if r.hook.Type != hookctl.TypePythonFile {
+		return false
+	}
+	now, err := statSig(r.hook.Arg)
+	return !settled || err != nil || now != sig
+}
+
+// waitMain waits until a python_file has not changed for settle (an
+// editor may be writing it) and returns its signature and true. A file
+// that keeps changing for longer than maxSettleWait is taken in a quiet
+// moment (unchanged for quietGap) instead, and settled is false: its load
+// is then only trusted if it succeeds. Other types have no file of their
+// own.
+func (r *pyRunner) waitMain(ctx context.Context) (sig fileSig, settled bool, err error) {
+	if r.hook.Type != hookctl.TypePythonFile {
+		return fileSig{}, true, nil
+	}
+	start := time.Now()
+	for {
+		sig, err := statSig(r.hook.Arg)
+		if err != nil {
+			return sig, false, fmt.Errorf("python_file %w", err)
+		}
+		want := settle
+		if time.Since(start) > maxSettleWait {
+			want = quietGap
+		}
+		age := time.Since(sig.newest())
+		if age >= want || age < 0 {
+			return sig, want == settle, nil
+		}
+		t := time.NewTimer(want - age)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return sig, false, fmt.Errorf("python_file %s kept changing: %w", r.hook.Arg, ctx.Err())
+		}
+	}
+}
+
+// How long a first load waits for a changing file to settle, and the quiet
+// moment it settles for after that.
+const (
+	maxSettleWait = time.Second
+	quietGap      = 10 * time.Millisecond
+)
+
+// loadInto has w load the hook and records what it was loaded from:
+// mainSig for a python_file (taken before the load read it), the other
+// module files as they are now.
+func (r *pyRunner) loadInto(w *worker, mainSig fileSig) error {
+	out, lerr, files, err := load(w, r.hook)
+	if err != nil {
+		return err
+	}
+	w.loaded, w.loadErr, w.loadedAt, w.loadOut = true, lerr, time.Now(), out
+	if r.hook.Type == hookctl.TypePythonFile {
+		w.watch = append(w.watch, watched{path: r.hook.Arg, sig: mainSig})
+	}
+	w.addWatch(files)
+	if lerr != nil {
+		r.log.Error("python hook does not load", "error", lerr)
+	}
+	return nil
+}
+
+// maybeReload returns the worker to run the item on: w, or a new worker
+// with the new version when w's files changed and the new version loads.
+// The new version is loaded beside w, in another worker, once its files
+// have been stable for settle; w keeps serving meanwhile and for good if
+// the new version does not load (the reason is in status). The item waits
+// for the load at most half its time.
+func (r *pyRunner) maybeReload(ctx context.Context, s *slot, w *worker) *worker {
+	changed, stable, key := w.changed()
+	if !changed || !stable {
+		return w
+	}
+	s.mu.Lock()
+	if key == s.failedKey {
+		s.mu.Unlock()
+		return w
+	}
+	done := r.startReload(s, key)
+	s.mu.Unlock()
+	wait := time.Duration(0)
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d) / 2
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	s.mu.Lock()
+	r.swapNext(s)
+	w = s.w
+	s.mu.Unlock()
+	return w
+}
+
+// startReload loads the hook in a new worker in the background; on
+// success it becomes s.next, which the slot's next run swaps in. The
+// caller holds s.mu. It returns a channel closed when the reload ends.
+func (r *pyRunner) startReload(s *slot, key string) <-chan struct{} {
+	if s.reloading != nil {
+		return s.reloading
+	}
+	done := make(chan struct{})
+	s.reloading = done
+	r.reloads.Add(1)
+	go func() {
+		defer r.reloads.Done()
+		defer close(done)
+		nw, err := r.loadBeside()
+		s.mu.Lock()
+		s.reloading = nil
+		switch {
+		case r.closed.Load():
+		case errors.Is(err, errChangedWhileLoading):
+		case err != nil:
+			s.failedKey = key
+		default:
+			if s.next != nil {
+				r.retire(s.next)
+			}
+			s.next, nw = nw, nil
+			s.failedKey = ""
+		}
+		s.mu.Unlock()
+		if nw != nil {
+			nw.stop(0)
+		}
+		switch {
+		case r.closed.Load(), errors.Is(err, errChangedWhileLoading):
+		case err != nil:
+			msg := fmt.Sprintf("reload: the changed hook does not load, the previous version keeps running: %v", err)
+			r.problem.Store(&msg)
+			r.log.Error("python hook changed but does not load; the previous version keeps running", "error", err)
+		default:
+			r.problem.Store(nil)
+			r.log.Info("python hook reloaded")
+		}
+	}()
+	return done
+}
+
+// loadBeside starts a worker and loads the hook's current version in it,
+// within the hook's timeout. A version that does not load is an error.
+func (r *pyRunner) loadBeside() (*worker, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.timeout())
+	defer cancel()
+	mainSig, settled, err := r.waitMain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := r.f.start(r.hook, r.memory)
+	if err != nil {
+		return nil, err
+	}
+	kill := context.AfterFunc(ctx, w.dumpAndKill)
+	err = r.loadInto(w, mainSig)
+	if !kill() {
+		w.reap()
+		out := w.stray.take()
+		return nil, fmt.Errorf("loading did not finish within the hook's timeout (%s)%s", r.timeout(), stuckAt(out))
+	}
+	if err != nil {
+		w.reap()
+		return nil, fmt.Errorf("python worker exited while loading the hook: %s: %s", w.exitText(), strings.TrimSpace(w.stray.take()))
+	}
+	if w.loadErr != nil {
+		w.stop(0)
+		if r.changing(mainSig, settled) {
+			return nil, errChangedWhileLoading
+		}
+		return nil, w.loadErr
+	}
+	return w, nil
+}
+
+// errChangedWhileLoading: a reload whose file changed while it loaded, and
+// failed; it is tried again at the next change, not reported.
+var errChangedWhileLoading = errors.New("the file changed while it was loaded")
+
+// swapNext puts a reloaded worker in place of the slot's current one,
+// which is stopped in the background. The caller holds s.mu.
+func (r *pyRunner) swapNext(s *slot) {
+	if s.next == nil {
+		return
+	}
+	if s.w != nil {
+		r.retire(s.w)
+	}
+	s.w, s.next = s.next, nil
+	s.failures = 0
+}
+
+// retire stops an idle worker in the background.
+func (r *pyRunner) retire(w *worker) {
+	r.stopping.Add(1)
+	go func() {
+		defer r.stopping.Done()
+		w.stop(2 * time.Second)
+	}()
+}
+
+// Problem says why the hook's last reload failed while its previous
+// version keeps running, or "".
+func (r *pyRunner) Problem() string {
+	if p := r.problem.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // warm starts a worker and loads the hook in a free slot, ahead of the
@@ -158,17 +478,9 @@ func (r *pyRunner) warm() {
 	s.mu.Unlock()
 	defer r.release(s)
 
-	ctx, cancel := context.WithTimeout(context.Background(), runner.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, r.timeout())
 	defer cancel()
-	w, _ := r.startWorker(ctx, s)
-	if w == nil {
-		return
-	}
-	kill := context.AfterFunc(ctx, w.kill)
-	_, _, _ = r.ensureLoaded(ctx, s, w)
-	if !kill() {
-		r.drop(s, w)
-	}
+	_, _ = r.startLoaded(ctx, s, r.timeout())
 }
 
 // release marks s free and arms its idle timer.
@@ -203,43 +515,17 @@ func (r *pyRunner) idleCheck(s *slot) {
 		s.mu.Unlock()
 		return
 	}
-	w := s.w
-	s.w = nil
+	w, next := s.w, s.next
+	s.w, s.next = nil, nil
 	s.armed = false
 	r.stopping.Add(1)
 	s.mu.Unlock()
 	defer r.stopping.Done()
 	r.log.Debug("stopping idle python worker", "pid", w.cmd.Process.Pid)
 	w.stop(2 * time.Second)
-}
-
-// startWorker starts a worker for s, after the backoff its failures call for.
-func (r *pyRunner) startWorker(ctx context.Context, s *slot) (*worker, runner.Result) {
-	if d := backoff(s.failures); d > 0 {
-		r.log.Info("python worker keeps dying; waiting before restarting it", "failures", s.failures, "wait", d)
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.closing:
-			return nil, errorResult(errClosed)
-		case <-ctx.Done():
-			return nil, errorResult(fmt.Errorf("python worker restart delayed after %d failures: %w", s.failures, ctx.Err()))
-		}
+	if next != nil {
+		next.stop(2 * time.Second)
 	}
-	w, err := r.f.start(r.hook)
-	if err != nil {
-		return nil, errorResult(err)
-	}
-	s.mu.Lock()
-	if r.closed.Load() {
-		s.mu.Unlock()
-		w.stop(0)
-		return nil, errorResult(errClosed)
-	}
-	s.w = w
-	s.mu.Unlock()
-	return w, runner.Result{}
 }
 
 // drop forgets s's worker w and reaps it.
@@ -252,49 +538,8 @@ func (r *pyRunner) drop(s *slot, w *worker) {
 	w.reap()
 }
 
-// ensureLoaded loads the hook into w unless it is loaded and current. It
-// returns what loading printed, and done with the run's result when the
-// run cannot go on.
-func (r *pyRunner) ensureLoaded(ctx context.Context, s *slot, w *worker) (string, runner.Result, bool) {
-	h := r.hook
-	var sig fileSig
-	if h.Type == hookctl.TypePythonFile {
-		var err error
-		if sig, err = statSig(h.Arg); err != nil {
-			return "", errorResult(fmt.Errorf("python_file %w", err)), true
-		}
-	}
-	current := w.loaded && sig == w.loadSig && (w.loadErr == nil || time.Since(w.loadedAt) < loadRetry)
-	var out string
-	if !current {
-		var lerr *LoadError
-		var err error
-		out, lerr, err = load(w, h)
-		if err != nil {
-			return "", r.died(ctx, s, w, "while loading the hook"), true
-		}
-		w.loaded, w.loadSig, w.loadErr, w.loadedAt = true, sig, lerr, time.Now()
-		if lerr != nil {
-			r.log.Error("python hook does not load", "error", lerr)
-		}
-	}
-	if w.loadErr != nil {
-		detail := w.loadErr.Traceback
-		if detail == "" {
-			detail = w.loadErr.Msg + "\n"
-		}
-		return "", runner.Result{
-			Outcome:  runner.Error,
-			ExitCode: -1,
-			Output:   runner.Tail(out+detail, runner.OutputTail),
-			Err:      w.loadErr,
-		}, true
-	}
-	return out, runner.Result{}, false
-}
-
 // exchange sends the run frame and serves the worker until it is done.
-func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.Event) runner.Result {
+func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.Event, limit time.Duration) runner.Result {
 	fr := runFrame{
 		Op:     "run",
 		Client: clientFrame{Profile: ev.Profile},
@@ -315,7 +560,7 @@ func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.
 		fr.Event.Received = ev.Received.Format(time.RFC3339Nano)
 	}
 	if err := w.send(&fr); err != nil {
-		return r.died(ctx, s, w, "")
+		return r.died(ctx, s, w, "", limit)
 	}
 	var in inFrame
 	for {
@@ -325,43 +570,22 @@ func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.
 				w.kill()
 				r.drop(s, w)
 				s.failures++
-				return runner.Result{Outcome: runner.Failed, ExitCode: -1, Output: w.stray.take(), Err: err}
+				return runner.Result{Outcome: runner.Failed, ExitCode: -1, Output: runner.Tail(w.stray.take(), runner.OutputTail), Err: err}
 			}
-			return r.died(ctx, s, w, "")
+			return r.died(ctx, s, w, "", limit)
 		}
 		switch in.Op {
 		case "log":
-			r.log.Log(ctx, logLevel(in.Level), in.Msg)
+			r.log.Log(ctx, logLevel(in.Level), in.Msg, "node", ev.Node, "item_id", ev.ItemID)
 		case "publish":
-			reply := replyFrame{Op: "publish_result"}
-			if r.host == nil {
-				reply = replyFrame{Op: "publish_error", Error: "publishing is not available"}
-			} else if id, err := r.host.Publish(ctx, ev.Profile, in.Service, in.Node, in.ItemID, in.Payload); err != nil {
-				reply = replyFrame{Op: "publish_error", Error: err.Error()}
-			} else {
-				reply.ItemID = id
-			}
+			reply := r.publish(ctx, ev, &in)
 			if err := w.send(&reply); err != nil {
-				return r.died(ctx, s, w, "")
+				return r.died(ctx, s, w, "", limit)
 			}
 		case "done":
 			s.failures = 0
-			out := in.Output + w.stray.take()
-			if in.OK {
-				return runner.Result{Outcome: runner.OK, ExitCode: -1, Output: runner.Tail(out, runner.OutputTail)}
-			}
-			if in.Traceback != "" {
-				if out != "" && !strings.HasSuffix(out, "\n") {
-					out += "\n"
-				}
-				out += in.Traceback
-			}
-			return runner.Result{
-				Outcome:  runner.Failed,
-				ExitCode: -1,
-				Output:   runner.Tail(out, runner.OutputTail),
-				Err:      fmt.Errorf("hook raised %s", in.Error),
-			}
+			w.addWatch(in.Files)
+			return r.done(w, &in)
 		default:
 			w.kill()
 			r.drop(s, w)
@@ -371,12 +595,64 @@ func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.
 	}
 }
 
+// done is the result of a run the worker finished.
+func (r *pyRunner) done(w *worker, in *inFrame) runner.Result {
+	out := w.output()
+	if in.OK {
+		return runner.Result{Outcome: runner.OK, ExitCode: -1, Output: runner.Tail(out, runner.OutputTail)}
+	}
+	if in.Traceback != "" {
+		if out != "" && !strings.HasSuffix(out, "\n") {
+			out += "\n"
+		}
+		out += in.Traceback
+	}
+	err := fmt.Errorf("hook raised %s", in.Error)
+	if r.memory > 0 && strings.HasPrefix(in.Error, "MemoryError") {
+		err = fmt.Errorf("hook raised %s: the hook's memory limit (%s) was reached", in.Error, formatBytes(r.memory))
+	}
+	return runner.Result{Outcome: runner.Failed, ExitCode: -1, Output: runner.Tail(out, runner.OutputTail), Err: err}
+}
+
+// publish serves a host.publish. An item the hook publishes on the node
+// that triggered it is remembered, so that its notification does not run
+// the hook again (a loop) unless the hook passed loop=True; it gets an id
+// here when the hook gave none, so that it is known before it is sent.
+func (r *pyRunner) publish(ctx context.Context, ev hookctl.Event, in *inFrame) replyFrame {
+	if r.host == nil {
+		return replyFrame{Op: "publish_error", Error: "publishing is not available"}
+	}
+	svc := in.Service
+	if svc == "" && r.f.opts.ProfileJID != nil {
+		svc = r.f.opts.ProfileJID(ev.Profile) // own PEP: notified from the profile's bare JID
+	}
+	own := !in.Loop && in.Node == ev.Node && svc == ev.Service
+	id := in.ItemID
+	if own {
+		if id == "" {
+			id = newItemID()
+		}
+		r.self.add(ev.Service, ev.Node, id)
+	}
+	got, err := r.host.Publish(ctx, ev.Profile, in.Service, in.Node, id, in.Payload)
+	if err != nil {
+		if own {
+			r.self.take(ev.Service, ev.Node, id)
+		}
+		return replyFrame{Op: "publish_error", Error: err.Error()}
+	}
+	return replyFrame{Op: "publish_result", ItemID: got}
+}
+
 // died builds the result of a run whose worker went away: killed by us at
 // the deadline (Timeout), or exited by itself (Failed, restarted next time).
-func (r *pyRunner) died(ctx context.Context, s *slot, w *worker, when string) runner.Result {
+func (r *pyRunner) died(ctx context.Context, s *slot, w *worker, when string, limit time.Duration) runner.Result {
 	if ctx.Err() != nil {
 		r.drop(s, w)
-		return ctxResult(ctx, "python hook stopped", w.stray.take())
+		if when == "" {
+			when = "while running"
+		}
+		return r.stopped(ctx, w, when, limit)
 	}
 	// Give the process a moment to finish exiting so that its status and
 	// last words (a fatal error on stderr) are known.
@@ -388,12 +664,53 @@ func (r *pyRunner) died(ctx context.Context, s *slot, w *worker, when string) ru
 		msg += " " + when
 	}
 	r.log.Warn(msg, "status", w.exitText(), "failures", s.failures)
+	err := fmt.Errorf("%s: %s", msg, w.exitText())
+	if r.memory > 0 && w.exitCode() < 0 {
+		err = fmt.Errorf("%w (killed by a signal; the hook's memory limit is %s)", err, formatBytes(r.memory))
+	}
 	return runner.Result{
 		Outcome:  runner.Failed,
 		ExitCode: w.exitCode(),
-		Output:   runner.Tail(w.stray.take(), runner.OutputTail),
-		Err:      fmt.Errorf("%s: %s", msg, w.exitText()),
+		Output:   runner.Tail(strings.ReplaceAll(w.stray.take(), string(w.marker), ""), runner.OutputTail),
+		Err:      err,
 	}
+}
+
+// stopped is the result of a run whose worker was killed because its
+// context ended: a Timeout saying which limit and where the hook was
+// (from the stack dump taken before the kill), or Failed when cancelled.
+func (r *pyRunner) stopped(ctx context.Context, w *worker, when string, limit time.Duration) runner.Result {
+	out := strings.ReplaceAll(w.stray.take(), string(w.marker), "")
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return runner.Result{Outcome: runner.Failed, ExitCode: -1, Output: runner.Tail(out, runner.OutputTail),
+			Err: fmt.Errorf("python hook stopped %s: %w", when, ctx.Err())}
+	}
+	return runner.Result{Outcome: runner.Timeout, ExitCode: -1, Output: runner.Tail(out, runner.OutputTail),
+		Err: fmt.Errorf("python hook timed out %s: its timeout of %s passed%s (%w)", when, limit, stuckAt(out), ctx.Err())}
+}
+
+// stuckAt finds where a faulthandler dump says the hook was: its first
+// frame outside the shim (whose frames are in "<stdin>").
+func stuckAt(dump string) string {
+	for line := range strings.Lines(dump) {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, `File "`) || strings.HasPrefix(line, `File "<stdin>"`) {
+			continue
+		}
+		return "; stuck at " + strings.TrimPrefix(line, "File ")
+	}
+	return ""
+}
+
+// formatBytes renders a size, e.g. 512 MiB.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Close stops every worker at once (process groups killed), waits for
@@ -417,13 +734,17 @@ func (r *pyRunner) Close() error {
 		for range r.all {
 			held = append(held, <-r.slots)
 		}
+		r.cancel() // ends reloads in progress
+		r.reloads.Wait()
 		for _, s := range held {
 			s.mu.Lock()
-			w := s.w
-			s.w = nil
+			w, next := s.w, s.next
+			s.w, s.next = nil, nil
 			s.mu.Unlock()
-			if w != nil {
-				w.reap()
+			for _, w := range []*worker{w, next} {
+				if w != nil {
+					w.reap()
+				}
 			}
 			r.slots <- s
 		}
@@ -457,4 +778,54 @@ func logLevel(s string) slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
+}
+
+// errSelfPublished is why an item the hook published itself on its own
+// node is skipped.
+var errSelfPublished = errors.New("skipped: the item was published by this hook itself on the node that triggered it (host.publish); running the hook on it again could loop forever. Pass loop=True to host.publish to have such items run the hook")
+
+// selfPublished remembers the items a hook published on its own node, the
+// newest maxSelf of them, until their notification comes back.
+type selfPublished struct {
+	mu    sync.Mutex
+	ids   map[string]struct{}
+	order []string
+}
+
+const maxSelf = 1024
+
+func selfKey(service, node, id string) string { return service + "\x00" + node + "\x00" + id }
+
+func (p *selfPublished) add(service, node, id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ids == nil {
+		p.ids = map[string]struct{}{}
+	}
+	k := selfKey(service, node, id)
+	p.ids[k] = struct{}{}
+	p.order = append(p.order, k)
+	if len(p.order) > maxSelf {
+		delete(p.ids, p.order[0])
+		p.order = p.order[1:]
+	}
+}
+
+// take reports whether the item is one the hook published, forgetting it.
+func (p *selfPublished) take(service, node, id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := selfKey(service, node, id)
+	if _, ok := p.ids[k]; !ok {
+		return false
+	}
+	delete(p.ids, k)
+	return true
+}
+
+// newItemID returns a random item id, as a PubSub service would choose.
+func newItemID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

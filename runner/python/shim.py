@@ -1,50 +1,45 @@
 # hookctl Python worker shim. The Go side (package pyrunner) runs it as
-# `python3 - hookctl-worker TYPE`, the program on stdin, and talks to it with
+# `python3 - hookctl-worker TYPE MARKER MEMORY`, the program on stdin, and talks to it with
 # newline-delimited JSON frames: Go -> worker on fd 3, worker -> Go on fd 4.
 # fd 1 and 2 stay free for whatever bypasses sys.stdout/sys.stderr; the hook's
-# print() output is captured here and sent back in the "done" frame, so it
-# never touches the framing. See protocol.go for the frames.
+# print() output goes to fd 1 and 2 as it is written (so that output up to a
+# crash or a kill is kept), and every answer to a request is preceded by the
+# worker's end marker on fd 1, which tells the Go side where a run's output
+# ends. See runner.go for the frames.
+
+import faulthandler
+import signal
+import sys
+
+# First of all, so that a deadline early in the worker's life gets its dump
+# too: fatal errors, and SIGUSR1 (sent by the Go side before it kills a run
+# or a load past its deadline), dump every thread's stack to fd 2, which is
+# the run's output.
+faulthandler.enable(file=sys.stderr, all_threads=True)
+faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
 import io
 import json
 import os
-import sys
 import threading
+import time
 import traceback
 import types
 import xml.etree.ElementTree as ET
 
 SHIM_FILE = sys._getframe().f_code.co_filename
-CAPTURE_LIMIT = 16384  # chars kept per run; the Go side keeps the last 4096 bytes
+TRACEBACK_LIMIT = 16384  # chars of a traceback sent; the Go side keeps the last 4096 bytes
 
 
-class Capture(io.TextIOBase):
-    """A bounded text sink that stands in for sys.stdout and sys.stderr."""
+def text_stream(fd):
+    """A real text file on fd: encoding, buffer, fileno() as a hook expects;
+    every write reaches the fd at once, so a crash loses nothing."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", write_through=True)
 
-    def __init__(self):
-        self.parts = []
-        self.size = 0
 
-    def writable(self):
-        return True
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError("write() argument must be str, not " + type(s).__name__)
-        if s:
-            self.parts.append(s)
-            self.size += len(s)
-            if self.size > 2 * CAPTURE_LIMIT:
-                text = "".join(self.parts)[-CAPTURE_LIMIT:]
-                self.parts = [text]
-                self.size = len(text)
-        return len(s)
-
-    def take(self):
-        text = "".join(self.parts)
-        self.parts = []
-        self.size = 0
-        return text[-CAPTURE_LIMIT:]
+STDOUT = text_stream(1)
+STDERR = text_stream(2)
 
 
 class Protocol:
@@ -72,25 +67,29 @@ class Protocol:
 class Host:
     """What a hook may ask of the backend: host.log and host.publish."""
 
-    def __init__(self, proto, capture):
+    def __init__(self, proto):
         self._proto = proto
-        self._capture = capture
 
     def log(self, *args, level="info"):
         """Log a line into the backend's log and the run's output."""
         msg = " ".join(str(a) for a in args)
         with self._proto.lock:
-            if not self._proto.running:
-                sys.__stderr__.write(msg + "\n")
-                return
-            self._capture.write(msg + "\n")
-            self._proto.send({"op": "log", "level": str(level), "msg": msg})
+            STDOUT.write(msg + "\n")
+            if self._proto.running:
+                self._proto.send({"op": "log", "level": str(level), "msg": msg})
 
-    def publish(self, service, node, payload, item_id=None):
-        """Publish payload (XML text or an Element) on service/node through
-        the backend's session and return the item id."""
+    def publish(self, service, node, payload, item_id=None, loop=False):
+        """Publish payload (XML text, UTF-8 bytes such as ET.tostring's, or an
+        Element) on service/node through the backend's session and return
+        the item id. An item published on the node that triggered the run
+        does not run this hook again, unless loop is true."""
         if isinstance(payload, ET.Element):
             payload = ET.tostring(payload, encoding="unicode")
+        elif isinstance(payload, (bytes, bytearray, memoryview)):
+            payload = bytes(payload).decode("utf-8")
+            if payload.startswith("<?xml"):
+                # ET.tostring(el, encoding="utf-8") starts with a declaration.
+                payload = payload[payload.index("?>") + 2:]
         with self._proto.lock:
             if not self._proto.running:
                 raise RuntimeError("host.publish called outside a hook run")
@@ -100,6 +99,7 @@ class Host:
                 "node": str(node),
                 "payload": str(payload),
                 "item_id": str(item_id or ""),
+                "loop": bool(loop),
             })
             reply = self._proto.recv()
         if reply is None:
@@ -129,17 +129,133 @@ def tb_text(e, skip_shim=True):
         tb = tb.tb_next
     if isinstance(e, SyntaxError):
         tb = None
-    return "".join(traceback.format_exception(type(e), e, tb))[-CAPTURE_LIMIT:]
+    return "".join(traceback.format_exception(type(e), e, tb))[-TRACEBACK_LIMIT:]
+
+
+def hook_of(d):
+    """The hook function of a module's globals, refused at load unless it
+    can be called as hook(host, client, item) and its body would run."""
+    import inspect
+    hook = d.get("hook")
+    if hook is None:
+        raise LoadError("no hook(host, client, item) function")
+    if not callable(hook):
+        raise LoadError("hook is a %s, not a function" % type(hook).__name__)
+    if inspect.isasyncgenfunction(hook) or inspect.isgeneratorfunction(hook):
+        raise LoadError("hook is a generator function: calling it would not run its body")
+    try:
+        sig = inspect.signature(hook)
+    except (TypeError, ValueError):
+        return hook  # a builtin or extension callable: nothing to check
+    try:
+        sig.bind(None, None, None)
+    except TypeError as e:
+        raise LoadError("def hook%s cannot be called as hook(host, client, item): %s" % (sig, e)) from None
+    return hook
+
+
+def check_imports(src):
+    """Import what python_code imports at its top level, so that a missing
+    module is refused at load rather than failing every run. Imports inside
+    try, if or functions may be optional and are left to run time."""
+    import ast
+    import importlib
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                importlib.import_module(a.name)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mod = importlib.import_module(node.module)
+            for a in node.names:
+                if a.name != "*" and not hasattr(mod, a.name):
+                    try:
+                        importlib.import_module(node.module + "." + a.name)
+                    except ImportError:
+                        raise ImportError("cannot import name %r from %r" % (a.name, node.module)) from None
+
+
+def has_children():
+    """Whether the worker has any child left, reaping those that exited: a
+    cheap test, so that the /proc walk below is only paid when needed."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        except OSError:
+            return True
+        if pid == 0:
+            return True
+
+
+def descendants(me):
+    """The pids of me's descendants, from one pass over /proc/*/stat."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid …: comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1:
+            kids.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], list(kids.get(me, ()))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def kill_descendants():
+    """Kill and reap every process a run left behind. The worker is a child
+    subreaper, so processes that left the group (setsid) and lost their
+    parent become its children and are found here too."""
+    me = os.getpid()
+    for _ in range(16):
+        if not has_children():
+            return
+        for p in descendants(me):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.waitpid(-1, 0)
+        except OSError:
+            pass
+
+
+def set_subreaper():
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:  # noqa: BLE001 - not Linux, or no libc: best effort
+        pass
+
+
+WATCH_LIMIT = 64  # module files reported for reload, at most
 
 
 class Worker:
-    def __init__(self):
+    def __init__(self, marker):
         self.proto = Protocol()
-        self.capture = Capture()
-        self.host = Host(self.proto, self.capture)
+        self.host = Host(self.proto)
+        self.marker = marker
         self.hook = None   # python, python_file: the hook function
         self.code = None   # python_code: the compiled code
         self.ns = None     # python_code: its globals, kept between items
+        self.loop = None   # the event loop of async hooks, made on first use
+        self.root = None   # the directory whose modules are watched
+        self.nmods = -1    # len(sys.modules) when the files were last listed
+        # Every run starts in this directory with this sys.path.
+        self.cwd = os.getcwd()
+        self.path = list(sys.path)
 
     def load(self, typ, arg):
         self.hook = self.code = self.ns = None
@@ -151,42 +267,62 @@ class Worker:
             d = os.path.dirname(path)
             if d not in sys.path:
                 sys.path.insert(0, d)
+            self.root = d
             mod = types.ModuleType("hookctl_hook")
             mod.__file__ = path
             sys.modules["hookctl_hook"] = mod
             exec(code, mod.__dict__)
-            self.hook = self._hook_of(mod.__dict__)
+            self.hook = hook_of(mod.__dict__)
         elif typ == "python":
             import importlib
             mod = importlib.import_module(arg)
-            self.hook = self._hook_of(mod.__dict__)
+            self.hook = hook_of(mod.__dict__)
+            top = getattr(sys.modules.get(arg.split(".")[0]), "__file__", None)
+            if isinstance(top, str):
+                # A package's root is its directory, a module's the one it is in.
+                self.root = os.path.dirname(os.path.abspath(top))
         elif typ == "python_code":
-            self.code = compile(arg, "<python_code>", "exec")
+            import ast
+            self.code = compile(arg, "<python_code>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            check_imports(arg)
             self.ns = {"__name__": "hookctl_code", "__builtins__": __builtins__}
         else:
             raise LoadError("unknown hook type %r" % typ)
+        self.path = list(sys.path)
 
-    @staticmethod
-    def _hook_of(d):
-        hook = d.get("hook")
-        if hook is None:
-            raise LoadError("no hook(host, client, item) function")
-        if not callable(hook):
-            raise LoadError("hook is a %s, not a function" % type(hook).__name__)
-        return hook
+    def files(self):
+        """The files of the loaded modules under the hook's root, or None
+        when no module was imported since the last call."""
+        if self.root is None or len(sys.modules) == self.nmods:
+            return None
+        self.nmods = len(sys.modules)
+        root = self.root + os.sep
+        out = set()
+        for m in list(sys.modules.values()):
+            f = getattr(m, "__file__", None)
+            if isinstance(f, str) and f.startswith(root):
+                out.add(f)
+        return sorted(out)[:WATCH_LIMIT]
 
     @staticmethod
     def item_of(ev, item_xml):
         if item_xml:
             return ET.fromstring(item_xml)
         kind = ev.get("kind", "")
+        ns = "{http://jabber.org/protocol/pubsub#event}"
         if kind in ("publish", "retract"):
-            el = ET.Element("item" if kind == "publish" else "retract")
+            el = ET.Element(ns + ("item" if kind == "publish" else "retract"))
             if ev.get("item_id"):
                 el.set("id", ev["item_id"])
             return el
         # purge and delete have no item: the element names the node.
-        return ET.Element(kind or "event", {"node": ev.get("node", "")})
+        return ET.Element(ns + (kind or "event"), {"node": ev.get("node", "")})
+
+    def reset(self):
+        """Undo what the previous run changed of the process's shared state."""
+        sys.stdout, sys.stderr = STDOUT, STDERR
+        os.chdir(self.cwd)
+        sys.path[:] = self.path
 
     def run(self, msg):
         client = msg.get("client") or {}
@@ -201,60 +337,139 @@ class Worker:
             self.ns["host"] = self.host
             self.ns["client"] = client
             self.ns["item"] = item
-            exec(self.code, self.ns)
+            result = eval(self.code, self.ns)
         else:
-            self.hook(self.host, client, item)
+            result = self.hook(self.host, client, item)
+        if result is not None and hasattr(result, "__await__"):
+            # async def hook, or python_code with a top-level await: run it
+            # to completion, in one loop kept for the worker's life.
+            if self.loop is None:
+                import asyncio
+                self.loop = asyncio.new_event_loop()
+            self.loop.run_until_complete(result)
+
+    def reply(self, obj):
+        """Send an answer, after the marker that ends the output before it."""
+        STDOUT.flush()
+        STDERR.flush()
+        os.write(1, self.marker)
+        self.proto.send(obj)
 
     def serve(self):
-        proto, cap = self.proto, self.capture
+        proto = self.proto
         while True:
             msg = proto.recv()
             if msg is None:
                 return
             op = msg.get("op")
             if op == "load":
-                cap.take()
                 try:
                     self.load(msg.get("type"), msg.get("arg", ""))
                 except BaseException as e:  # noqa: B036 - a hook may raise SystemExit
                     if isinstance(e, KeyboardInterrupt):
                         raise
                     tb = "" if isinstance(e, (LoadError, SyntaxError)) else tb_text(e)
-                    proto.send({"op": "load_error", "error": exc_text(e), "traceback": tb, "output": cap.take()})
+                    self.reply({"op": "load_error", "error": exc_text(e), "traceback": tb})
                     continue
-                proto.send({"op": "loaded", "output": cap.take()})
+                self.reply({"op": "loaded", "files": self.files() or []})
             elif op == "run":
-                # A hook may have replaced them; each run starts captured.
-                sys.stdout = sys.stderr = cap
                 with proto.lock:
                     proto.running = True
+                error = None
                 try:
+                    self.reset()
                     self.run(msg)
                 except BaseException as e:
                     if isinstance(e, KeyboardInterrupt):
                         raise
-                    with proto.lock:
-                        proto.running = False
-                    sys.stdout.flush()
-                    proto.send({"op": "done", "ok": False, "error": exc_text(e),
-                                "traceback": tb_text(e), "output": cap.take()})
-                    continue
+                    error = e
                 with proto.lock:
                     proto.running = False
-                sys.stdout.flush()
-                proto.send({"op": "done", "ok": True, "output": cap.take()})
+                kill_descendants()
+                if error is not None:
+                    self.reply({"op": "done", "ok": False, "error": exc_text(error),
+                                "traceback": tb_text(error), "files": self.files()})
+                else:
+                    self.reply({"op": "done", "ok": True, "files": self.files()})
             else:
-                proto.send({"op": "done", "ok": False, "error": "unknown op %r" % op, "output": ""})
+                self.reply({"op": "done", "ok": False, "error": "unknown op %r" % op})
+
+
+def kill_all_descendants():
+    """Kill every process below this one and reap them (the keeper's end)."""
+    me = os.getpid()
+    for _ in range(16):
+        pids = descendants(me)
+        if not pids:
+            return
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.001)
+                break
+
+
+def keep(worker):
+    """The keeper: the process the backend started, parent and subreaper of
+    the worker, running no hook code. When the worker ends, when the
+    backend asks (SIGTERM) or dies (SIGTERM as parent-death signal), it
+    kills every process below it, including those a hook started that left
+    the process group, and ends as the worker did. SIGUSR1 (a stack dump
+    request) goes on to the worker."""
+    os.close(3)  # only the worker speaks the protocol: its death is EOF
+    os.close(4)
+
+    def finish(code, sig):
+        kill_all_descendants()
+        if sig:
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, lambda *_: finish(0, signal.SIGKILL))
+    signal.signal(signal.SIGUSR1, lambda *_: os.kill(worker, signal.SIGUSR1))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            finish(0, 0)
+        if pid == worker:
+            code = os.waitstatus_to_exitcode(status)
+            finish(max(code, 0), -code if code < 0 else 0)
 
 
 def main():
+    # argv: - hookctl-worker TYPE MARKER MEMORY
+    marker = sys.argv[3].encode() if len(sys.argv) > 3 else b"\0hookctl-end\0"
+    memory = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    set_subreaper()
+    worker = os.fork()
+    if worker:
+        keep(worker)
+    # The worker: a subreaper too, so that what a run leaves is found at
+    # its end (kill_descendants).
+    set_subreaper()
+    if memory > 0:
+        import resource
+        # Soft and hard: the hook cannot raise it again.
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     # The program came from stdin: drop the '' entry it put on sys.path (the
     # working directory must not shadow modules) and give hooks an empty stdin.
     if sys.path and sys.path[0] == "":
         del sys.path[0]
     sys.stdin = open(os.devnull)
-    worker = Worker()
-    sys.stdout = sys.stderr = worker.capture
+    sys.stdout, sys.stderr = STDOUT, STDERR
+    worker = Worker(marker)
+    os.write(1, marker)  # ready: what the Go side times starts now
     worker.serve()
 
 

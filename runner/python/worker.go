@@ -2,16 +2,21 @@ package python
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,18 +30,24 @@ var shim string
 // worker on the worker's fd 3, worker to Go on its fd 4.
 //
 //	Go → worker                                   worker → Go
-//	{"op":"load","type":T,"arg":A}                {"op":"loaded","output":O}
-//	                                              {"op":"load_error","error":E,"traceback":TB,"output":O}
+//	{"op":"load","type":T,"arg":A}                {"op":"loaded","files":F}
+//	                                              {"op":"load_error","error":E,"traceback":TB}
 //	{"op":"run","client":{..},"event":{..},       zero or more of
 //	 "item_xml":X}                                  {"op":"log","level":L,"msg":M}
-//	                                                {"op":"publish","service":S,"node":N,"payload":P,"item_id":I}
+//	                                                {"op":"publish","service":S,"node":N,"payload":P,"item_id":I,"loop":B}
 //	{"op":"publish_result","item_id":I}             ← answers to publish, one each
 //	{"op":"publish_error","error":E}
-//	                                              {"op":"done","ok":true,"output":O}
-//	                                              {"op":"done","ok":false,"error":E,"traceback":TB,"output":O}
+//	                                              {"op":"done","ok":true,"files":F}
+//	                                              {"op":"done","ok":false,"error":E,"traceback":TB,"files":F}
 //
-// O is what the hook printed (sys.stdout and sys.stderr, interleaved) and
-// logged with host.log, in order. Closing fd 3 asks the worker to exit.
+// What the hook prints (sys.stdout, sys.stderr, host.log lines) goes to the
+// worker's fd 1 and 2 as it is written, which the Go side collects: output
+// up to a crash or a kill is kept. Before each answer to load or run the
+// worker writes its marker (a random string given on its command line) to
+// fd 1: the output before the marker is that request's. F lists the files
+// of the modules loaded from the hook's own directory (null: unchanged since
+// the last list), which are watched for reloads. Closing fd 3 asks the
+// worker to exit.
 
 // loadFrame asks the worker to load the hook.
 type loadFrame struct {
@@ -89,6 +100,9 @@ type inFrame struct {
 	Node      string `json:"node"`
 	Payload   string `json:"payload"`
 	ItemID    string `json:"item_id"`
+	Loop      bool   `json:"loop"`
+	// Files is nil when absent or null: the list did not change.
+	Files []string `json:"files"`
 }
 
 // errWorkerDied says the worker's pipe closed: the process exited or
@@ -105,16 +119,24 @@ type worker struct {
 	exited chan struct{} // closed once the process is reaped
 	err    error         // cmd.Wait's error, set before exited closes
 	buf    []byte        // reused to encode frames
+	marker []byte        // written by the worker to fd 1 before each answer
+	ready  bool          // the start-up marker was seen, see awaitReady
 
-	// Load state, owned by whoever holds the slot.
+	// Load state, set once by the load (a worker loads one version of the
+	// hook in its life; a reload is a new worker).
 	loaded   bool
-	loadSig  fileSig
 	loadErr  *LoadError
 	loadedAt time.Time
+	watch    []watched   // the files the loaded version came from
+	loadOut  string      // what loading printed, for the first run
+	dumped   atomic.Bool // a stack dump was asked before the kill
+	killOnce sync.Once   // one group-kill fallback per worker
 }
 
-// startWorker starts python3 with the shim. dir is its working directory.
-func startWorker(python string, env []string, dir, typ string) (*worker, error) {
+// startWorker starts python3 with the shim. dir is its working directory;
+// memory, when positive, is its address-space limit in bytes (RLIMIT_AS,
+// set by the shim on itself before any hook code runs).
+func startWorker(python string, env []string, dir, typ string, memory int64) (*worker, error) {
 	// Our side of each pipe is created close-on-exec by os.Pipe; ExtraFiles
 	// hands the other sides to the child as fds 3 and 4.
 	toR, toW, err := os.Pipe()
@@ -131,10 +153,11 @@ func startWorker(python string, env []string, dir, typ string) (*worker, error) 
 		toW:    toW,
 		fromF:  fromR,
 		fromW:  bufio.NewReaderSize(fromR, 64<<10),
-		stray:  &tailBuffer{},
+		stray:  newTailBuffer(),
 		exited: make(chan struct{}),
+		marker: newMarker(),
 	}
-	cmd := exec.Command(python, "-", "hookctl-worker", typ)
+	cmd := exec.Command(python, "-", "hookctl-worker", typ, string(w.marker), strconv.FormatInt(max(memory, 0), 10))
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(shim)
@@ -209,14 +232,87 @@ func (w *worker) alive() bool {
 	}
 }
 
-// kill stops the worker's whole process group at once. Safe to call more
-// than once and from any goroutine.
+// kill stops the worker and every process below it: the keeper (the
+// process started, parent and subreaper of the python worker) kills them
+// all on SIGTERM, including processes that left the group; if it has not
+// ended within keeperGrace, the group is killed. Safe to call more than
+// once and from any goroutine.
 func (w *worker) kill() {
-	if w.cmd.Process != nil {
-		// The group has the worker's pid as id (Setpgid): this also stops
-		// programs the hook started.
-		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	if w.cmd.Process == nil {
+		return
 	}
+	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
+	w.killOnce.Do(func() {
+		go func() {
+			t := time.NewTimer(keeperGrace)
+			defer t.Stop()
+			select {
+			case <-w.exited:
+			case <-t.C:
+				_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+			}
+		}()
+	})
+}
+
+// keeperGrace bounds the keeper's clean-up before its group is killed.
+const keeperGrace = 2 * time.Second
+
+// dumpAndKill asks the worker for a dump of its threads' stacks (SIGUSR1,
+// answered by faulthandler even when the hook is stuck in C code), waits
+// until the dump has arrived (output then quiet) or dumpWait passed, and
+// kills the group. It is the deadline's action: the run's output then says
+// where the hook was.
+func (w *worker) dumpAndKill() {
+	if w.cmd.Process == nil || !w.alive() {
+		w.kill()
+		return
+	}
+	w.dumped.Store(true)
+	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGUSR1)
+	w.stray.waitQuiet(dumpWait, 30*time.Millisecond, w.exited)
+	w.kill()
+}
+
+// dumpWait bounds the wait for a stack dump before the kill.
+const dumpWait = 500 * time.Millisecond
+
+// output returns what the worker wrote to fd 1 and 2 for the request just
+// answered: up to its marker, which the worker wrote before the answer.
+func (w *worker) output() string {
+	s, _ := w.stray.takeUntil(w.marker, time.Second, w.exited)
+	return s
+}
+
+// awaitReady waits until the worker has started (python3 and the shim's
+// imports: its first marker), so that a hook's timeout is not spent on
+// the interpreter's start-up. It is done once, before the first request.
+func (w *worker) awaitReady(ctx context.Context) error {
+	if w.ready {
+		return nil
+	}
+	d := startTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	out, ok := w.stray.takeUntil(w.marker, d, w.exited)
+	if !ok {
+		return fmt.Errorf("%w: not started within %s (%s): %s", errWorkerDied, d.Round(time.Millisecond), w.exitText(), strings.TrimSpace(out))
+	}
+	w.ready = true
+	w.loadOut = out
+	return nil
+}
+
+// startTimeout bounds python3's start-up.
+const startTimeout = 30 * time.Second
+
+// newMarker returns a string a hook will not print by chance; no NUL, as
+// it travels on the command line.
+func newMarker() []byte {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return []byte("\x1ehookctl-end-" + hex.EncodeToString(b[:]) + "\x1e")
 }
 
 // stop asks the worker to exit by closing its fd 3, kills its group if it
@@ -278,13 +374,17 @@ func (w *worker) waitExit(ctx context.Context, d time.Duration) {
 	}
 }
 
-// tailBuffer keeps the last OutputTail bytes written to it.
+// tailBuffer keeps the last bytes written to it (at least strayKeep) and
+// tells waiters when something was written.
 type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
+	mu      sync.Mutex
+	buf     []byte
+	changed chan struct{} // closed and replaced at every write
 }
 
 const strayKeep = 4096
+
+func newTailBuffer() *tailBuffer { return &tailBuffer{changed: make(chan struct{})} }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
@@ -292,11 +392,13 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	if len(t.buf) > 2*strayKeep {
 		t.buf = append(t.buf[:0], t.buf[len(t.buf)-strayKeep:]...)
 	}
+	close(t.changed)
+	t.changed = make(chan struct{})
 	t.mu.Unlock()
 	return len(p), nil
 }
 
-// take returns what was written since the last take.
+// take returns what was written since the last take, without markers.
 func (t *tailBuffer) take() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -308,9 +410,117 @@ func (t *tailBuffer) take() string {
 	return s
 }
 
+// takeUntil waits until marker has been written (at most d, or until
+// exited closes: then everything is in) and returns what came before it,
+// keeping what came after for the next take, and true. Without the marker
+// it returns everything and false.
+func (t *tailBuffer) takeUntil(marker []byte, d time.Duration, exited <-chan struct{}) (string, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		if i := bytes.Index(t.buf, marker); i >= 0 {
+			s := string(t.buf[:i])
+			t.buf = append(t.buf[:0], t.buf[i+len(marker):]...)
+			t.mu.Unlock()
+			return s, true
+		}
+		changed := t.changed
+		t.mu.Unlock()
+		select {
+		case <-changed:
+			continue
+		case <-exited:
+		case <-timer.C:
+		}
+		// Everything that will come is in.
+		return strings.ReplaceAll(t.take(), string(marker), ""), false
+	}
+}
+
+// waitQuiet waits until something was written and then nothing more for
+// quiet, at most d in all, or until exited closes.
+func (t *tailBuffer) waitQuiet(d, quiet time.Duration, exited <-chan struct{}) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	var q <-chan time.Time // armed once output arrived
+	for {
+		t.mu.Lock()
+		changed := t.changed
+		t.mu.Unlock()
+		select {
+		case <-changed:
+			q = time.After(quiet)
+		case <-q:
+			return
+		case <-deadline.C:
+			return
+		case <-exited:
+			return
+		}
+	}
+}
+
 // fileSig identifies a version of a file cheaply: one stat per event.
 type fileSig struct {
 	ino, dev    uint64
 	size        int64
 	mtime, ctim int64
+}
+
+// newest is when the file last changed (content or inode).
+func (s fileSig) newest() time.Time { return time.Unix(0, max(s.mtime, s.ctim)) }
+
+// settle is how long a changed file must stay unchanged before it is
+// loaded: an editor saving in place truncates, then writes.
+var settle = 100 * time.Millisecond
+
+// watched is a file a worker's version of the hook was loaded from.
+type watched struct {
+	path string
+	sig  fileSig
+}
+
+// addWatch adds the files the worker reports having loaded, as they are
+// now, to the ones it watches. A nil list means no change.
+func (w *worker) addWatch(files []string) {
+	for _, f := range files {
+		known := false
+		for _, x := range w.watch {
+			known = known || x.path == f
+		}
+		if known || len(w.watch) >= maxWatch {
+			continue
+		}
+		if sig, err := statSig(f); err == nil {
+			w.watch = append(w.watch, watched{path: f, sig: sig})
+		}
+	}
+}
+
+// maxWatch bounds the files stat'ed before each run.
+const maxWatch = 64
+
+// changed stats the watched files: whether any changed since the load,
+// whether all the changed ones have been stable for settle (a missing one
+// is not), and a key naming the current versions.
+func (w *worker) changed() (changed, stable bool, key string) {
+	stable = true
+	now := time.Now()
+	var b strings.Builder
+	for _, x := range w.watch {
+		sig, err := statSig(x.path)
+		if err != nil {
+			changed, stable = true, false
+			continue
+		}
+		if sig != x.sig {
+			changed = true
+			if now.Sub(sig.newest()) < settle {
+				stable = false
+			}
+		}
+		fmt.Fprintf(&b, "%s %v\n", x.path, sig)
+	}
+	return changed, stable, b.String()
 }
