@@ -230,7 +230,7 @@ func (e *pyEnv) memoryLimit(t *testing.T) {
 	}
 	_, err := e.b.client.Create(context.Background(), hookctl.Hook{Key: hookctl.Key{Profile: "default", Service: e.srv.PubSub, Node: "greedy2",
 		Type: hookctl.TypePythonCode, Arg: "pass"}, Memory: "lots"})
-	if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), `memory "lots"`) {
+	if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), `memory: bad memory limit "lots"`) {
 		t.Errorf("create with memory lots = %v, want ErrInvalid", err)
 	}
 }
