@@ -98,16 +98,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, requireToken bool) e
 		}
 		h = s.requireToken(h)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		// Requests outlive ctx until the shutdown deadline: that is the
-		// point of a graceful shutdown.
-		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	srv := NewHTTPServer(h, s.log)
+	// Requests outlive ctx until the shutdown deadline: that is the point
+	// of a graceful shutdown.
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	l = LimitListener(l, MaxConns)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -134,6 +129,8 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			// The body is never read: a stranger holds nothing.
+			dropBody(w)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hookctl"`)
 			s.writeError(w, r, fmt.Errorf("%w: missing or wrong bearer token", ErrUnauthorized))
 			return

@@ -319,7 +319,8 @@ func (d *Daemon) serveMetrics(ctx context.Context, l net.Listener) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := api.NewHTTPServer(api.RefuseBody(mux), d.log)
+	l = api.LimitListener(l, api.MaxConns)
 	go func() {
 		<-ctx.Done()
 		shutdownCtx, stop := context.WithTimeout(context.Background(), 3*time.Second)
