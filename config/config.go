@@ -41,6 +41,35 @@ type Config struct {
 	PythonPath []string `yaml:"python_path"`
 	// Profiles are the XMPP accounts, by profile name.
 	Profiles map[string]Profile `yaml:"profiles"`
+	// MaxPublishBytes bounds a published item's payload; 0 means
+	// DefaultMaxPublishBytes. See CheckPublish.
+	MaxPublishBytes int `yaml:"max_publish_bytes"`
+}
+
+// DefaultMaxPublishBytes is below the usual server stanza limits
+// (Prosody's c2s_stanza_size_limit is 256 KiB, ejabberd's max_stanza_size
+// 256 KiB to 64 KiB less the envelope), leaving room for the IQ, PubSub and
+// item elements around the payload and for escaping.
+const DefaultMaxPublishBytes = 192 << 10
+
+// maxPublishBytesLimit bounds max_publish_bytes itself: no server takes
+// stanzas this large, and the API's own body limit is 1 MiB.
+const maxPublishBytesLimit = 900 << 10
+
+// CheckPublish refuses a payload over max_publish_bytes before it is sent:
+// a stanza over the server's limit makes the server close the whole
+// session, dropping every subscription with it. Every publish (the API's,
+// a hook's) goes through it.
+func (c *Config) CheckPublish(payload string) error {
+	limit := c.MaxPublishBytes
+	if limit <= 0 {
+		limit = DefaultMaxPublishBytes
+	}
+	if len(payload) > limit {
+		return fmt.Errorf("%w: payload of %d bytes is over max_publish_bytes (%d): the XMPP server would "+
+			"close the session for a stanza over its limit", hookctl.ErrInvalid, len(payload), limit)
+	}
+	return nil
 }
 
 // TLS modes of a profile's connection.
@@ -62,6 +91,9 @@ type Profile struct {
 	TLS string `yaml:"tls"`
 	// InsecureSkipVerify accepts any certificate: for test servers only.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// RequestTimeout bounds each request to the server (publish,
+	// subscribe, …); default 30s.
+	RequestTimeout hookctl.Duration `yaml:"request_timeout"`
 }
 
 // Load reads a config file strictly: unknown fields, wrong types and bad
@@ -107,6 +139,9 @@ func (c *Config) validate(path string) error {
 			bad(fmt.Sprintf("allow_types[%d]", i), "unknown hook type %q", t)
 		}
 	}
+	if c.MaxPublishBytes < 0 || c.MaxPublishBytes > maxPublishBytesLimit {
+		bad("max_publish_bytes", "%d is out of range (1 to %d; 0 or unset: %d)", c.MaxPublishBytes, maxPublishBytesLimit, DefaultMaxPublishBytes)
+	}
 	if c.APIListen != "" && c.APITokenFile == "" {
 		bad("api_listen", "a TCP control API needs api_token_file")
 	}
@@ -126,6 +161,9 @@ func (c *Config) validate(path string) error {
 		}
 		if p.PasswordFile != "" && p.PasswordEnv != "" {
 			bad(field, "password_file and password_env are exclusive")
+		}
+		if rt := time.Duration(p.RequestTimeout); rt != 0 && (rt < 100*time.Millisecond || rt > 10*time.Minute) {
+			bad(field+".request_timeout", "%v is out of range (100ms to 10m)", rt)
 		}
 		if !slices.Contains([]string{"", TLSStartTLS, TLSDirect, TLSNone}, p.TLS) {
 			bad(field+".tls", "unknown mode %q (want starttls, direct or none)", p.TLS)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
@@ -129,9 +130,19 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 	if r.Node == "" {
 		return api.PubSubResult{}, fmt.Errorf("%w: node is required", hookctl.ErrInvalid)
 	}
+	if r.Op == api.OpPublish {
+		if err := d.cfg.CheckPublish(r.Payload); err != nil {
+			return api.PubSubResult{}, err
+		}
+	}
 	s := p.session
-	if err := s.WaitConnected(ctx); err != nil {
-		return api.PubSubResult{}, fmt.Errorf("%w: profile %s is not connected: %v", hookctl.ErrUnavailable, r.Profile, err)
+	// A session that is down gets a bounded wait: the caller is told
+	// rather than held until it gives up.
+	wctx, cancel := context.WithTimeout(ctx, connectWait)
+	defer cancel()
+	if err := s.WaitConnected(wctx); err != nil {
+		return api.PubSubResult{}, fmt.Errorf("%w: profile %s is not connected (waited %v; see hookctl status): %v",
+			hookctl.ErrUnavailable, r.Profile, connectWait, err)
 	}
 	var err error
 	var res api.PubSubResult
@@ -168,6 +179,10 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 	}
 	return res, nil
 }
+
+// connectWait bounds how long a PubSub request waits for its profile's
+// session to (re)connect.
+const connectWait = 10 * time.Second
 
 func serviceName(service string) string {
 	if service == "" {

@@ -69,6 +69,7 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 		Server:             pc.Server,
 		TLS:                tls,
 		InsecureSkipVerify: pc.InsecureSkipVerify,
+		RequestTimeout:     time.Duration(pc.RequestTimeout),
 		Logger:             d.log,
 		OnEvent:            d.onEvent,
 		OnSkip:             d.onSkip,

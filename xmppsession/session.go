@@ -541,11 +541,28 @@ func (s *Session) reqErr(ctx context.Context, c *conn, what string, err error) e
 	if errors.As(err, &se) {
 		return fmt.Errorf("%s: %w", what, newStanzaError(se))
 	}
-	if ctx.Err() == nil && c.ctx.Err() != nil {
-		return fmt.Errorf("%s: connection lost: %w", what, hookctl.ErrUnavailable)
+	// ctx is the request's own context (see current): it also ends when
+	// the connection does, so the connection is asked first.
+	switch {
+	case c.ctx.Err() != nil:
+		return fmt.Errorf("%s: %w: the connection to the XMPP server was lost before it answered "+
+			"(the request may or may not have been carried out)", what, hookctl.ErrUnavailable)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w: no answer from the XMPP server within the request deadline (request_timeout, %v unless the caller set less): "+
+			"it may have dropped the request (a payload nested too deep, say) or be overloaded",
+			what, ErrTimeout, s.cfg.RequestTimeout)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// ErrTimeout is a request the server did not answer in time. It wraps
+// hookctl.ErrUnavailable: trying again later may work.
+var ErrTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "timed out" }
+func (timeoutError) Unwrap() error { return hookctl.ErrUnavailable }
 
 // StanzaError is an error returned by the server for a request.
 type StanzaError struct {
