@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -165,11 +167,33 @@ func (c *Config) validate(path string) error {
 		if rt := time.Duration(p.RequestTimeout); rt != 0 && (rt < 100*time.Millisecond || rt > 10*time.Minute) {
 			bad(field+".request_timeout", "%v is out of range (100ms to 10m)", rt)
 		}
+		if p.Server != "" {
+			if err := checkHostPort(p.Server); err != nil {
+				bad(field+".server", "%v", err)
+			}
+		}
 		if !slices.Contains([]string{"", TLSStartTLS, TLSDirect, TLSNone}, p.TLS) {
 			bad(field+".tls", "unknown mode %q (want starttls, direct or none)", p.TLS)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkHostPort checks a host:port address: a host, and a port from 1 to
+// 65535 (a number; service names are not looked up).
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want HOST:PORT (%v)", addr, strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case host == "":
+		return fmt.Errorf("%q: no host", addr)
+	case err != nil || n < 1 || n > 65535:
+		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)
+	}
+	return nil
 }
 
 // resolvePaths makes relative paths in the file relative to its directory.
@@ -252,9 +276,13 @@ func (p Profile) Password(getenv func(string) string) (string, error) {
 		}
 		return v, nil
 	}
-	b, err := os.ReadFile(p.PasswordFile)
+	b, err := ReadSecretFile("password_file", p.PasswordFile)
 	if err != nil {
-		return "", fmt.Errorf("password_file: %w", err)
+		return "", err
 	}
-	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), nil
+	pw := strings.TrimSuffix(strings.TrimSuffix(b, "\n"), "\r")
+	if pw == "" {
+		return "", fmt.Errorf("password_file %s is empty", p.PasswordFile)
+	}
+	return pw, nil
 }

@@ -23,6 +23,9 @@ func newRunsCmd(g *globals) *cobra.Command {
 		Short: "List recent hook runs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "simple", "json"); err != nil {
+				return err
+			}
 			client, err := g.client()
 			if err != nil {
 				return err

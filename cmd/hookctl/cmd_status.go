@@ -19,6 +19,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the backend's profiles, sessions, watched nodes and hook problems",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "simple", "json"); err != nil {
+				return err
+			}
 			client, err := g.client()
 			if err != nil {
 				return err
