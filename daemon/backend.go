@@ -98,6 +98,10 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Profiles = append(st.Profiles, ps)
 	}
 	st.HookErrors = d.hookErrors()
+	for i := range st.HookErrors {
+		e := &st.HookErrors[i]
+		e.Hook.Arg, e.Error = d.redact(e.Hook.Arg), d.redact(e.Error)
+	}
 	if d.catchup != nil {
 		st.Nodes = d.catchup.nodeStatus(hooks)
 		for i := range st.Nodes {
@@ -118,7 +122,11 @@ func (d *Daemon) Runs(ctx context.Context, q api.RunQuery) ([]hookctl.Run, error
 	if d.dispatcher == nil {
 		return nil, nil
 	}
-	return d.dispatcher.Runs(q), nil
+	runs := d.dispatcher.Runs(q)
+	for i := range runs {
+		runs[i] = d.redactRun(runs[i])
+	}
+	return runs, nil
 }
 
 // PubSub carries out a PubSub operation through the profile's session.

@@ -53,7 +53,7 @@ func printStatus(w io.Writer, st api.Status) {
 			if lastErr == "" {
 				lastErr = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.JID, p.State, p.Hooks, p.Subscriptions, p.Events, p.Reconnects, lastErr)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", cell(p.Name), cell(p.JID), cell(p.State), p.Hooks, p.Subscriptions, p.Events, p.Reconnects, cell(lastErr))
 		}
 		tw.Flush()
 	}
@@ -66,17 +66,17 @@ func printStatus(w io.Writer, st api.Status) {
 			if !n.LastCatchup.IsZero() {
 				last = n.LastCatchup.Local().Format(time.DateTime)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%t\t%d\t%s\t%d\t%d\n", n.Profile, n.Service, n.Node, n.Hooks, n.Subscribed, n.Finished, last, n.CaughtUp, n.Gaps)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%t\t%d\t%s\t%d\t%d\n", cell(n.Profile), cell(n.Service), cell(n.Node), n.Hooks, n.Subscribed, n.Finished, last, n.CaughtUp, n.Gaps)
 		}
 		tw.Flush()
 		for _, n := range st.Nodes {
 			if n.MaybeMissed != "" {
-				fmt.Fprintf(w, "maybe missed: %s %s %s: %s\n", n.Profile, n.Service, n.Node, n.MaybeMissed)
+				fmt.Fprintf(w, "maybe missed: %s %s %s: %s\n", cell(n.Profile), cell(n.Service), cell(n.Node), cell(n.MaybeMissed))
 			}
 		}
 	}
 	for _, e := range st.HookErrors {
-		fmt.Fprintf(w, "problem: %s: %s\n", e.Hook, e.Error)
+		fmt.Fprintf(w, "problem: %s: %s\n", cell(e.Hook.String()), cell(e.Error))
 	}
 }
 
