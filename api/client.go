@@ -10,13 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/config"
 )
 
 // maxResponse bounds what the client reads of one answer: far above any
@@ -82,11 +82,11 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		}
 		tok := opts.Token
 		if tok == "" && opts.TokenFile != "" {
-			b, err := os.ReadFile(opts.TokenFile)
+			b, err := config.ReadSecretFile("token file", opts.TokenFile)
 			if err != nil {
-				return nil, fmt.Errorf("reading the token file: %w", err)
+				return nil, err
 			}
-			tok = strings.TrimSpace(string(b))
+			tok = strings.TrimSpace(b)
 			if tok == "" {
 				return nil, fmt.Errorf("%w: token file %s is empty", hookctl.ErrInvalid, opts.TokenFile)
 			}

@@ -33,6 +33,13 @@ type Config struct {
 	APIListen string `yaml:"api_listen"`
 	// APITokenFile holds the bearer token that TCP clients must send.
 	APITokenFile string `yaml:"api_token_file"`
+	// APITLSCert and APITLSKey serve the TCP control API over TLS; a
+	// non-loopback APIListen needs them, or APIInsecure.
+	APITLSCert string `yaml:"api_tls_cert"`
+	APITLSKey  string `yaml:"api_tls_key"`
+	// APIInsecure allows a non-loopback APIListen in plain HTTP (behind a
+	// TLS-terminating proxy on a private network, say).
+	APIInsecure bool `yaml:"api_insecure"`
 	// AllowTypes are the hook types the backend accepts and runs.
 	AllowTypes []hookctl.Type `yaml:"allow_types"`
 	// DefaultTimeout bounds runs of hooks that set no timeout.
@@ -114,6 +121,9 @@ func Load(path string) (Config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return c, fmt.Errorf("%s: %w", path, cleanYAMLError(err))
 		}
+		if err := checkAllowTypesGiven(data, c.AllowTypes); err != nil {
+			return c, fmt.Errorf("%s: %w", path, err)
+		}
 		if err := c.validate(path); err != nil {
 			return c, err
 		}
@@ -125,6 +135,24 @@ func Load(path string) (Config, error) {
 		c.resolvePaths(dir)
 	}
 	return c, nil
+}
+
+// checkAllowTypesGiven refuses allow_types given but empty ([] or null):
+// left out, it allows every type, so an empty list reads both as "none"
+// and as "all"; neither guess is safe, and a backend that may run no hook
+// at all has no use.
+func checkAllowTypesGiven(data []byte, types []hookctl.Type) error {
+	if len(types) > 0 {
+		return nil
+	}
+	var probe struct {
+		AllowTypes yaml.Node `yaml:"allow_types"`
+	}
+	if err := yaml.Unmarshal(data, &probe); err != nil || probe.AllowTypes.Kind == 0 {
+		return nil
+	}
+	return fmt.Errorf("allow_types: line %d: an empty list is ambiguous: list the hook types to allow, "+
+		"or leave allow_types out to allow every type", probe.AllowTypes.Line)
 }
 
 func cleanYAMLError(err error) error {
@@ -146,6 +174,14 @@ func (c *Config) validate(path string) error {
 	}
 	if c.APIListen != "" && c.APITokenFile == "" {
 		bad("api_listen", "a TCP control API needs api_token_file")
+	}
+	if (c.APITLSCert == "") != (c.APITLSKey == "") {
+		bad("api_tls_cert", "api_tls_cert and api_tls_key go together")
+	}
+	if c.APIListen != "" {
+		if err := checkAPIListen(c.APIListen, c.APITLSCert != "", c.APIInsecure); err != nil {
+			bad("api_listen", "%v", err)
+		}
 	}
 	for name, p := range c.Profiles {
 		field := "profiles." + name
@@ -179,6 +215,41 @@ func (c *Config) validate(path string) error {
 	return errors.Join(errs...)
 }
 
+// checkAPIListen refuses a TCP control API reachable from other hosts in
+// plain HTTP: its bearer token and every hook would cross the network in
+// clear. Loopback addresses (and localhost) are always allowed.
+func checkAPIListen(addr string, tls, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want HOST:PORT (%v)", addr, err)
+	}
+	if err := checkHostPortNumber(addr); err != nil {
+		return err
+	}
+	if tls || insecure || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	what := "a non-loopback address"
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		what = "every interface"
+	}
+	return fmt.Errorf("%q is %s: serving the control API there in plain HTTP sends its token in clear; "+
+		"set api_tls_cert and api_tls_key, or api_insecure: true to mean it, or listen on 127.0.0.1", addr, what)
+}
+
+// checkHostPortNumber checks that addr's port is a number from 0 to 65535
+// (0: any free port).
+func checkHostPortNumber(addr string) error {
+	_, port, _ := net.SplitHostPort(addr)
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
+}
+
 // checkHostPort checks a host:port address: a host, and a port from 1 to
 // 65535 (a number; service names are not looked up).
 func checkHostPort(addr string) error {
@@ -206,6 +277,8 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.DataDir)
 	abs(&c.Socket)
 	abs(&c.APITokenFile)
+	abs(&c.APITLSCert)
+	abs(&c.APITLSKey)
 	for i := range c.PythonPath {
 		abs(&c.PythonPath[i])
 	}

@@ -206,19 +206,19 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	var tcpListener, metricsListener net.Listener
 	var token string
 	if d.cfg.APIListen != "" {
-		b, err := os.ReadFile(d.cfg.APITokenFile)
+		b, err := config.ReadSecretFile("api_token_file", d.cfg.APITokenFile)
 		if err != nil {
 			apiListener.Close()
-			return fmt.Errorf("reading api token: %w", err)
+			return err
 		}
-		token = strings.TrimSpace(string(b))
+		token = strings.TrimSpace(b)
 		if token == "" {
 			apiListener.Close()
 			return fmt.Errorf("api token file %s is empty", d.cfg.APITokenFile)
 		}
-		if tcpListener, err = net.Listen("tcp", d.cfg.APIListen); err != nil {
+		if tcpListener, err = api.ListenTCP(d.cfg.APIListen, d.cfg.APITLSCert, d.cfg.APITLSKey); err != nil {
 			apiListener.Close()
-			return fmt.Errorf("control API: %w", err)
+			return err
 		}
 	}
 	if d.cfg.Listen != "" {
