@@ -50,6 +50,9 @@ type Config struct {
 	PythonPath []string `yaml:"python_path"`
 	// Profiles are the XMPP accounts, by profile name.
 	Profiles map[string]Profile `yaml:"profiles"`
+	// SecretDecls are the secrets hooks may name as ${NAME} (http header
+	// values), by name; see Secrets.
+	SecretDecls map[string]Secret `yaml:"secrets"`
 	// MaxPublishBytes bounds a published item's payload; 0 means
 	// DefaultMaxPublishBytes. See CheckPublish.
 	MaxPublishBytes int `yaml:"max_publish_bytes"`
@@ -183,6 +186,15 @@ func (c *Config) validate(path string) error {
 			bad("api_listen", "%v", err)
 		}
 	}
+	for name, sd := range c.SecretDecls {
+		field := "secrets." + name
+		switch {
+		case !validSecretName(name):
+			bad(field, "name must be letters, digits and _, not starting with a digit")
+		case (sd.File == "") == (sd.Env == ""):
+			bad(field, "needs exactly one of file or env")
+		}
+	}
 	for name, p := range c.Profiles {
 		field := "profiles." + name
 		j, err := jid.Parse(p.JID)
@@ -213,6 +225,19 @@ func (c *Config) validate(path string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validSecretName: the names ${NAME} can hold.
+func validSecretName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkAPIListen refuses a TCP control API reachable from other hosts in
@@ -281,6 +306,10 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.APITLSKey)
 	for i := range c.PythonPath {
 		abs(&c.PythonPath[i])
+	}
+	for name, sd := range c.SecretDecls {
+		abs(&sd.File)
+		c.SecretDecls[name] = sd
 	}
 	for name, p := range c.Profiles {
 		abs(&p.PasswordFile)

@@ -65,6 +65,7 @@ type Daemon struct {
 	profileByName map[string]*profile
 	metrics       *prometheus.Registry
 	synced        syncedRevision
+	secrets       *config.Secrets // what http hooks may name; redacted everywhere
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -132,6 +133,11 @@ func New(opts Options) (*Daemon, error) {
 		metrics:       prometheus.NewRegistry(),
 	}
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.secrets = d.cfg.Secrets(d.getenv)
+	if err := d.secrets.ReadAll(); err != nil {
+		return nil, err
+	}
+	d.log = slog.New(redactHandler{h: d.log.Handler(), redact: d.redact})
 	d.factories = d.newFactories()
 	for name, pc := range d.cfg.Profiles {
 		pw, err := pc.Password(d.getenv)
@@ -164,7 +170,7 @@ func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 		hookctl.TypePythonCode: py,
 		hookctl.TypeExec:       execrunner.NewFactory(execrunner.Options{}),
 		hookctl.TypeExpr:       exprrunner.NewFactory(exprrunner.Options{}),
-		hookctl.TypeHTTP:       httprunner.NewFactory(httprunner.Options{}),
+		hookctl.TypeHTTP:       httprunner.NewFactory(httprunner.Options{Secrets: d.secrets}),
 	}
 	out := map[hookctl.Type]runner.Factory{}
 	for t, f := range all {
