@@ -103,6 +103,10 @@ type Profile struct {
 	TLS string `yaml:"tls"`
 	// InsecureSkipVerify accepts any certificate: for test servers only.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Resource is the XMPP resource to bind; default hookctl- and a hash
+	// of the host name and data directory (xmppsession.ResourceFor), so
+	// that two backends on one account do not take each other's place.
+	Resource string `yaml:"resource"`
 	// RequestTimeout bounds each request to the server (publish,
 	// subscribe, …); default 30s.
 	RequestTimeout hookctl.Duration `yaml:"request_timeout"`

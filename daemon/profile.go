@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -70,6 +71,7 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 		TLS:                tls,
 		InsecureSkipVerify: pc.InsecureSkipVerify,
 		RequestTimeout:     time.Duration(pc.RequestTimeout),
+		Resource:           cmp.Or(pc.Resource, xmppsession.ResourceFor(d.cfg.DataDir)),
 		Logger:             d.log,
 		OnEvent:            d.onEvent,
 		OnSkip:             d.onSkip,
@@ -293,6 +295,8 @@ func (p *profile) status() api.ProfileStatus {
 		Subscriptions: subs,
 		Events:        st.Events,
 		Reconnects:    st.Reconnects,
+		Conflicts:     st.Conflicts,
+		BoundJID:      st.JID,
 	}
 }
 

@@ -56,6 +56,12 @@ func printStatus(w io.Writer, st api.Status) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", cell(p.Name), cell(p.JID), cell(p.State), p.Hooks, p.Subscriptions, p.Events, p.Reconnects, cell(lastErr))
 		}
 		tw.Flush()
+		for _, p := range st.Profiles {
+			if p.Conflicts > 0 {
+				fmt.Fprintf(w, "conflict: profile %s: the server closed its session %d time(s) because another session bound %s; reconnects back off\n",
+					cell(p.Name), p.Conflicts, cell(p.BoundJID))
+			}
+		}
 	}
 	if len(st.Nodes) > 0 {
 		fmt.Fprintln(w, "\nWatched nodes:")
