@@ -94,7 +94,7 @@ func (k Key) String() string {
 	if svc == "" {
 		svc = "(pep)"
 	}
-	return fmt.Sprintf("%s %s %s %s %q", k.Profile, svc, k.Node, k.Type, k.Arg)
+	return fmt.Sprintf("%s %s %s %s %q", k.Profile, svc, k.Node, k.Type, RedactURLCredentials(k.Arg))
 }
 
 // Compare orders keys by profile, service, node, type, then arg, so that

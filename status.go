@@ -47,6 +47,12 @@ type ProfileStatus struct {
 	Events uint64 `json:"events"`
 	// Reconnects counts automatic reconnects since start.
 	Reconnects uint64 `json:"reconnects"`
+	// Conflicts counts connections the server closed because another
+	// session bound the same full JID (another backend with the same
+	// resource); each one makes the next reconnect wait longer.
+	Conflicts uint64 `json:"conflicts"`
+	// BoundJID is the full JID (with the resource) while connected.
+	BoundJID string `json:"bound_jid,omitempty"`
 }
 
 // HookError is a problem attached to one hook.

@@ -10,13 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/config"
 )
 
 // maxResponse bounds what the client reads of one answer: far above any
@@ -34,18 +34,27 @@ type ClientOptions struct {
 	// and wins over TokenFile.
 	TokenFile string
 	Token     string
+	// Timeout bounds each call whose context has no deadline of its own;
+	// 0 means DefaultClientTimeout.
+	Timeout time.Duration
 }
+
+// DefaultClientTimeout bounds a call when neither its context nor
+// ClientOptions.Timeout does: above the backend's own deadlines (30s for
+// an XMPP request, 10s waiting for a session), so that those report first.
+const DefaultClientTimeout = 2 * time.Minute
 
 // Client is the Go client of the control API. It implements
 // hookctl.Registry, so that the reconciler runs the same against a remote
 // backend as against a local store, and Backend. It is safe for concurrent
-// use. Calls have no timeout of their own: they end with their context.
+// use. A call ends with its context or after ClientOptions.Timeout.
 type Client struct {
-	base   string // URL without the trailing slash
-	token  string
-	where  string // what the errors name: the socket path or the server URL
-	http   *http.Client
-	transp *http.Transport
+	base    string // URL without the trailing slash
+	timeout time.Duration
+	token   string
+	where   string // what the errors name: the socket path or the server URL
+	http    *http.Client
+	transp  *http.Transport
 }
 
 var (
@@ -57,7 +66,10 @@ var (
 // opts.Server with its token when set, else the Unix socket opts.Socket. It
 // does not connect; the first call does.
 func NewClient(opts ClientOptions) (*Client, error) {
-	c := &Client{}
+	c := &Client{timeout: opts.Timeout}
+	if c.timeout <= 0 {
+		c.timeout = DefaultClientTimeout
+	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	var network, addr string
 	if opts.Server != "" {
@@ -70,11 +82,11 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		}
 		tok := opts.Token
 		if tok == "" && opts.TokenFile != "" {
-			b, err := os.ReadFile(opts.TokenFile)
+			b, err := config.ReadSecretFile("token file", opts.TokenFile)
 			if err != nil {
-				return nil, fmt.Errorf("reading the token file: %w", err)
+				return nil, err
 			}
-			tok = strings.TrimSpace(string(b))
+			tok = strings.TrimSpace(b)
 			if tok == "" {
 				return nil, fmt.Errorf("%w: token file %s is empty", hookctl.ErrInvalid, opts.TokenFile)
 			}
@@ -242,6 +254,11 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		}
 		body = bytes.NewReader(b)
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return fmt.Errorf("%w: building the request: %v", hookctl.ErrInvalid, err)
@@ -257,13 +274,10 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var ue *unreachableError
-		switch {
-		case errors.As(err, &ue):
+		if errors.As(err, &ue) {
 			return ue
-		case ctx.Err() != nil:
-			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
 		}
-		return fmt.Errorf("talking to the hookctl backend at %s: %w: %v", c.where, hookctl.ErrUnavailable, errors.Unwrap(err))
+		return c.lostError(ctx, method, path, err)
 	}
 	defer func() {
 		// Drain a little so that the connection can be reused.
@@ -276,7 +290,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	dec := json.NewDecoder(io.LimitReader(resp.Body, maxResponse))
 	if err := dec.Decode(out); err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+			return c.lostError(ctx, method, path, err)
 		}
 		return fmt.Errorf("reading the answer of %s %s: %w", method, path, err)
 	}
@@ -313,4 +327,54 @@ func readError(resp *http.Response) error {
 		msg += ": " + text
 	}
 	return &Error{Status: resp.StatusCode, Code: code, Message: msg}
+}
+
+// lostError says what happened to a request that got no answer: it timed
+// out, was interrupted, or the connection broke (the backend died). For a
+// request that changes something, the outcome is then unknown: the change
+// may have been committed before the answer was lost, and the error says
+// how to find out.
+func (c *Client) lostError(ctx context.Context, method, path string, err error) error {
+	var what string
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		what = fmt.Sprintf("no answer from the hookctl backend at %s in time (%v): it may be overloaded or stuck "+
+			"(--timeout sets how long to wait)", c.where, c.timeout)
+	case ctx.Err() != nil:
+		what = "interrupted before the hookctl backend answered"
+	default:
+		if e := errors.Unwrap(err); e != nil {
+			err = e // drop net/http's "Post URL:" prefix
+		}
+		what = fmt.Sprintf("the connection to the hookctl backend at %s was lost before it answered (%v)", c.where, err)
+	}
+	if check := outcomeCheck(method, path); check != "" {
+		what += "; the outcome is unknown: the change may or may not have been applied. " + check
+	}
+	return &lostErr{msg: fmt.Sprintf("%s %s: %v: %s", method, path, hookctl.ErrUnavailable, what), ctxErr: ctx.Err()}
+}
+
+// lostErr is a request that got no answer. It wraps hookctl.ErrUnavailable
+// and, when the context ended, the context's error.
+type lostErr struct {
+	msg    string
+	ctxErr error
+}
+
+func (e *lostErr) Error() string   { return e.msg }
+func (e *lostErr) Unwrap() []error { return []error{hookctl.ErrUnavailable, e.ctxErr} }
+
+// outcomeCheck says how to find out whether a change whose answer was lost
+// was made; "" for requests that change nothing.
+func outcomeCheck(method, path string) string {
+	if method == http.MethodGet {
+		return ""
+	}
+	switch path {
+	case "/v1/batch":
+		return "Check with `hookctl diff -f …` (or apply again: applying twice changes nothing the second time)."
+	case "/v1/hooks", "/v1/hooks/remove":
+		return "Check with `hookctl hook list`."
+	}
+	return "Check on the XMPP server."
 }

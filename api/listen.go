@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"hookctl.dev/hookctl/config"
 )
 
 // ListenUnix creates the control socket at path, readable and writable by
@@ -73,4 +76,34 @@ func removeStaleSocket(path string) error {
 		return fmt.Errorf("removing the stale control socket: %w", err)
 	}
 	return nil
+}
+
+// ListenTCP listens on addr for the TCP control API, over TLS when
+// certFile and keyFile are set. The key file must be private to its owner
+// (see config.ReadSecretFile).
+func ListenTCP(addr, certFile, keyFile string) (net.Listener, error) {
+	var cfg *tls.Config
+	if certFile != "" {
+		certPEM, err := os.ReadFile(certFile)
+		if err != nil {
+			return nil, fmt.Errorf("api_tls_cert: %w", err)
+		}
+		keyPEM, err := config.ReadSecretFile("api_tls_key", keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, []byte(keyPEM))
+		if err != nil {
+			return nil, fmt.Errorf("control API TLS certificate %s: %w", certFile, err)
+		}
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("control API: %w", err)
+	}
+	if cfg != nil {
+		l = tls.NewListener(l, cfg)
+	}
+	return l, nil
 }

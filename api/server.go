@@ -98,16 +98,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, requireToken bool) e
 		}
 		h = s.requireToken(h)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		// Requests outlive ctx until the shutdown deadline: that is the
-		// point of a graceful shutdown.
-		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	srv := NewHTTPServer(h, s.log)
+	// Requests outlive ctx until the shutdown deadline: that is the point
+	// of a graceful shutdown.
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	l = LimitListener(l, MaxConns)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -134,6 +129,8 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			// The body is never read: a stranger holds nothing.
+			dropBody(w)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hookctl"`)
 			s.writeError(w, r, fmt.Errorf("%w: missing or wrong bearer token", ErrUnauthorized))
 			return
@@ -402,6 +399,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, limit int64) erro
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w: request body is not valid UTF-8", hookctl.ErrInvalid)
 	}
+	if err := checkDuplicateKeys(data); err != nil {
+		return fmt.Errorf("%w: request body: %v", hookctl.ErrInvalid, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -416,6 +416,53 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, limit int64) erro
 		return fmt.Errorf("%w: request body: unexpected data after the JSON value", hookctl.ErrInvalid)
 	}
 	return nil
+}
+
+// maxJSONDepth is encoding/json's own nesting limit.
+const maxJSONDepth = 10000
+
+// checkDuplicateKeys refuses an object with the same key twice:
+// encoding/json keeps the last silently, so {"node":"a","node":"b"} would
+// act on b while a reviewer read a. Syntax errors are left to the decoder.
+func checkDuplicateKeys(data []byte) error {
+	type frame struct {
+		obj     bool
+		wantKey bool
+		keys    map[string]struct{}
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // io.EOF, or a syntax error the decoder reports
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if k, ok := tok.(string); ok && top != nil && top.obj && top.wantKey {
+			if _, dup := top.keys[k]; dup {
+				return fmt.Errorf("key %q given twice in one object", k)
+			}
+			top.keys[k] = struct{}{}
+			top.wantKey = false
+			continue
+		}
+		if top != nil && top.obj {
+			top.wantKey = true // a value ended, or began ({ or [)
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if len(stack) >= maxJSONDepth {
+				return fmt.Errorf("nested deeper than %d", maxJSONDepth)
+			}
+			stack = append(stack, &frame{obj: d == '{', wantKey: true, keys: map[string]struct{}{}})
+		}
+	}
 }
 
 // writeJSON writes v as the answer. An encoding failure after the header

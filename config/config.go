@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,13 @@ type Config struct {
 	APIListen string `yaml:"api_listen"`
 	// APITokenFile holds the bearer token that TCP clients must send.
 	APITokenFile string `yaml:"api_token_file"`
+	// APITLSCert and APITLSKey serve the TCP control API over TLS; a
+	// non-loopback APIListen needs them, or APIInsecure.
+	APITLSCert string `yaml:"api_tls_cert"`
+	APITLSKey  string `yaml:"api_tls_key"`
+	// APIInsecure allows a non-loopback APIListen in plain HTTP (behind a
+	// TLS-terminating proxy on a private network, say).
+	APIInsecure bool `yaml:"api_insecure"`
 	// AllowTypes are the hook types the backend accepts and runs.
 	AllowTypes []hookctl.Type `yaml:"allow_types"`
 	// DefaultTimeout bounds runs of hooks that set no timeout.
@@ -48,6 +57,38 @@ type Config struct {
 	PythonMemory string `yaml:"python_memory"`
 	// Profiles are the XMPP accounts, by profile name.
 	Profiles map[string]Profile `yaml:"profiles"`
+	// SecretDecls are the secrets hooks may name as ${NAME} (http header
+	// values), by name; see Secrets.
+	SecretDecls map[string]Secret `yaml:"secrets"`
+	// MaxPublishBytes bounds a published item's payload; 0 means
+	// DefaultMaxPublishBytes. See CheckPublish.
+	MaxPublishBytes int `yaml:"max_publish_bytes"`
+}
+
+// DefaultMaxPublishBytes is below the usual server stanza limits
+// (Prosody's c2s_stanza_size_limit is 256 KiB, ejabberd's max_stanza_size
+// 256 KiB to 64 KiB less the envelope), leaving room for the IQ, PubSub and
+// item elements around the payload and for escaping.
+const DefaultMaxPublishBytes = 192 << 10
+
+// maxPublishBytesLimit bounds max_publish_bytes itself: no server takes
+// stanzas this large, and the API's own body limit is 1 MiB.
+const maxPublishBytesLimit = 900 << 10
+
+// CheckPublish refuses a payload over max_publish_bytes before it is sent:
+// a stanza over the server's limit makes the server close the whole
+// session, dropping every subscription with it. Every publish (the API's,
+// a hook's) goes through it.
+func (c *Config) CheckPublish(payload string) error {
+	limit := c.MaxPublishBytes
+	if limit <= 0 {
+		limit = DefaultMaxPublishBytes
+	}
+	if len(payload) > limit {
+		return fmt.Errorf("%w: payload of %d bytes is over max_publish_bytes (%d): the XMPP server would "+
+			"close the session for a stanza over its limit", hookctl.ErrInvalid, len(payload), limit)
+	}
+	return nil
 }
 
 // DefaultPythonMemory is python_memory when the config sets none.
@@ -72,6 +113,13 @@ type Profile struct {
 	TLS string `yaml:"tls"`
 	// InsecureSkipVerify accepts any certificate: for test servers only.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Resource is the XMPP resource to bind; default hookctl- and a hash
+	// of the host name and data directory (xmppsession.ResourceFor), so
+	// that two backends on one account do not take each other's place.
+	Resource string `yaml:"resource"`
+	// RequestTimeout bounds each request to the server (publish,
+	// subscribe, …); default 30s.
+	RequestTimeout hookctl.Duration `yaml:"request_timeout"`
 }
 
 // Load reads a config file strictly: unknown fields, wrong types and bad
@@ -90,6 +138,9 @@ func Load(path string) (Config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return c, fmt.Errorf("%s: %w", path, cleanYAMLError(err))
 		}
+		if err := checkAllowTypesGiven(data, c.AllowTypes); err != nil {
+			return c, fmt.Errorf("%s: %w", path, err)
+		}
 		if err := c.validate(path); err != nil {
 			return c, err
 		}
@@ -101,6 +152,24 @@ func Load(path string) (Config, error) {
 		c.resolvePaths(dir)
 	}
 	return c, nil
+}
+
+// checkAllowTypesGiven refuses allow_types given but empty ([] or null):
+// left out, it allows every type, so an empty list reads both as "none"
+// and as "all"; neither guess is safe, and a backend that may run no hook
+// at all has no use.
+func checkAllowTypesGiven(data []byte, types []hookctl.Type) error {
+	if len(types) > 0 {
+		return nil
+	}
+	var probe struct {
+		AllowTypes yaml.Node `yaml:"allow_types"`
+	}
+	if err := yaml.Unmarshal(data, &probe); err != nil || probe.AllowTypes.Kind == 0 {
+		return nil
+	}
+	return fmt.Errorf("allow_types: line %d: an empty list is ambiguous: list the hook types to allow, "+
+		"or leave allow_types out to allow every type", probe.AllowTypes.Line)
 }
 
 func cleanYAMLError(err error) error {
@@ -120,8 +189,28 @@ func (c *Config) validate(path string) error {
 	if _, err := hookctl.ParseMemory(c.PythonMemory); err != nil {
 		bad("python_memory", "%v", err)
 	}
+	if c.MaxPublishBytes < 0 || c.MaxPublishBytes > maxPublishBytesLimit {
+		bad("max_publish_bytes", "%d is out of range (1 to %d; 0 or unset: %d)", c.MaxPublishBytes, maxPublishBytesLimit, DefaultMaxPublishBytes)
+	}
 	if c.APIListen != "" && c.APITokenFile == "" {
 		bad("api_listen", "a TCP control API needs api_token_file")
+	}
+	if (c.APITLSCert == "") != (c.APITLSKey == "") {
+		bad("api_tls_cert", "api_tls_cert and api_tls_key go together")
+	}
+	if c.APIListen != "" {
+		if err := checkAPIListen(c.APIListen, c.APITLSCert != "", c.APIInsecure); err != nil {
+			bad("api_listen", "%v", err)
+		}
+	}
+	for name, sd := range c.SecretDecls {
+		field := "secrets." + name
+		switch {
+		case !validSecretName(name):
+			bad(field, "name must be letters, digits and _, not starting with a digit")
+		case (sd.File == "") == (sd.Env == ""):
+			bad(field, "needs exactly one of file or env")
+		}
 	}
 	for name, p := range c.Profiles {
 		field := "profiles." + name
@@ -140,11 +229,84 @@ func (c *Config) validate(path string) error {
 		if p.PasswordFile != "" && p.PasswordEnv != "" {
 			bad(field, "password_file and password_env are exclusive")
 		}
+		if rt := time.Duration(p.RequestTimeout); rt != 0 && (rt < 100*time.Millisecond || rt > 10*time.Minute) {
+			bad(field+".request_timeout", "%v is out of range (100ms to 10m)", rt)
+		}
+		if p.Server != "" {
+			if err := checkHostPort(p.Server); err != nil {
+				bad(field+".server", "%v", err)
+			}
+		}
 		if !slices.Contains([]string{"", TLSStartTLS, TLSDirect, TLSNone}, p.TLS) {
 			bad(field+".tls", "unknown mode %q (want starttls, direct or none)", p.TLS)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validSecretName: the names ${NAME} can hold.
+func validSecretName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkAPIListen refuses a TCP control API reachable from other hosts in
+// plain HTTP: its bearer token and every hook would cross the network in
+// clear. Loopback addresses (and localhost) are always allowed.
+func checkAPIListen(addr string, tls, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want HOST:PORT (%v)", addr, err)
+	}
+	if err := checkHostPortNumber(addr); err != nil {
+		return err
+	}
+	if tls || insecure || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	what := "a non-loopback address"
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		what = "every interface"
+	}
+	return fmt.Errorf("%q is %s: serving the control API there in plain HTTP sends its token in clear; "+
+		"set api_tls_cert and api_tls_key, or api_insecure: true to mean it, or listen on 127.0.0.1", addr, what)
+}
+
+// checkHostPortNumber checks that addr's port is a number from 0 to 65535
+// (0: any free port).
+func checkHostPortNumber(addr string) error {
+	_, port, _ := net.SplitHostPort(addr)
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
+}
+
+// checkHostPort checks a host:port address: a host, and a port from 1 to
+// 65535 (a number; service names are not looked up).
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want HOST:PORT (%v)", addr, strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case host == "":
+		return fmt.Errorf("%q: no host", addr)
+	case err != nil || n < 1 || n > 65535:
+		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)
+	}
+	return nil
 }
 
 // resolvePaths makes relative paths in the file relative to its directory.
@@ -160,8 +322,14 @@ func (c *Config) resolvePaths(dir string) {
 	if c.HooksRoot != "" {
 		abs(&c.HooksRoot)
 	}
+	abs(&c.APITLSCert)
+	abs(&c.APITLSKey)
 	for i := range c.PythonPath {
 		abs(&c.PythonPath[i])
+	}
+	for name, sd := range c.SecretDecls {
+		abs(&sd.File)
+		c.SecretDecls[name] = sd
 	}
 	for name, p := range c.Profiles {
 		abs(&p.PasswordFile)
@@ -233,9 +401,13 @@ func (p Profile) Password(getenv func(string) string) (string, error) {
 		}
 		return v, nil
 	}
-	b, err := os.ReadFile(p.PasswordFile)
+	b, err := ReadSecretFile("password_file", p.PasswordFile)
 	if err != nil {
-		return "", fmt.Errorf("password_file: %w", err)
+		return "", err
 	}
-	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), nil
+	pw := strings.TrimSuffix(strings.TrimSuffix(b, "\n"), "\r")
+	if pw == "" {
+		return "", fmt.Errorf("password_file %s is empty", p.PasswordFile)
+	}
+	return pw, nil
 }

@@ -72,6 +72,16 @@ func TestLoadErrorsNameFileAndField(t *testing.T) {
 		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    tls: ssl\n", `profiles.a.tls: unknown mode "ssl"`},
 		{"api_listen: 127.0.0.1:1\n", "api_listen: a TCP control API needs api_token_file"},
 		{"default_timeout: soon\n", `bad duration "soon"`},
+		{"allow_types: []\n", "allow_types: line 1: an empty list is ambiguous"},
+		{"allow_types:\n", "allow_types: line 1: an empty list is ambiguous"},
+		{"api_listen: :1\napi_token_file: t\n", `api_listen: ":1" is every interface`},
+		{"api_listen: 10.1.2.3:1\napi_token_file: t\n", `is a non-loopback address`},
+		{"api_listen: 127.0.0.1:70000\napi_token_file: t\n", `port "70000" is not a number from 0 to 65535`},
+		{"api_tls_cert: c\n", "api_tls_cert and api_tls_key go together"},
+		{"max_publish_bytes: -1\n", "max_publish_bytes: -1 is out of range"},
+		{"max_publish_bytes: 2000000\n", "max_publish_bytes: 2000000 is out of range"},
+		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    server: h:0\n", `port "0" is not a number from 1 to 65535`},
+		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    request_timeout: 1h\n", "request_timeout: 1h0m0s is out of range"},
 	}
 	for _, c := range cases {
 		p := writeFile(t, "bad.yaml", c.content)
@@ -122,5 +132,22 @@ func TestExampleBackendConfig(t *testing.T) {
 	}
 	if p, ok := c.Profiles["default"]; !ok || p.JID != "bot@localhost" || p.PasswordEnv != "HOOKCTL_PASSWORD" {
 		t.Errorf("profiles = %+v", c.Profiles)
+	}
+}
+
+// A non-loopback api_listen is allowed with TLS or api_insecure, and
+// loopback always.
+func TestAPIListenAllowed(t *testing.T) {
+	for _, content := range []string{
+		"api_listen: 127.0.0.1:1\napi_token_file: t\n",
+		"api_listen: '[::1]:1'\napi_token_file: t\n",
+		"api_listen: localhost:1\napi_token_file: t\n",
+		"api_listen: :1\napi_token_file: t\napi_insecure: true\n",
+		"api_listen: 0.0.0.0:1\napi_token_file: t\napi_tls_cert: c\napi_tls_key: k\n",
+		"allow_types: [expr]\n",
+	} {
+		if _, err := Load(writeFile(t, "ok.yaml", content)); err != nil {
+			t.Errorf("Load(%q): %v", content, err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
@@ -110,6 +111,10 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Profiles = append(st.Profiles, ps)
 	}
 	st.HookErrors = d.hookErrors()
+	for i := range st.HookErrors {
+		e := &st.HookErrors[i]
+		e.Hook.Arg, e.Error = d.redact(e.Hook.Arg), d.redact(e.Error)
+	}
 	if d.catchup != nil {
 		st.Nodes = d.catchup.NodeStatus(hooks)
 		for i := range st.Nodes {
@@ -130,7 +135,11 @@ func (d *Daemon) Runs(ctx context.Context, q api.RunQuery) ([]hookctl.Run, error
 	if d.dispatcher == nil {
 		return nil, nil
 	}
-	return d.dispatcher.Runs(q), nil
+	runs := d.dispatcher.Runs(q)
+	for i := range runs {
+		runs[i] = d.redactRun(runs[i])
+	}
+	return runs, nil
 }
 
 // PubSub carries out a PubSub operation through the profile's session.
@@ -142,9 +151,19 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 	if r.Node == "" {
 		return api.PubSubResult{}, fmt.Errorf("%w: node is required", hookctl.ErrInvalid)
 	}
+	if r.Op == api.OpPublish {
+		if err := d.cfg.CheckPublish(r.Payload); err != nil {
+			return api.PubSubResult{}, err
+		}
+	}
 	s := p.session
-	if err := s.WaitConnected(ctx); err != nil {
-		return api.PubSubResult{}, fmt.Errorf("%w: profile %s is not connected: %v", hookctl.ErrUnavailable, r.Profile, err)
+	// A session that is down gets a bounded wait: the caller is told
+	// rather than held until it gives up.
+	wctx, cancel := context.WithTimeout(ctx, connectWait)
+	defer cancel()
+	if err := s.WaitConnected(wctx); err != nil {
+		return api.PubSubResult{}, fmt.Errorf("%w: profile %s is not connected (waited %v; see hookctl status): %v",
+			hookctl.ErrUnavailable, r.Profile, connectWait, err)
 	}
 	var err error
 	var res api.PubSubResult
@@ -181,6 +200,10 @@ func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubRes
 	}
 	return res, nil
 }
+
+// connectWait bounds how long a PubSub request waits for its profile's
+// session to (re)connect.
+const connectWait = 10 * time.Second
 
 func serviceName(service string) string {
 	if service == "" {

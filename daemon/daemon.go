@@ -73,6 +73,7 @@ type Daemon struct {
 	synced        syncedRevision
 
 	subscriptionCheck time.Duration
+	secrets           *config.Secrets // what http hooks may name; redacted everywhere
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -145,6 +146,11 @@ func New(opts Options) (*Daemon, error) {
 		d.cfg.HooksRoot = watchRoot(d.watch.Paths[0])
 	}
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.secrets = d.cfg.Secrets(d.getenv)
+	if err := d.secrets.ReadAll(); err != nil {
+		return nil, err
+	}
+	d.log = slog.New(redactHandler{h: d.log.Handler(), redact: d.redact})
 	d.factories = d.newFactories()
 	for name, pc := range d.cfg.Profiles {
 		pw, err := pc.Password(d.getenv)
@@ -203,7 +209,7 @@ func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 		hookctl.TypePythonCode: py,
 		hookctl.TypeExec:       execrunner.NewFactory(execrunner.Options{}),
 		hookctl.TypeExpr:       exprrunner.NewFactory(exprrunner.Options{}),
-		hookctl.TypeHTTP:       httprunner.NewFactory(httprunner.Options{}),
+		hookctl.TypeHTTP:       httprunner.NewFactory(httprunner.Options{Secrets: d.secrets}),
 	}
 	out := map[hookctl.Type]runner.Factory{}
 	for t, f := range all {
@@ -321,16 +327,16 @@ func (d *Daemon) listen() (ls listeners, err error) {
 		return ls, err
 	}
 	if d.cfg.APIListen != "" {
-		b, err := os.ReadFile(d.cfg.APITokenFile)
+		b, err := config.ReadSecretFile("api_token_file", d.cfg.APITokenFile)
 		if err != nil {
-			return ls, fmt.Errorf("reading api token: %w", err)
+			return ls, err
 		}
-		ls.token = strings.TrimSpace(string(b))
+		ls.token = strings.TrimSpace(b)
 		if ls.token == "" {
 			return ls, fmt.Errorf("api token file %s is empty", d.cfg.APITokenFile)
 		}
-		if ls.tcp, err = net.Listen("tcp", d.cfg.APIListen); err != nil {
-			return ls, fmt.Errorf("control API: %w", err)
+		if ls.tcp, err = api.ListenTCP(d.cfg.APIListen, d.cfg.APITLSCert, d.cfg.APITLSKey); err != nil {
+			return ls, err
 		}
 	}
 	if d.cfg.Listen != "" {
@@ -386,7 +392,8 @@ func (d *Daemon) serveMetrics(ctx context.Context, l net.Listener) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := api.NewHTTPServer(api.RefuseBody(mux), d.log)
+	l = api.LimitListener(l, api.MaxConns)
 	go func() {
 		<-ctx.Done()
 		shutdownCtx, stop := context.WithTimeout(context.Background(), 3*time.Second)

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -39,6 +41,8 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 		Server:             pc.Server,
 		TLS:                tls,
 		InsecureSkipVerify: pc.InsecureSkipVerify,
+		RequestTimeout:     time.Duration(pc.RequestTimeout),
+		Resource:           cmp.Or(pc.Resource, xmppsession.ResourceFor(d.cfg.DataDir)),
 		Logger:             d.log,
 		OnEvent:            d.onEvent,
 		OnSkip:             d.onSkip,
@@ -105,5 +109,7 @@ func (p *profile) status() api.ProfileStatus {
 		Subscriptions: p.subs.Count(),
 		Events:        st.Events,
 		Reconnects:    st.Reconnects,
+		Conflicts:     st.Conflicts,
+		BoundJID:      st.JID,
 	}
 }

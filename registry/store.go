@@ -132,6 +132,9 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	}
 
 	path := filepath.Join(dataDir, "hooks.db")
+	if err := checkDBFile(path); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      openTimeout,
 		FreelistType: bolt.FreelistMapType,

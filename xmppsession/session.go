@@ -6,7 +6,9 @@ package xmppsession
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +31,7 @@ import (
 	"mellium.im/xmpp/mux"
 	"mellium.im/xmpp/ping"
 	"mellium.im/xmpp/stanza"
+	"mellium.im/xmpp/stream"
 )
 
 // TLSMode says how the connection to the server is secured.
@@ -103,6 +108,9 @@ type State struct {
 	Since time.Time `json:"since"`
 	// Reconnects counts successful connections after the first.
 	Reconnects uint64 `json:"reconnects"`
+	// Conflicts counts connections closed by the server because another
+	// session bound the same full JID.
+	Conflicts uint64 `json:"conflicts"`
 	// Events counts events delivered to OnEvent.
 	Events uint64 `json:"events"`
 	// JID is the bound full JID while connected, else the configured JID.
@@ -239,7 +247,7 @@ func (s *Session) Run(ctx context.Context) error {
 	defer s.setState(StateStopped, nil)
 
 	everConnected := false
-	failures := 0
+	failures, conflicts := 0, 0
 	for ctx.Err() == nil {
 		s.setState(StateConnecting, nil)
 		xs, nc, err := s.dial(ctx)
@@ -262,6 +270,7 @@ func (s *Session) Run(ctx context.Context) error {
 			s.state.Reconnects++
 			s.mu.Unlock()
 		}
+		began := time.Now()
 		err = s.serve(ctx, xs, nc, everConnected)
 		everConnected = true
 		if ctx.Err() != nil {
@@ -270,8 +279,27 @@ func (s *Session) Run(ctx context.Context) error {
 		if err == nil {
 			err = errors.New("stream closed by server")
 		}
-		s.setState(StateDisconnected, err)
 		delay := s.backoff(1)
+		if isConflict(err) {
+			// Another session bound our full JID and the server closed
+			// ours: reconnecting at once would close that one in turn,
+			// for ever. Back off more each time, without the usual
+			// jitter floor, until a connection lasts.
+			if time.Since(began) > s.cfg.Backoff.Max {
+				conflicts = 0
+			}
+			conflicts++
+			delay = s.conflictBackoff(conflicts)
+			s.mu.Lock()
+			s.state.Conflicts++
+			s.mu.Unlock()
+			err = fmt.Errorf("conflict: another session bound %s and the server closed this one "+
+				"(another backend on this account with the same resource?); retry %d in %v",
+				s.origin, conflicts, delay.Round(time.Millisecond))
+		} else {
+			conflicts = 0
+		}
+		s.setState(StateDisconnected, err)
 		s.log.Warn("xmpp connection lost", "err", err, "retry_in", delay)
 		if !sleep(ctx, delay) {
 			break
@@ -293,6 +321,38 @@ func (s *Session) backoff(n int) time.Duration {
 		return lo
 	}
 	return lo + rand.N(ceil-lo+1)
+}
+
+// conflictBackoff returns the delay after the nth conflict in a row:
+// uniformly in [cap/2, cap], cap = min(Max, Min·2^n).
+func (s *Session) conflictBackoff(n int) time.Duration {
+	ceil := s.cfg.Backoff.Min
+	for i := 0; i < n && ceil < s.cfg.Backoff.Max; i++ {
+		ceil *= 2
+	}
+	ceil = min(ceil, s.cfg.Backoff.Max)
+	return ceil/2 + rand.N(ceil/2+1)
+}
+
+// isConflict reports whether err is the server's <conflict/> stream error:
+// another session took over this full JID.
+func isConflict(err error) bool {
+	var se stream.Error
+	return errors.As(err, &se) && se.Err == stream.Conflict.Err
+}
+
+// ResourceFor returns the default resource of a backend keeping its data
+// in dataDir: "hookctl-" and 8 hex digits of the host name and the data
+// directory. It is stable across restarts (so that full-JID subscriptions
+// survive them) and differs between two backends on one account, which a
+// fixed resource made close each other's session every half second.
+func ResourceFor(dataDir string) string {
+	host, _ := os.Hostname()
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	sum := sha256.Sum256([]byte(host + "\x00" + dataDir))
+	return DefaultResource + "-" + hex.EncodeToString(sum[:4])
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -541,11 +601,28 @@ func (s *Session) reqErr(ctx context.Context, c *conn, what string, err error) e
 	if errors.As(err, &se) {
 		return fmt.Errorf("%s: %w", what, newStanzaError(se))
 	}
-	if ctx.Err() == nil && c.ctx.Err() != nil {
-		return fmt.Errorf("%s: connection lost: %w", what, hookctl.ErrUnavailable)
+	// ctx is the request's own context (see current): it also ends when
+	// the connection does, so the connection is asked first.
+	switch {
+	case c.ctx.Err() != nil:
+		return fmt.Errorf("%s: %w: the connection to the XMPP server was lost before it answered "+
+			"(the request may or may not have been carried out)", what, hookctl.ErrUnavailable)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w: no answer from the XMPP server within the request deadline (request_timeout, %v unless the caller set less): "+
+			"it may have dropped the request (a payload nested too deep, say) or be overloaded",
+			what, ErrTimeout, s.cfg.RequestTimeout)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// ErrTimeout is a request the server did not answer in time. It wraps
+// hookctl.ErrUnavailable: trying again later may work.
+var ErrTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "timed out" }
+func (timeoutError) Unwrap() error { return hookctl.ErrUnavailable }
 
 // StanzaError is an error returned by the server for a request.
 type StanzaError struct {

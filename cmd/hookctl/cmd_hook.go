@@ -256,7 +256,7 @@ func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
 		if owner == "" {
 			owner = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Node, r.Type, oneLine(r.Arg), r.Persistent, r.Profile, owner)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.Service), cell(r.Node), r.Type, oneLine(r.Arg), r.Persistent, cell(r.Profile), cell(owner))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -270,4 +270,4 @@ func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
 }
 
 // oneLine keeps multi-line args (python_code, expr) on one table row.
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", `\n`) }
+func oneLine(s string) string { return cell(s) }

@@ -23,6 +23,9 @@ func newRunsCmd(g *globals) *cobra.Command {
 		Short: "List recent hook runs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "simple", "json"); err != nil {
+				return err
+			}
 			client, err := g.client()
 			if err != nil {
 				return err
@@ -49,7 +52,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 			for _, r := range runs {
 				name := r.HookName
 				if name == "" {
-					name = string(r.Hook.Type) + ":" + oneLine(r.Hook.Arg)
+					name = string(r.Hook.Type) + ":" + r.Hook.Arg
 				}
 				event := string(r.Event)
 				if r.Catchup {
@@ -60,8 +63,8 @@ func newRunsCmd(g *globals) *cobra.Command {
 					out = r.Error + " " + out
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
-					r.Started.Format("15:04:05.000"), r.Hook.Node, name, event, r.ItemID,
-					roundDuration(time.Duration(r.Duration)), r.Outcome, r.ExitCode, oneLine(strings.TrimSpace(out)))
+					r.Started.Format("15:04:05.000"), cell(r.Hook.Node), cell(name), event, cell(r.ItemID),
+					roundDuration(time.Duration(r.Duration)), cell(r.Outcome), r.ExitCode, cell(strings.TrimSpace(out)))
 			}
 			return tw.Flush()
 		},

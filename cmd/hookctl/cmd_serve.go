@@ -9,8 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/daemon"
+	"hookctl.dev/hookctl/reconcile"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -33,6 +35,9 @@ it runs on the embedded defaults: data under ~/.local/state/hookctl, every hook
 type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkServeWatchFlags(drift, interval); err != nil {
+				return exitCode(2, err)
+			}
 			if configFile == "" {
 				configFile = os.Getenv("HOOKCTL_CONFIG")
 			}
@@ -78,6 +83,19 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return c
+}
+
+// checkServeWatchFlags refuses what serve --watch would otherwise take
+// silently: a misspelt drift policy (it behaved as correct) and a resync
+// period that is not positive.
+func checkServeWatchFlags(drift string, interval time.Duration) error {
+	if drift != reconcile.DriftCorrect && drift != reconcile.DriftReport {
+		return fmt.Errorf("%w: --drift %q (want correct or report)", hookctl.ErrInvalid, drift)
+	}
+	if interval <= 0 {
+		return fmt.Errorf("%w: --watch-interval %v: want a positive duration", hookctl.ErrInvalid, interval)
+	}
+	return nil
 }
 
 func newLogger(cmd *cobra.Command, level, format string) (*slog.Logger, error) {

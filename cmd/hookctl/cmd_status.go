@@ -19,6 +19,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the backend's profiles, sessions, watched nodes and hook problems",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "simple", "json"); err != nil {
+				return err
+			}
 			client, err := g.client()
 			if err != nil {
 				return err
@@ -50,9 +53,15 @@ func printStatus(w io.Writer, st api.Status) {
 			if lastErr == "" {
 				lastErr = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.JID, p.State, p.Hooks, p.Subscriptions, p.Events, p.Reconnects, lastErr)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", cell(p.Name), cell(p.JID), cell(p.State), p.Hooks, p.Subscriptions, p.Events, p.Reconnects, cell(lastErr))
 		}
 		tw.Flush()
+		for _, p := range st.Profiles {
+			if p.Conflicts > 0 {
+				fmt.Fprintf(w, "conflict: profile %s: the server closed its session %d time(s) because another session bound %s; reconnects back off\n",
+					cell(p.Name), p.Conflicts, cell(p.BoundJID))
+			}
+		}
 	}
 	if len(st.Nodes) > 0 {
 		fmt.Fprintln(w, "\nWatched nodes:")
@@ -63,7 +72,7 @@ func printStatus(w io.Writer, st api.Status) {
 			if !n.LastCatchup.IsZero() {
 				last = n.LastCatchup.Local().Format(time.DateTime)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%t\t%d\t%s\t%d\t%d\n", n.Profile, n.Service, n.Node, n.Hooks, n.Subscribed, n.Finished, last, n.CaughtUp, n.Gaps)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%t\t%d\t%s\t%d\t%d\n", cell(n.Profile), cell(n.Service), cell(n.Node), n.Hooks, n.Subscribed, n.Finished, last, n.CaughtUp, n.Gaps)
 		}
 		tw.Flush()
 		for _, n := range st.Nodes {
@@ -71,12 +80,12 @@ func printStatus(w io.Writer, st api.Status) {
 				fmt.Fprintf(w, "not subscribed: %s %s %s: %s\n", n.Profile, n.Service, n.Node, n.SubscribeError)
 			}
 			if n.MaybeMissed != "" {
-				fmt.Fprintf(w, "maybe missed: %s %s %s: %s\n", n.Profile, n.Service, n.Node, n.MaybeMissed)
+				fmt.Fprintf(w, "maybe missed: %s %s %s: %s\n", cell(n.Profile), cell(n.Service), cell(n.Node), cell(n.MaybeMissed))
 			}
 		}
 	}
 	for _, e := range st.HookErrors {
-		fmt.Fprintf(w, "problem: %s: %s\n", e.Hook, e.Error)
+		fmt.Fprintf(w, "problem: %s: %s\n", cell(e.Hook.String()), cell(e.Error))
 	}
 }
 

@@ -1,6 +1,14 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"hookctl.dev/hookctl"
+)
 
 // topCommands are the commands directly under hookctl (besides hook).
 // Each lives in its own file as newXxxCmd(g).
@@ -23,4 +31,13 @@ func pubsubCommands(g *globals) []*cobra.Command {
 		newRetractCmd(g),
 		newNodeCmd(g),
 	}
+}
+
+// checkOutput refuses an -o format that is not one of allowed, with exit
+// status 2, before anything is asked of the backend.
+func checkOutput(output string, allowed ...string) error {
+	if slices.Contains(allowed, output) {
+		return nil
+	}
+	return exitCode(2, fmt.Errorf("%w: -o %q (want %s)", hookctl.ErrInvalid, output, strings.Join(allowed, " or ")))
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
 )
@@ -15,6 +18,7 @@ type globals struct {
 	profile   string // -p/--profile
 	server    string // --server URL of a TCP control API
 	tokenFile string // --token-file for --server
+	timeout   time.Duration
 }
 
 func (g *globals) bind(root *cobra.Command) {
@@ -23,6 +27,7 @@ func (g *globals) bind(root *cobra.Command) {
 	f.StringVarP(&g.profile, "profile", "p", "default", "profile (XMPP account) to act on")
 	f.StringVar(&g.server, "server", "", "URL of a TCP control API, e.g. http://127.0.0.1:9091 (needs --token-file)")
 	f.StringVar(&g.tokenFile, "token-file", "", "file holding the bearer token for --server")
+	f.DurationVar(&g.timeout, "timeout", api.DefaultClientTimeout, "how long to wait for each answer of the backend")
 }
 
 // socketPath is the control socket to dial: the flag, the environment, then
@@ -39,5 +44,8 @@ func (g *globals) socketPath() string {
 
 // client returns a control API client for the backend these flags name.
 func (g *globals) client() (*api.Client, error) {
-	return api.NewClient(api.ClientOptions{Socket: g.socketPath(), Server: g.server, TokenFile: g.tokenFile})
+	if g.timeout <= 0 {
+		return nil, exitCode(2, fmt.Errorf("%w: --timeout %v: want a positive duration", hookctl.ErrInvalid, g.timeout))
+	}
+	return api.NewClient(api.ClientOptions{Socket: g.socketPath(), Server: g.server, TokenFile: g.tokenFile, Timeout: g.timeout})
 }

@@ -55,6 +55,10 @@ func TestScripts(t *testing.T) {
 			"httpget":  cmdHTTPGet,  // script_cmds_gitops_test.go
 			"freeport": cmdFreePort, // script_cmds_gitops_test.go
 			"apireq":   cmdAPIRequest,
+			// script_cmds_hardening_test.go
+			"flood":      cmdFlood,
+			"backendfds": cmdBackendFDs,
+			"backendpid": cmdBackendPID,
 		},
 		RequireExplicitExec: true,
 	})

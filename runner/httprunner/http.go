@@ -6,9 +6,11 @@
 // exponential backoff and jitter, within the run's deadline; any other
 // status is Failed at once. Redirects are not followed (a 3xx is Failed), so
 // the body is never re-sent somewhere the hook did not name. Header values
-// may name the backend's environment variables as ${NAME}, expanded at each
-// run, so secrets live in the environment rather than in hook files; their
-// values never appear in errors or logs.
+// may name secrets as ${NAME}, expanded at each run, so that secrets live
+// with the backend rather than in hook files. Only the secrets the
+// backend's config declares (secrets:, see Options.Secrets) can be named:
+// a hook cannot read the backend's environment (its XMPP password, cloud
+// keys) and send it anywhere. Their values never appear in errors.
 package httprunner
 
 import (
@@ -20,7 +22,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -50,8 +51,16 @@ type Options struct {
 	// MaxBody is how much of a response body is read; zero means
 	// DefaultMaxBody. The run's Output is the tail of what was read.
 	MaxBody int64
-	// LookupEnv expands ${NAME} in header values; nil means os.LookupEnv.
-	LookupEnv func(string) (string, bool)
+	// Secrets are what ${NAME} in header values may name: a hook naming
+	// anything else is refused at create; nil allows no ${NAME} at all.
+	Secrets SecretSource
+}
+
+// SecretSource is the allow-list of secrets hooks may name, and their
+// values (config.Secrets).
+type SecretSource interface {
+	Has(name string) bool
+	Read(name string) (string, error)
 }
 
 // NewFactory returns the Factory of http hooks.
@@ -69,9 +78,6 @@ func NewFactory(opts Options) runner.Factory {
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
-	}
-	if opts.LookupEnv == nil {
-		opts.LookupEnv = os.LookupEnv
 	}
 	return &factory{opts: opts}
 }
@@ -91,11 +97,29 @@ func (f *factory) Check(_ context.Context, h hookctl.Hook) error {
 		if !validHeaderName(name) {
 			return fmt.Errorf("%w: header name %q is not a valid token", hookctl.ErrInvalid, name)
 		}
-		if _, err := expand(value, func(string) (string, bool) { return "", true }); err != nil {
+		if _, err := expand(value, f.declared); err != nil {
 			return fmt.Errorf("%w: header %s: %w", hookctl.ErrInvalid, name, err)
 		}
 	}
 	return nil
+}
+
+// declared accepts a ${NAME} at create time when the config declares
+// NAME; the value is read only at run time.
+func (f *factory) declared(name string) (string, error) {
+	if f.opts.Secrets == nil || !f.opts.Secrets.Has(name) {
+		return "", fmt.Errorf("${%s} names no secret of this backend: only the secrets its config declares "+
+			"(secrets: {%s: {file: …}} or {env: …}) may be used, never its environment", name, name)
+	}
+	return "", nil
+}
+
+// lookup reads a secret's value at run time.
+func (f *factory) lookup(name string) (string, error) {
+	if f.opts.Secrets == nil {
+		return f.declared(name)
+	}
+	return f.opts.Secrets.Read(name)
 }
 
 func parseURL(s string) (*url.URL, error) {
@@ -134,7 +158,7 @@ func (f *factory) New(h hookctl.Hook, _ runner.Host) (runner.Runner, error) {
 	for k, v := range h.Headers {
 		headers[k] = v
 	}
-	return &Runner{url: h.Arg, headers: headers, opts: f.opts, timeout: time.Duration(h.Timeout)}, nil
+	return &Runner{url: h.Arg, headers: headers, opts: f.opts, lookup: f.lookup, timeout: time.Duration(h.Timeout)}, nil
 }
 
 // Runner runs one http hook; safe for concurrent use.
@@ -142,6 +166,7 @@ type Runner struct {
 	url     string
 	headers map[string]string // values unexpanded
 	opts    Options
+	lookup  func(string) (string, error)
 	timeout time.Duration // used only when ctx has no deadline
 }
 
@@ -158,7 +183,7 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 	header.Set("Content-Type", "application/json")
 	header.Set("User-Agent", "hookctl")
 	for name, value := range r.headers {
-		v, err := expand(value, r.opts.LookupEnv)
+		v, err := expand(value, r.lookup)
 		if err != nil {
 			return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("header %s: %w", name, err)}
 		}
@@ -239,10 +264,10 @@ func tailString(b []byte) string {
 	return runner.Tail(string(b), runner.OutputTail)
 }
 
-// expand replaces each ${NAME} in s with the variable's value. A missing
-// variable is an error naming it (not its value); a "$" not followed by
-// "{" is kept as is.
-func expand(s string, lookup func(string) (string, bool)) (string, error) {
+// expand replaces each ${NAME} in s with the secret's value. A secret
+// that cannot be read is an error naming it (not its value); a "$" not
+// followed by "{" is kept as is.
+func expand(s string, lookup func(string) (string, error)) (string, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil
 	}
@@ -262,9 +287,9 @@ func expand(s string, lookup func(string) (string, bool)) (string, error) {
 		if !validVarName(name) {
 			return "", fmt.Errorf("bad variable name %q in ${...}", name)
 		}
-		v, ok := lookup(name)
-		if !ok {
-			return "", fmt.Errorf("environment variable %s is not set", name)
+		v, err := lookup(name)
+		if err != nil {
+			return "", err
 		}
 		b.WriteString(v)
 		s = s[i+end+1:]

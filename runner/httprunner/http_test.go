@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/runner/httprunner"
 	"hookctl.dev/hookctl/runner/runnertest"
@@ -80,7 +82,15 @@ func hookFor(url string, headers map[string]string) hookctl.Hook {
 	return hookctl.Hook{Key: hookctl.Key{Arg: url}, Headers: headers}
 }
 
-var fast = httprunner.Options{Backoff: 5 * time.Millisecond}
+// testSecrets declares the secrets the tests name, read from the
+// environment; nothing else may be named.
+var testSecrets = (&config.Config{SecretDecls: map[string]config.Secret{
+	"HOOKCTL_TEST_TOKEN":     {Env: "HOOKCTL_TEST_TOKEN"},
+	"HOOKCTL_TEST_UNSET_VAR": {Env: "HOOKCTL_TEST_UNSET_VAR"},
+	"TOKEN_1":                {Env: "TOKEN_1"},
+}}).Secrets(os.Getenv)
+
+var fast = httprunner.Options{Backoff: 5 * time.Millisecond, Secrets: testSecrets}
 
 func TestPostWithHeaders(t *testing.T) {
 	t.Setenv("HOOKCTL_TEST_TOKEN", "t0ken")
@@ -222,7 +232,7 @@ func TestBodyBounded(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	f := httprunner.NewFactory(httprunner.Options{})
+	f := httprunner.NewFactory(httprunner.Options{Secrets: testSecrets})
 	good := []hookctl.Hook{
 		hookFor("http://127.0.0.1:8080/x", nil),
 		hookFor("https://example.org/hook?a=1", map[string]string{"Authorization": "Bearer ${TOKEN_1}", "X-A": "$plain"}),
@@ -240,6 +250,9 @@ func TestCheck(t *testing.T) {
 		hookFor("http://example.org/", map[string]string{"Bad Name": "x"}),
 		hookFor("http://example.org/", map[string]string{"X-A": "${UNCLOSED"}),
 		hookFor("http://example.org/", map[string]string{"X-A": "${1BAD}"}),
+		// The backend's environment is not reachable: only declared secrets.
+		hookFor("http://example.org/", map[string]string{"X-Pw": "${XMPP_PW}"}),
+		hookFor("http://example.org/", map[string]string{"X-Home": "${HOME}"}),
 	}
 	for _, h := range bad {
 		if err := f.Check(context.Background(), h); !errors.Is(err, hookctl.ErrInvalid) {
