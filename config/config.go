@@ -42,6 +42,10 @@ type Config struct {
 	APIInsecure bool `yaml:"api_insecure"`
 	// AllowTypes are the hook types the backend accepts and runs.
 	AllowTypes []hookctl.Type `yaml:"allow_types"`
+	// AllowInsecureScripts runs python_file scripts and exec programs that
+	// others could change (group/world-writable, or owned by another
+	// user); off by default, for containers where one user owns all.
+	AllowInsecureScripts bool `yaml:"allow_insecure_scripts"`
 	// DefaultTimeout bounds runs of hooks that set no timeout.
 	DefaultTimeout hookctl.Duration `yaml:"default_timeout"`
 	// Python is the interpreter for the Python hook types.

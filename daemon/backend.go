@@ -83,6 +83,9 @@ func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {
 		if err != nil {
 			return fmt.Errorf("hook %s: %w", rules.IDOf(h), err)
 		}
+		if err := rules.ScriptFile(p, h.Type == hookctl.TypeExec, d.cfg.AllowInsecureScripts); err != nil {
+			return fmt.Errorf("%w: hook %s: arg: %v", hookctl.ErrInvalid, rules.IDOf(h), err)
+		}
 		h.Arg = p
 	}
 	err := f.Check(ctx, h)

@@ -236,12 +236,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}()
 
 	d.dispatcher = dispatch.New(dispatch.Options{
-		Factories:      d.factories,
-		Host:           host{d},
-		Logger:         d.log,
-		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
-		Metrics:        d.metrics,
-		HooksRoot:      d.cfg.HooksRoot,
+		Factories:            d.factories,
+		Host:                 host{d},
+		Logger:               d.log,
+		DefaultTimeout:       time.Duration(d.cfg.DefaultTimeout),
+		Metrics:              d.metrics,
+		HooksRoot:            d.cfg.HooksRoot,
+		AllowInsecureScripts: d.cfg.AllowInsecureScripts,
 	})
 	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
 	d.catchup.OnDuplicate(d.dispatcher.Duplicate)
@@ -323,6 +324,9 @@ func (d *Daemon) listen() (ls listeners, err error) {
 			}
 		}
 	}()
+	if err := api.CheckSocketDir(d.cfg.Socket); err != nil {
+		return ls, err
+	}
 	if ls.api, err = api.ListenUnix(d.cfg.Socket); err != nil {
 		return ls, err
 	}

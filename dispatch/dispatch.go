@@ -51,6 +51,9 @@ type Options struct {
 	// HooksRoot is where relative python_file and exec paths (hooks
 	// declared in files) are found; see rules.Resolve.
 	HooksRoot string
+	// AllowInsecureScripts skips rules.ScriptFile's ownership and mode
+	// checks when a hook's runner starts.
+	AllowInsecureScripts bool
 }
 
 // Dispatcher routes events to hooks. Its methods are safe for concurrent use.
@@ -269,6 +272,9 @@ func (d *Dispatcher) startWorker(h hookctl.Hook) (*worker, error) {
 	if h.Type.TakesPath() {
 		p, err := rules.Resolve(h.Arg, d.opts.HooksRoot)
 		if err != nil {
+			return nil, err
+		}
+		if err := rules.ScriptFile(p, h.Type == hookctl.TypeExec, d.opts.AllowInsecureScripts); err != nil {
 			return nil, err
 		}
 		run.Arg = p

@@ -47,5 +47,10 @@ func (g *globals) client() (*api.Client, error) {
 	if g.timeout <= 0 {
 		return nil, exitCode(2, fmt.Errorf("%w: --timeout %v: want a positive duration", hookctl.ErrInvalid, g.timeout))
 	}
+	if g.server == "" {
+		if err := api.CheckSocketOwner(g.socketPath()); err != nil {
+			return nil, err
+		}
+	}
 	return api.NewClient(api.ClientOptions{Socket: g.socketPath(), Server: g.server, TokenFile: g.tokenFile, Timeout: g.timeout})
 }
