@@ -12,6 +12,11 @@ import (
 func SpecLoader(paths []string, recursive bool) Loader {
 	opts := spec.DefaultOptions()
 	opts.Recursive = recursive
+	return SpecLoaderWith(paths, opts)
+}
+
+// SpecLoaderWith is SpecLoader with every spec option.
+func SpecLoaderWith(paths []string, opts spec.Options) Loader {
 	return func(ctx context.Context) (Desired, error) {
 		if err := ctx.Err(); err != nil {
 			return Desired{}, err

@@ -207,6 +207,12 @@ func (p *fileParser) document(doc *yaml.Node) {
 		p.errorPos(1, 1, "version", "is required (version: 1)")
 		return
 	}
+	if root.Kind != yaml.MappingNode {
+		// Never the value: a file that is not a hooks file (a token a
+		// symlink leads to) must not have its content in a message.
+		p.errorAt(root, "", "must be a mapping (got %s); is this a hooks file?", kindOf(root))
+		return
+	}
 	f, ok := p.fields(root, "", topFields)
 	if !ok {
 		return
@@ -378,6 +384,21 @@ func (p *fileParser) boolean(v *yaml.Node, path string) (bool, bool) {
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+
+// kindOf names a node's kind without its value: "a string", "a list".
+func kindOf(n *yaml.Node) string {
+	switch {
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	case n.Kind == yaml.AliasNode:
+		return "an alias"
+	case n.ShortTag() == "!!int", n.ShortTag() == "!!float":
+		return "a number"
+	case n.ShortTag() == "!!bool":
+		return "a boolean"
+	}
+	return "a string"
+}
 
 // describe names a node's type for messages: "a mapping", "string \"x\"".
 func describe(n *yaml.Node) string {

@@ -34,7 +34,7 @@ var errorCases = []struct {
 		"testdata/h.yaml:4:5: hooks[0].node: given twice (first at line 3)",
 	}},
 	{"top level not a mapping", "- version: 1\n", []string{
-		"testdata/h.yaml:1:1: must be a mapping (got a list)",
+		"testdata/h.yaml:1:1: must be a mapping (got a list); is this a hooks file?",
 	}},
 	{"missing version", "set: blog\n", []string{
 		"testdata/h.yaml:1:1: version: is required (version: 1)",

@@ -24,6 +24,7 @@ type loader struct {
 	// stats caches path checks: many hooks often share one script.
 	stats map[string]string
 	home  string // the user's home directory, looked up on first "~"
+	tree  string // the directory being walked, symlinks resolved
 	// splitMin is the file size from which the hooks list is parsed in
 	// parallel (see decodeSplit); tests lower it.
 	splitMin int
@@ -74,6 +75,7 @@ func (l *loader) collect(paths []string) []fileRef {
 	for _, p := range paths {
 		clean := filepath.Clean(p)
 		root = absDir(clean)
+		l.tree = realPath(clean)
 		fi, err := os.Stat(clean)
 		switch {
 		case err != nil:
@@ -131,6 +133,12 @@ func (l *loader) walkDir(dir string, visited map[string]bool, add func(string)) 
 				}
 				continue
 			}
+			if !l.opts.FollowExternalSymlinks && !l.insideTree(full) {
+				if isHooksFile(name) || fi.IsDir() {
+					l.fileError(full, "symlink leads outside the hooks tree (not read; --follow-external-symlinks allows it)")
+				}
+				continue
+			}
 			mode = fi.Mode().Type()
 		}
 		switch {
@@ -144,6 +152,22 @@ func (l *loader) walkDir(dir string, visited map[string]bool, add func(string)) 
 		}
 	}
 	return subdirs
+}
+
+// realPath is p with every symlink resolved, or p when that fails.
+func realPath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// insideTree reports whether the symlink at path leads inside the tree
+// being read (l.tree): a ConfigMap's ..data links do, a link to a token
+// elsewhere does not, and its content must never reach a message.
+func (l *loader) insideTree(path string) bool {
+	rel, err := filepath.Rel(l.tree, realPath(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // absDir is dir made absolute (as given when that fails: the error shows

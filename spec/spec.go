@@ -63,6 +63,10 @@ type Options struct {
 	// and be a regular file (executable for exec), as `hook create` does.
 	// Turning it off lets a CI job without the scripts check the rest.
 	CheckPaths bool
+	// FollowExternalSymlinks reads files and directories that symlinks in
+	// a directory lead to outside it; by default they are refused, so that
+	// a link to a secret never has its content read into a message.
+	FollowExternalSymlinks bool
 }
 
 // DefaultOptions returns the options of `hookctl validate`: paths checked,

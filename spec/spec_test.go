@@ -280,7 +280,8 @@ func TestSymlinkDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
-	set, err := spec.Load([]string{"link"}, spec.Options{Recursive: true})
+	// (link/loop leads outside the tree read: only with the opt-in.)
+	set, err := spec.Load([]string{"link"}, spec.Options{Recursive: true, FollowExternalSymlinks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,5 +432,33 @@ func TestManyFilters(t *testing.T) {
 	}
 	if len(set.Hooks) != 100 || set.Hooks[0].Filter != `item.id == "0"` {
 		t.Errorf("%d hooks, first filter %q", len(set.Hooks), set.Hooks[0].Filter)
+	}
+}
+
+// TestSymlinkOutsideTheTree: a symlink in a hooks directory leading to a
+// file outside it (a token) is refused, and its content never appears in
+// a message; inside the tree (ConfigMap ..data links) links are read.
+func TestSymlinkOutsideTheTree(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"secret/token":      "s3cr3t-token-value\n",
+		"hooks/a.yaml":      "version: 1\nhooks:\n  - {node: a, type: expr, arg: 'true'}\n",
+		"hooks/..v1/b.yaml": "version: 1\nhooks:\n  - {node: b, type: expr, arg: 'true'}\n",
+	})
+	os.Symlink("..v1/b.yaml", filepath.Join(dir, "hooks", "b.yaml"))
+	os.Symlink("../secret/token", filepath.Join(dir, "hooks", "token.yaml"))
+	_, err := spec.Load([]string{filepath.Join(dir, "hooks")}, spec.DefaultOptions())
+	if err == nil || !strings.Contains(err.Error(), "token.yaml: symlink leads outside the hooks tree") {
+		t.Fatalf("Load = %v, want the outside link refused", err)
+	}
+	// With the opt-in it is read, and still its value is not echoed.
+	_, err = spec.Load([]string{filepath.Join(dir, "hooks")}, spec.Options{FollowExternalSymlinks: true})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "must be a mapping (got a string)") {
+		t.Fatalf("Load(follow) = %v, want a refusal without the file's content", err)
+	}
+	os.Remove(filepath.Join(dir, "hooks", "token.yaml"))
+	set, err := spec.Load([]string{filepath.Join(dir, "hooks")}, spec.DefaultOptions())
+	if err != nil || len(set.Hooks) != 2 {
+		t.Fatalf("Load = %v, %v; want both hooks (a link inside the tree is read)", set, err)
 	}
 }

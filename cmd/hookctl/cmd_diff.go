@@ -11,6 +11,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/reconcile"
+	"hookctl.dev/hookctl/spec"
 )
 
 // planFlags are the flags diff, apply and watch share.
@@ -20,6 +21,7 @@ type planFlags struct {
 	prune        bool
 	pruneUnowned bool
 	adopt        bool
+	followExt    bool
 }
 
 func (p *planFlags) bind(c *cobra.Command) {
@@ -29,6 +31,14 @@ func (p *planFlags) bind(c *cobra.Command) {
 	f.BoolVar(&p.prune, "prune", true, "delete hooks of the declared sets that the files no longer declare")
 	f.BoolVar(&p.pruneUnowned, "prune-unowned", false, "also delete hooks made by hand that the files do not declare")
 	f.BoolVar(&p.adopt, "adopt", false, "take over hooks made by hand that have the key of a declared hook")
+	f.BoolVar(&p.followExt, "follow-external-symlinks", false, "read files that symlinks in a directory lead to outside it (refused by default)")
+}
+
+// specOptions are how the files are read.
+func (p *planFlags) specOptions() spec.Options {
+	opts := spec.DefaultOptions()
+	opts.Recursive, opts.FollowExternalSymlinks = p.recursive, p.followExt
+	return opts
 }
 
 func (p *planFlags) options(sets []string) reconcile.Options {
@@ -41,7 +51,7 @@ func (p *planFlags) load(ctx context.Context) (reconcile.Desired, error) {
 	if len(p.files) == 0 {
 		return reconcile.Desired{}, exitCode(2, fmt.Errorf("%w: no hooks files: give -f PATH", hookctl.ErrInvalid))
 	}
-	d, err := reconcile.SpecLoader(p.files, p.recursive)(ctx)
+	d, err := reconcile.SpecLoaderWith(p.files, p.specOptions())(ctx)
 	if err != nil {
 		return d, exitCode(2, err)
 	}

@@ -17,6 +17,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		paths      []string
 		recursive  bool
 		skipChecks bool
+		followExt  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "validate -f PATH... [-R]",
@@ -32,6 +33,7 @@ summary on stdout and exits 0. The backend is not contacted.`,
 			opts := spec.DefaultOptions()
 			opts.Recursive = recursive
 			opts.CheckPaths = !skipChecks
+			opts.FollowExternalSymlinks = followExt
 			set, err := spec.Load(paths, opts)
 			if err != nil {
 				var ds spec.Diagnostics
@@ -49,6 +51,7 @@ summary on stdout and exits 0. The backend is not contacted.`,
 	f.StringArrayVarP(&paths, "filename", "f", nil, "hooks file or directory (repeatable)")
 	f.BoolVarP(&recursive, "recursive", "R", false, "read the subdirectories of directories too")
 	f.BoolVar(&skipChecks, "no-path-check", false, "do not require python_file and exec paths to exist (e.g. in CI without the scripts)")
+	f.BoolVar(&followExt, "follow-external-symlinks", false, "read files that symlinks in a directory lead to outside it (refused by default)")
 	_ = cmd.MarkFlagRequired("filename") // the flag exists: cannot fail
 	return cmd
 }

@@ -84,7 +84,7 @@ func (wf *watchFlags) run(cmd *cobra.Command, g *globals) error {
 	w := &reconcile.Watcher{
 		Paths:     wf.pf.files,
 		Recursive: wf.pf.recursive,
-		Load:      reconcile.SpecLoader(wf.pf.files, wf.pf.recursive),
+		Load:      reconcile.SpecLoaderWith(wf.pf.files, wf.pf.specOptions()),
 		Registry:  client,
 		JIDs:      func(ctx context.Context) (map[string]string, error) { return profileJIDs(ctx, client) },
 		Options:   reconcile.ApplyOptions{Options: wf.pf.options(nil), AllowEmpty: wf.allowEmpty},
