@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -127,10 +126,9 @@ type worker struct {
 	loaded   bool
 	loadErr  *LoadError
 	loadedAt time.Time
-	watch    []watched   // the files the loaded version came from
-	loadOut  string      // what loading printed, for the first run
-	dumped   atomic.Bool // a stack dump was asked before the kill
-	killOnce sync.Once   // one group-kill fallback per worker
+	watch    []watched // the files the loaded version came from
+	loadOut  string    // what loading printed, for the first run
+	killOnce sync.Once // one group-kill fallback per worker
 }
 
 // startWorker starts python3 with the shim. dir is its working directory;
@@ -268,7 +266,6 @@ func (w *worker) dumpAndKill() {
 		w.kill()
 		return
 	}
-	w.dumped.Store(true)
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGUSR1)
 	w.stray.waitQuiet(dumpWait, 30*time.Millisecond, w.exited)
 	w.kill()
