@@ -102,7 +102,7 @@ func (r *pyRunner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 	select {
 	case s = <-r.slots:
 	case <-ctx.Done():
-		return ctxResult(ctx, "waiting for a free worker", "")
+		return ctxResult(ctx, fmt.Sprintf("python hook timed out waiting for a free worker (all %d busy): its timeout of %s passed", len(r.all), limit), "")
 	}
 	defer func() { r.slots <- s }()
 	return r.runOn(ctx, s, ev, limit)
