@@ -236,8 +236,8 @@ func (w *worker) alive() bool {
 // ended within keeperGrace, the group is killed. Safe to call more than
 // once and from any goroutine.
 func (w *worker) kill() {
-	if w.cmd.Process == nil {
-		return
+	if w.cmd.Process == nil || !w.alive() {
+		return // reaped: its pid may belong to another process by now
 	}
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
 	w.killOnce.Do(func() {
