@@ -18,10 +18,12 @@ type Event struct {
 	// Publisher is the item's publisher attribute, when the service sends one.
 	Publisher string `json:"publisher,omitempty"`
 	// Payload is the item's payload as XML text (the children of <item>),
-	// namespaces declared; empty for retract, purge and delete.
+	// namespaces declared: an element in no namespace has none; empty for
+	// retract, purge and delete.
 	Payload string `json:"payload,omitempty"`
-	// ItemXML is the whole <item> or <retract> element as XML text, the
-	// element that Python hooks receive as `item`.
+	// ItemXML is the whole <item>, <retract>, <purge> or <delete> element
+	// as XML text, in the pubsub#event namespace, the element that Python
+	// hooks receive as `item`.
 	ItemXML string `json:"item_xml,omitempty"`
 	// Received is when the backend received the notification.
 	Received time.Time `json:"received"`

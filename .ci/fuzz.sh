@@ -5,5 +5,6 @@ set -eu
 t=${FUZZTIME:-10s}
 go test ./spec -run '^$' -fuzz '^FuzzParse$' -fuzztime "$t"
 go test ./xmppsession -run '^$' -fuzz '^FuzzDecodeEvent$' -fuzztime "$t"
+go test ./xmppsession -run '^$' -fuzz '^FuzzPublishPayload$' -fuzztime "$t"
 go test ./api -run '^$' -fuzz '^FuzzDecodeRequest$' -fuzztime "$t"
 go test ./spec -run '^$' -fuzz '^FuzzDecodeSplit$' -fuzztime "$t"

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"hookctl.dev/hookctl"
@@ -133,7 +134,7 @@ func TestPayloadRoundTrip(t *testing.T) {
 		subs++
 	}
 	// What each hook type got goes to OUT/<type>/<node>/<item id>.
-	for _, typ := range []string{"python", "exec", "expr"} {
+	for _, typ := range []string{"python", "exec", "expr", "catchup"} {
 		for _, node := range []string{"rt-api", "rt-host"} {
 			if err := os.MkdirAll(filepath.Join(dir, typ, node), 0o755); err != nil {
 				t.Fatal(err)
@@ -183,6 +184,30 @@ host.publish(client.event.service, "rt-host", corpus[client.event.item_id], item
 			}
 		}
 	}
+	// Items fetched by catch-up (published on a node without hooks, then a
+	// hook added with catchup: all) come through another decoder path: the
+	// same payloads again.
+	b.pubsub("default", api.PubSubRequest{Op: api.OpNodeCreate, Service: srv.PubSub, Node: "rt-cu"})
+	for _, name := range names {
+		b.pubsub("default", api.PubSubRequest{Op: api.OpPublish, Service: srv.PubSub, Node: "rt-cu", ItemID: name, Payload: corpus[name]})
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "catchup", "rt-cu"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	catchupRecorder := filepath.Join(dir, "catchup-record.sh")
+	if err := os.WriteFile(catchupRecorder, []byte("#!/bin/sh\ncat > \""+dir+"/catchup/$HOOK_NODE/$HOOK_ITEM_ID\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.create(hookctl.Hook{Key: hookctl.Key{Service: srv.PubSub, Node: "rt-cu", Type: hookctl.TypeExec, Arg: catchupRecorder}, Catchup: hookctl.CatchupAll})
+	waitUntil(t, 20*time.Second, "catch-up runs", func() (bool, string) {
+		n := 0
+		for _, r := range b.runs(api.RunQuery{Node: "rt-cu"}) {
+			if r.Catchup && r.Outcome == "ok" {
+				n++
+			}
+		}
+		return n >= len(names), fmt.Sprintf("%d caught up", n)
+	})
 	read := func(p string) string {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -193,7 +218,15 @@ host.publish(client.event.service, "rt-host", corpus[client.event.item_id], item
 	for _, node := range []string{"rt-api", "rt-host"} {
 		for _, name := range names {
 			want := canonical(t, corpus[name])
-			var execEv, exprEv hookctl.Event
+			var execEv, exprEv, catchupEv hookctl.Event
+			if node == "rt-api" {
+				if err := json.Unmarshal([]byte(read(filepath.Join(dir, "catchup", "rt-cu", name))), &catchupEv); err != nil || !catchupEv.Catchup {
+					t.Errorf("caught-up rt-cu/%s: %v (catchup %v)", name, err, catchupEv.Catchup)
+				}
+				if diff := cmp.Diff(want, canonical(t, catchupEv.Payload)); diff != "" {
+					t.Errorf("caught-up %s got as\n%.300s\n(-want +got):\n%.2000s", name, catchupEv.Payload, diff)
+				}
+			}
 			if err := json.Unmarshal([]byte(read(filepath.Join(dir, "exec", node, name))), &execEv); err != nil {
 				t.Errorf("exec stdin of %s/%s: %v", node, name, err)
 			}

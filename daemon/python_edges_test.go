@@ -254,3 +254,15 @@ func (e *pyEnv) duplicateRecorded(t *testing.T) {
 		t.Errorf("skipped run's reason = %q", r.Error)
 	}
 }
+
+// deleteElement: a hook taking delete events gets the notification's
+// <delete> element in the pubsub#event namespace, as <item> is.
+func (e *pyEnv) deleteElement(t *testing.T) {
+	e.hook(t, hookctl.Hook{Key: hookctl.Key{Service: e.srv.PubSub, Node: "todelete", Type: hookctl.TypePythonCode,
+		Arg: "print(item.tag, item.get('node'))\n"}, Events: []hookctl.EventKind{hookctl.EventDelete}})
+	e.b.pubsub("default", api.PubSubRequest{Op: api.OpNodeDelete, Service: e.srv.PubSub, Node: "todelete"})
+	r := e.b.waitRuns(api.RunQuery{Node: "todelete"}, 1)[0]
+	if want := "{http://jabber.org/protocol/pubsub#event}delete todelete\n"; r.Event != hookctl.EventDelete || r.Outcome != "ok" || r.Output != want {
+		t.Errorf("delete run = %+v, want output %q", r, want)
+	}
+}

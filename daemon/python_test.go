@@ -63,6 +63,7 @@ func TestPythonHooks(t *testing.T) {
 	run("SelfPublishIsNotALoop", e.selfPublish)
 	run("MemoryLimit", e.memoryLimit)
 	run("DuplicateItemRecordedSkipped", e.duplicateRecorded)
+	run("DeleteCarriesItsNamespace", e.deleteElement)
 }
 
 // hook creates the node on the PubSub component (when the hook is on it)

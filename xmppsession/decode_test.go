@@ -251,3 +251,29 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// Fetched items (catch-up) go through the same re-encoding: a payload in
+// no namespace stays in none, and an item whose names are not XML names
+// is left out and reported, never re-encoded ill-formed.
+func TestDecodeItemsFetched(t *testing.T) {
+	resp := `<iq xmlns="jabber:client" type="result" id="1"><pubsub xmlns="http://jabber.org/protocol/pubsub"><items node="n">` +
+		`<item id="plain"><plain xmlns="">x</plain></item>` +
+		`<item id="bad"><a:0 xmlns:a="urn:a"/></item>` +
+		`<item id="ns"><p xmlns="urn:p"><q xmlns="">y</q></p></item>` +
+		`</items></pubsub></iq>`
+	items, err := decodeItems(xml.NewDecoder(strings.NewReader(resp)))
+	if err == nil || !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), `"bad"`) {
+		t.Errorf("err = %v, want item bad reported invalid", err)
+	}
+	if len(items) != 2 {
+		t.Fatalf("items = %+v, want plain and ns", items)
+	}
+	for i, want := range []struct{ id, payload, xml string }{
+		{"plain", `<plain>x</plain>`, `<item xmlns="http://jabber.org/protocol/pubsub#event" id="plain"><plain xmlns="">x</plain></item>`},
+		{"ns", `<p xmlns="urn:p"><q xmlns="">y</q></p>`, `<item xmlns="http://jabber.org/protocol/pubsub#event" id="ns"><p xmlns="urn:p"><q xmlns="">y</q></p></item>`},
+	} {
+		if it := items[i]; it.ID != want.id || it.Payload != want.payload || it.XML != want.xml {
+			t.Errorf("item %d = %+v, want %+v", i, it, want)
+		}
+	}
+}

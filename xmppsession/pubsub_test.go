@@ -69,3 +69,54 @@ func TestPublishPayloadRefused(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPublishPayload: a payload parsePayload accepts is sent as
+// well-formed XML that means what was given. `make fuzz` explores; the
+// gate replays the seeds and testdata/fuzz.
+func FuzzPublishPayload(f *testing.F) {
+	for _, s := range []string{
+		`<plain>x</plain>`, `<a xmlns="urn:a"><b xmlns=""/></a>`, `<p:a xmlns:p="urn:p" p:k="v"><p:b/></p:a>`,
+		`<a xml:lang="en" k="&quot;&#xA;">&lt;&amp;</a>`, `<?xml version="1.0"?><a/>`, `<a><!-- c --><b/></a>`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		if _, err := parsePayload(payload); err != nil {
+			return
+		}
+		const pre = `<pubsub xmlns="http://jabber.org/protocol/pubsub"><publish node="n"><item id="1">`
+		sent := encodePayload(t, payload)
+		d := xml.NewDecoder(strings.NewReader(sent))
+		for {
+			if _, err := d.Token(); err != nil {
+				if err.Error() != "EOF" {
+					t.Fatalf("%q sent as %q: not well-formed: %v", payload, sent, err)
+				}
+				break
+			}
+		}
+		inner := strings.TrimSuffix(strings.TrimPrefix(sent, pre), `</item></publish></pubsub>`)
+		if diff := cmp.Diff(inElement(tokensOf(t, payload)), tokensOf(t, inner)); diff != "" {
+			t.Fatalf("%q sent as %q means something else (-want +got):\n%s", payload, inner, diff)
+		}
+	})
+}
+
+// inElement drops the text outside the root element (whitespace around it,
+// which is not sent).
+func inElement(lines []string) []string {
+	var out []string
+	depth := 0
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "<{"):
+			depth++
+		case l == "</" || strings.HasPrefix(l, "</"):
+			depth--
+		case depth == 0:
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}

@@ -5,38 +5,51 @@
 // What a hook sees: hook(host, client, item) is called once per item or
 // retraction, in arrival order (python_code is executed instead, with the
 // globals host, client and item set; its globals persist between items).
+// A coroutine it returns (async def hook, or python_code with a top-level
+// await) is run to completion in an event loop the worker keeps.
 //
 //   - item is an xml.etree.ElementTree.Element parsed from Event.ItemXML,
-//     the <item> or <retract> element with its namespaces (tags in
-//     "{ns}name" form). For purge and delete events, which have no item,
-//     it is an empty <purge node="N"/> or <delete node="N"/> element.
+//     the <item>, <retract>, <purge> or <delete> element with its
+//     namespaces (tags in "{ns}name" form).
 //   - client has the attributes profile, jid (the profile's JID, from
 //     Options.ProfileJID) and event, whose attributes are service, node,
 //     kind, item_id, publisher, catchup and received (RFC 3339 text).
-//   - host.log(*args, level="info") logs a line into the backend's log and
-//     the run's output; host.publish(service, node, payload, item_id=None)
-//     publishes payload (XML text or an Element) through the backend's
-//     session (runner.Host.Publish) and returns the item id, or raises
-//     RuntimeError.
+//   - host.log(*args, level="info") logs a line into the backend's log
+//     (with the hook, node and item id) and the run's output;
+//     host.publish(service, node, payload, item_id=None, loop=False)
+//     publishes payload (XML text, UTF-8 bytes or an Element) through the
+//     backend's session (runner.Host.Publish) and returns the item id, or
+//     raises RuntimeError. An item published on the node that triggered
+//     the run is not run by this hook again (outcome Skipped) unless loop.
 //
-// Loading: python_file is executed once as a module and executed again
-// when the file changes (one stat per event compares inode, size, mtime and
-// ctime); python is imported once (found on Options.PythonPath, then the
-// backend's PYTHONPATH); python_code is compiled once. A hook that fails to
-// load is reported by Factory.Check and, at run time, by an Error result;
-// the load is retried when the file changes or after loadRetry.
+// Loading: a worker loads one version of the hook, once: python_file is
+// executed as a module, python imported, python_code compiled (and its
+// top-level imports imported). The hook must be callable as hook(host,
+// client, item) and not a generator. A load is bounded by the hook's
+// timeout, python3's start-up aside; Factory.Check reports why a hook does
+// not load. The files of the modules loaded from the hook's own directory
+// are stat'ed before each run; when they changed and have been stable for
+// settle, the new version is loaded in a new worker beside the old one,
+// which keeps serving until then, and for good if the new version does
+// not load (Problem says why).
 //
-// Isolation: an exception fails the run (the traceback ends its Output)
-// and the next item runs in the same worker. print() output and
-// sys.stderr writes go to the run's Output: the protocol uses fds 3 and 4,
-// never stdout. A worker that dies fails its run and is restarted for the
-// next one, after a backoff when it keeps dying. A run past its deadline
-// has its worker's process group killed and returns Timeout. Workers idle
-// for Options.IdleTimeout exit and are started again on demand.
+// Isolation: each run starts in the worker's directory with the sys.path
+// of the load. An exception fails the run (the traceback ends its Output)
+// and the next item runs in the same worker. What the hook prints goes to
+// the worker's fd 1 and 2 as written, so output up to a crash or a kill is
+// kept; the protocol uses fds 3 and 4. A worker that dies fails its run
+// and is restarted for the next one, after a backoff when it keeps dying.
+// A run past its deadline gets a stack dump (faulthandler, SIGUSR1), then
+// its worker is killed and the run returns Timeout saying where it was.
+// Workers idle for Options.IdleTimeout exit and are started again on
+// demand.
 //
-// What a hook printed is sent back when it returns: a run that times out or
-// whose worker dies keeps only what reached the worker's own fds 1 and 2
-// (os.write, child processes, Python's fatal errors).
+// Processes: the process started is a keeper, parent and subreaper of the
+// worker, running no hook code: when the worker ends, Close or a deadline
+// asks (SIGTERM), or the backend dies (its parent-death signal), it kills
+// everything below it, also processes that left the process group. The
+// worker kills what a run started at the run's end. Each worker's address
+// space is bounded (RLIMIT_AS) by the hook's memory or Options.Memory.
 //
 // Workers run with a clean environment: PATH=/usr/local/bin:/usr/bin:/bin,
 // HOME (the backend's), LANG=C.UTF-8, PYTHONPATH (Options.PythonPath, then

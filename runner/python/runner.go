@@ -102,7 +102,7 @@ func (r *pyRunner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 	select {
 	case s = <-r.slots:
 	case <-ctx.Done():
-		return ctxResult(ctx, "waiting for a free worker", "")
+		return ctxResult(ctx, fmt.Sprintf("python hook timed out waiting for a free worker (all %d busy): its timeout of %s passed", len(r.all), limit), "")
 	}
 	defer func() { r.slots <- s }()
 	return r.runOn(ctx, s, ev, limit)
@@ -223,6 +223,8 @@ func (r *pyRunner) startLoaded(ctx context.Context, s *slot, limit time.Duration
 			r.drop(s, w)
 			continue
 		}
+		// No previous version runs any more: runs report this one's state.
+		r.problem.Store(nil)
 		return w, runner.Result{}
 	}
 }
@@ -510,7 +512,12 @@ func (r *pyRunner) idleCheck(s *slot) {
 		s.mu.Unlock()
 		return
 	}
-	if since := time.Since(s.lastUse); s.busy || since < idle {
+	// A worker running the previous version of a hook whose new version
+	// does not load is kept: started again, it would load the broken one.
+	if since := time.Since(s.lastUse); s.busy || since < idle || r.Problem() != "" {
+		if since >= idle {
+			since = 0 // kept for a problem: look again in a while
+		}
 		s.timer.Reset(idle - since)
 		s.mu.Unlock()
 		return

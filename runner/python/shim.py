@@ -417,44 +417,83 @@ def kill_all_descendants():
                 break
 
 
+WORKER_PID = 0  # the keeper's child, once forked
+
+
+def keeper_finish(code, sig):
+    """End the keeper: kill everything below it, then end as the worker
+    did (exit code, or the signal that killed it)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough
+    kill_all_descendants()
+    if sig:
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(code)
+
+
+def keeper_signals():
+    """The keeper's signal handlers, set before the fork so that no signal
+    finds it without them: SIGTERM (the backend asks, or died: the
+    parent-death signal) ends everything; SIGUSR1 (a stack dump request)
+    goes on to the worker."""
+    def forward(*_):
+        if WORKER_PID:
+            os.kill(WORKER_PID, signal.SIGUSR1)
+    signal.signal(signal.SIGTERM, lambda *_: keeper_finish(0, signal.SIGKILL))
+    signal.signal(signal.SIGUSR1, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def keep(worker):
     """The keeper: the process the backend started, parent and subreaper of
     the worker, running no hook code. When the worker ends, when the
     backend asks (SIGTERM) or dies (SIGTERM as parent-death signal), it
     kills every process below it, including those a hook started that left
-    the process group, and ends as the worker did. SIGUSR1 (a stack dump
-    request) goes on to the worker."""
+    the process group, and ends as the worker did."""
     os.close(3)  # only the worker speaks the protocol: its death is EOF
     os.close(4)
-
-    def finish(code, sig):
-        kill_all_descendants()
-        if sig:
-            signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
-        os._exit(code)
-
-    signal.signal(signal.SIGTERM, lambda *_: finish(0, signal.SIGKILL))
-    signal.signal(signal.SIGUSR1, lambda *_: os.kill(worker, signal.SIGUSR1))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            finish(0, 0)
+            keeper_finish(0, 0)
         if pid == worker:
             code = os.waitstatus_to_exitcode(status)
-            finish(max(code, 0), -code if code < 0 else 0)
+            keeper_finish(max(code, 0), -code if code < 0 else 0)
+
+
+def become_worker(keeper):
+    """Undo the keeper's signal handlers in the forked worker, and have it
+    killed if the keeper goes (PR_SET_PDEATHSIG)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Registered again: faulthandler still counts the registration made
+    # before the fork, which the keeper's handler replaced.
+    faulthandler.unregister(signal.SIGUSR1)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the keeper's kill still reaches it
+        pass
+    if os.getppid() != keeper:
+        os._exit(1)  # the keeper died before the line above
 
 
 def main():
+    global WORKER_PID
     # argv: - hookctl-worker TYPE MARKER MEMORY
     marker = sys.argv[3].encode() if len(sys.argv) > 3 else b"\0hookctl-end\0"
     memory = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     set_subreaper()
+    keeper_signals()
+    keeper = os.getpid()
     worker = os.fork()
     if worker:
+        WORKER_PID = worker
         keep(worker)
+    become_worker(keeper)
     # The worker: a subreaper too, so that what a run leaves is found at
     # its end (kill_descendants).
     set_subreaper()

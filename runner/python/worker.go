@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -127,10 +126,9 @@ type worker struct {
 	loaded   bool
 	loadErr  *LoadError
 	loadedAt time.Time
-	watch    []watched   // the files the loaded version came from
-	loadOut  string      // what loading printed, for the first run
-	dumped   atomic.Bool // a stack dump was asked before the kill
-	killOnce sync.Once   // one group-kill fallback per worker
+	watch    []watched // the files the loaded version came from
+	loadOut  string    // what loading printed, for the first run
+	killOnce sync.Once // one group-kill fallback per worker
 }
 
 // startWorker starts python3 with the shim. dir is its working directory;
@@ -238,8 +236,8 @@ func (w *worker) alive() bool {
 // ended within keeperGrace, the group is killed. Safe to call more than
 // once and from any goroutine.
 func (w *worker) kill() {
-	if w.cmd.Process == nil {
-		return
+	if w.cmd.Process == nil || !w.alive() {
+		return // reaped: its pid may belong to another process by now
 	}
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
 	w.killOnce.Do(func() {
@@ -268,7 +266,6 @@ func (w *worker) dumpAndKill() {
 		w.kill()
 		return
 	}
-	w.dumped.Store(true)
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGUSR1)
 	w.stray.waitQuiet(dumpWait, 30*time.Millisecond, w.exited)
 	w.kill()
