@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"hookctl.dev/hookctl"
@@ -42,9 +44,47 @@ func CheckSocketOwner(socket string) error {
 	if !ok {
 		return nil
 	}
-	if uid := uint32(os.Geteuid()); st.Uid != uid && st.Uid != 0 {
+	if uid := uint32(os.Geteuid()); st.Uid != uid && st.Uid != 0 && !sharedWithUs(fi, st.Gid) {
 		return fmt.Errorf("%w: socket %s is owned by uid %d, not by you (uid %d) or root: not talking to it; check --socket/HOOKCTL_SOCKET",
 			hookctl.ErrUnavailable, socket, st.Uid, uid)
 	}
 	return nil
+}
+
+// sharedWithUs reports whether a socket shared with socket_group is one
+// we may use: its group is one of ours and others have no access.
+func sharedWithUs(fi fs.FileInfo, gid uint32) bool {
+	if fi.Mode().Perm()&0o007 != 0 {
+		return false
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		return false
+	}
+	for _, g := range append(groups, os.Getegid()) {
+		if uint32(g) == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// ShareSocket gives the socket to group (config socket_group) with mode
+// 0660, so that the operators in it can use the CLI; "" keeps it 0600.
+func ShareSocket(socket, group string) error {
+	if group == "" {
+		return nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return fmt.Errorf("socket_group: %w", err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return fmt.Errorf("socket_group %s: gid %q: %w", group, g.Gid, err)
+	}
+	if err := os.Chown(socket, -1, gid); err != nil {
+		return fmt.Errorf("socket_group %s: %w", group, err)
+	}
+	return os.Chmod(socket, 0o660)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"hookctl.dev/hookctl"
@@ -44,5 +45,30 @@ func TestCheckSocketOwner(t *testing.T) {
 	}
 	if err := CheckSocketOwner(sock); !errors.Is(err, hookctl.ErrUnavailable) || !strings.Contains(err.Error(), "owned by uid 65534") {
 		t.Errorf("another user's socket: %v, want refused", err)
+	}
+}
+
+func TestShareSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a socket to another group needs root")
+	}
+	sock := filepath.Join(t.TempDir(), "h.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := ShareSocket(sock, "nogroup"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != 65534 {
+		t.Errorf("socket mode %04o gid %d, want 0660 and nogroup (65534)", fi.Mode().Perm(), st.Gid)
+	}
+	if err := ShareSocket(sock, "no-such-group-here"); err == nil || !strings.Contains(err.Error(), "socket_group") {
+		t.Errorf("unknown group: %v", err)
 	}
 }

@@ -27,6 +27,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Socket is the control API's Unix socket.
 	Socket string `yaml:"socket"`
+	// SocketGroup, when set, makes the socket 0660 and owned by this group,
+	// so that operators in it can use the CLI (default: 0600, the
+	// backend's user only).
+	SocketGroup string `yaml:"socket_group"`
 	// Listen serves /healthz, /readyz and /metrics over HTTP ("" = off).
 	Listen string `yaml:"listen"`
 	// APIListen serves the control API over TCP too; needs APITokenFile.

@@ -24,3 +24,24 @@ func DefaultDataDir() string {
 
 // DefaultSocket is the control socket inside dataDir.
 func DefaultSocket(dataDir string) string { return filepath.Join(dataDir, "hookctl.sock") }
+
+// SystemConfigFile is the config read when neither --config nor
+// HOOKCTL_CONFIG names one and it exists: the packaged location.
+const SystemConfigFile = "/etc/hookctl/config.yaml"
+
+// Find returns the config file to read: flagValue, else $HOOKCTL_CONFIG,
+// else SystemConfigFile when it exists, else "" (the embedded defaults).
+// The backend and the CLI find it alike, so that the CLI dials the socket
+// the backend's config names.
+func Find(flagValue string, getenv func(string) string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := getenv("HOOKCTL_CONFIG"); v != "" {
+		return v
+	}
+	if _, err := os.Stat(SystemConfigFile); err == nil {
+		return SystemConfigFile
+	}
+	return ""
+}

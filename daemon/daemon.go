@@ -330,6 +330,9 @@ func (d *Daemon) listen() (ls listeners, err error) {
 	if ls.api, err = api.ListenUnix(d.cfg.Socket); err != nil {
 		return ls, err
 	}
+	if err := api.ShareSocket(d.cfg.Socket, d.cfg.SocketGroup); err != nil {
+		return ls, err
+	}
 	if d.cfg.APIListen != "" {
 		b, err := config.ReadSecretFile("api_token_file", d.cfg.APITokenFile)
 		if err != nil {

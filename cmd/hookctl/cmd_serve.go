@@ -20,7 +20,7 @@ var version = "dev"
 
 func newServeCmd(g *globals) *cobra.Command {
 	var (
-		configFile, dataDir, listen, logLevel, logFormat, drift string
+		dataDir, listen, logLevel, logFormat, drift string
 		watch                                                   []string
 		recursive                                               bool
 		interval                                                time.Duration
@@ -38,10 +38,7 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 			if err := checkServeWatchFlags(drift, interval); err != nil {
 				return exitCode(2, err)
 			}
-			if configFile == "" {
-				configFile = os.Getenv("HOOKCTL_CONFIG")
-			}
-			cfg, err := config.Load(configFile)
+			cfg, err := config.Load(config.Find(g.configFile, os.Getenv))
 			if err != nil {
 				return exitCode(2, err)
 			}
@@ -73,7 +70,6 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&configFile, "config", "", "backend config file (YAML; env HOOKCTL_CONFIG)")
 	f.StringVar(&dataDir, "data-dir", "", "directory of the store and default socket (env HOOKCTL_DATA_DIR)")
 	f.StringVar(&listen, "listen", "", "address for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9090")
 	f.StringArrayVar(&watch, "watch", nil, "hooks file or directory to keep applied (repeatable)")
