@@ -1,10 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -140,11 +138,8 @@ func Load(path string) (Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("reading config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		// An empty file decodes as io.EOF: it is an empty config.
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("%s: %w", path, cleanYAMLError(err))
+		if err := decodeFile(path, data, &c); err != nil {
+			return c, err
 		}
 		if err := checkAllowTypesGiven(data, c.AllowTypes); err != nil {
 			return c, fmt.Errorf("%s: %w", path, err)

@@ -65,7 +65,7 @@ func TestLoadEmptyFileIsDefaults(t *testing.T) {
 
 func TestLoadErrorsNameFileAndField(t *testing.T) {
 	cases := []struct{ content, want string }{
-		{"datadir: x\n", "line 1: field datadir not found"},
+		{"datadir: x\n", `bad.yaml:1:1: datadir: unknown field "datadir" (did you mean "data_dir"?)`},
 		{"allow_types: [perl]\n", `allow_types[0]: unknown hook type "perl"`},
 		{"profiles:\n  a:\n    jid: localhost\n    password_env: X\n", `profiles.a.jid: "localhost" has no user part`},
 		{"profiles:\n  a:\n    jid: a@b\n", "profiles.a: needs password_file or password_env"},
@@ -149,5 +149,29 @@ func TestAPIListenAllowed(t *testing.T) {
 		if _, err := Load(writeFile(t, "ok.yaml", content)); err != nil {
 			t.Errorf("Load(%q): %v", content, err)
 		}
+	}
+}
+
+// TestLoadReportsEveryProblemAtOnce: config errors read like hooks files'
+// (FILE:LINE:COL: FIELD: MESSAGE, did you mean), all at once, without Go
+// type names.
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	p := writeFile(t, "cfg.yaml", "profiles:\n  default:\n    jid: a@b\n    pasword_file: x\nallow_typs: [exec]\nlisten: [1]\ndefault_timeout: 5x\n")
+	_, err := Load(p)
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	for _, want := range []string{
+		p + `:4:5: profiles.default.pasword_file: unknown field "pasword_file" (did you mean "password_file"?)`,
+		p + `:5:1: allow_typs: unknown field "allow_typs" (did you mean "allow_types"?)`,
+		p + ":6: cannot unmarshal !!seq",
+		p + `:7: bad duration "5x"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "config.") {
+		t.Errorf("error names Go types:\n%v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/filter"
+	"hookctl.dev/hookctl/internal/suggest"
 	"hookctl.dev/hookctl/rules"
 )
 
@@ -173,7 +174,7 @@ func (p *fileParser) fields(n *yaml.Node, path string, known []string) (*fieldSe
 		j := slices.Index(known, k.Value)
 		if j < 0 {
 			msg := fmt.Sprintf("unknown field %q", k.Value)
-			if s := suggest(k.Value, known); s != "" {
+			if s := suggest.Closest(k.Value, known); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			p.errorAt(k, path, "%s", msg)
@@ -430,40 +431,6 @@ func describe(n *yaml.Node) string {
 	default:
 		return n.ShortTag() + " " + strconv.Quote(val)
 	}
-}
-
-// suggest returns the known name closest to s when it is a likely typo.
-func suggest(s string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(s, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99 // long keys are no typos of ours; keep this cheap
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // exprError reports an expr-lang compile error at its place in the file.
