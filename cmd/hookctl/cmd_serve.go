@@ -21,9 +21,9 @@ var version = "dev"
 func newServeCmd(g *globals) *cobra.Command {
 	var (
 		dataDir, listen, logLevel, logFormat, drift string
-		watch                                                   []string
-		recursive                                               bool
-		interval                                                time.Duration
+		watch                                       []string
+		recursive                                   bool
+		interval                                    time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "serve [--config FILE] [--data-dir DIR] [--socket PATH] [--watch PATH]...",
