@@ -124,8 +124,10 @@ def hook(host, client, item):
         os._exit(3)
     wait_forever()
 `)
+	// 3 s: loading a worker is bounded by the same timeout, and takes over
+	// a second on a loaded 2-CPU machine under -race.
 	e.hook(t, hookctl.Hook{Key: hookctl.Key{Service: e.srv.PubSub, Node: "printthen", Type: hookctl.TypePythonFile, Arg: path},
-		Timeout: hookctl.Duration(time.Second)})
+		Timeout: hookctl.Duration(3 * time.Second)})
 	e.publish("printthen", "crash", entry("1"))
 	e.publish("printthen", "stuck", entry("2"))
 	runs := e.b.waitRuns(api.RunQuery{Node: "printthen"}, 2)
@@ -136,7 +138,7 @@ def hook(host, client, item):
 	if r.Outcome != "timeout" || !strings.HasPrefix(r.Output, "started stuck\n") || !strings.Contains(r.Output, "in wait_forever") {
 		t.Errorf("timeout run = %+v, want timeout with what it printed and its stack", r)
 	}
-	if !strings.Contains(r.Error, "its timeout of 1s passed") || !strings.Contains(r.Error, `printthen.py", line 4 in wait_forever`) {
+	if !strings.Contains(r.Error, "its timeout of 3s passed") || !strings.Contains(r.Error, `printthen.py", line 4 in wait_forever`) {
 		t.Errorf("timeout error %q: want the limit and where the hook was", r.Error)
 	}
 }

@@ -225,8 +225,10 @@ def hook(host, client, item):
         sys.stdout.write("written to stdout\n")
 `, out))
 	e.hook(t, hookctl.Hook{
-		Key:     hookctl.Key{Service: e.srv.PubSub, Node: "rough", Type: hookctl.TypePythonFile, Arg: path},
-		Timeout: hookctl.Duration(time.Second),
+		Key: hookctl.Key{Service: e.srv.PubSub, Node: "rough", Type: hookctl.TypePythonFile, Arg: path},
+		// 3 s: a worker started again after the crash loads within the
+		// same timeout, which takes over a second on a loaded machine.
+		Timeout: hookctl.Duration(3 * time.Second),
 	})
 	ids := []string{"raise", "after-raise", "crash", "after-crash", "sleep", "after-sleep", "print", "after-print"}
 	for _, id := range ids {
