@@ -174,6 +174,11 @@ type listedHook struct {
 	Profile    string `json:"profile" yaml:"profile"`
 	Owner      string `json:"owner" yaml:"owner"`
 	Name       string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Set is Owner under the name hooks files use.
+	Set     string   `json:"set,omitempty" yaml:"set,omitempty"`
+	Events  []string `json:"events" yaml:"events"`
+	Filter  string   `json:"filter,omitempty" yaml:"filter,omitempty"`
+	Timeout string   `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// Quarantined says why a stored hook is not run (see registry).
 	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
 }
@@ -216,7 +221,8 @@ func newHookListCmd(g *globals) *cobra.Command {
 			for i, h := range hooks {
 				rows[i] = listedHook{Service: h.Service, Node: h.Node, Type: string(h.Type), Arg: h.Arg,
 					Persistent: fmt.Sprint(h.Persistent), Profile: h.Profile, Owner: h.Owner,
-					Name: h.Name, Quarantined: h.Quarantined}
+					Name: h.Name, Set: h.Owner, Events: eventNames(h.EffectiveEvents()), Filter: h.Filter,
+					Timeout: h.Timeout.String(), Quarantined: h.Quarantined}
 			}
 			if len(rows) == 0 {
 				// On stderr, so that -O json stays valid JSON.
@@ -271,3 +277,27 @@ func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
 
 // oneLine keeps multi-line args (python_code, expr) on one table row.
 func oneLine(s string) string { return cell(s) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shorten cuts s to n runes with an ellipsis: -O json has it whole.
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+func eventNames(ev []hookctl.EventKind) []string {
+	out := make([]string, len(ev))
+	for i, e := range ev {
+		out[i] = string(e)
+	}
+	return out
+}
