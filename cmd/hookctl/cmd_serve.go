@@ -76,8 +76,8 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 	f.BoolVarP(&recursive, "recursive", "R", false, "with --watch: read subdirectories too")
 	f.DurationVar(&interval, "watch-interval", time.Minute, "with --watch: resync period that corrects drift")
 	f.StringVar(&drift, "drift", "correct", "with --watch: correct or report drift")
-	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	f.StringVar(&logLevel, "log-level", envOr("HOOKCTL_LOG_LEVEL", "info"), "debug, info, warn or error (env HOOKCTL_LOG_LEVEL)")
+	f.StringVar(&logFormat, "log-format", envOr("HOOKCTL_LOG_FORMAT", "text"), "text or json (env HOOKCTL_LOG_FORMAT)")
 	return c
 }
 
@@ -94,6 +94,15 @@ func checkServeWatchFlags(drift string, interval time.Duration) error {
 	return nil
 }
 
+// durationSeconds writes durations as seconds (a float) in JSON logs, as
+// log pipelines expect, instead of slog's nanoseconds.
+func durationSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
+}
+
 func newLogger(cmd *cobra.Command, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -104,7 +113,16 @@ func newLogger(cmd *cobra.Command, level, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
 	case "json":
+		opts.ReplaceAttr = durationSeconds
 		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format: unknown format %q (want text or json)", format)
+}
+
+// envOr is the environment variable name, or def when it is unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -184,13 +184,14 @@ func (f *factory) New(h hookctl.Hook, host runner.Host) (runner.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{program: p, host: host, budget: f.opts.MemoryBudget, strings: f.opts.StringBudget, timeout: time.Duration(h.Timeout)}, nil
+	return &Runner{program: p, host: host, hook: h, budget: f.opts.MemoryBudget, strings: f.opts.StringBudget, timeout: time.Duration(h.Timeout)}, nil
 }
 
 // Runner runs one expr hook; safe for concurrent use.
 type Runner struct {
 	program *vm.Program
 	host    runner.Host
+	hook    hookctl.Hook // for the attributes of its log lines
 	budget  uint
 	strings int
 	timeout time.Duration // used only when ctx has no deadline
@@ -246,7 +247,8 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 // through the host under ctx.
 func (r *Runner) env(ctx context.Context, ev hookctl.Event, out *runner.TailWriter) Env {
 	fe := filter.NewEnv(ev)
-	log := r.host.Logger()
+	log := r.host.Logger().With("hook", r.hook.Key.String(), "name", r.hook.Name, "set", r.hook.Owner,
+		"node", ev.Node, "item_id", ev.ItemID)
 	sb := &stringBudget{left: r.strings}
 	return Env{
 		Add:   sb.add,
