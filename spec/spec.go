@@ -88,13 +88,14 @@ type Set struct {
 // Diagnostic is one problem found in a hooks file.
 type Diagnostic struct {
 	// File is the file's name as given (or found in a directory).
-	File string
+	File string `json:"file"`
 	// Line and Column are 1-based; 0 when unknown (e.g. an unreadable file).
-	Line, Column int
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
 	// Path is where in the document, e.g. "hooks[3].timeout" or "version";
 	// empty for problems with the file itself.
-	Path    string
-	Message string
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
 }
 
 // String renders the diagnostic as "FILE:LINE:COL: PATH: MESSAGE". Parts

@@ -231,7 +231,10 @@ func newHookListCmd(g *globals) *cobra.Command {
 			return printHooks(cmd, output, rows)
 		},
 	}
-	c.Flags().StringVarP(&output, "output", "O", "simple", "output format: simple, json, json_raw or yaml")
+	c.Flags().StringVarP(&output, "output", "O", "simple", "output format: simple, json, json_raw or yaml (also -o)")
+	// -o, as on every other command that prints; -O is the reference's.
+	c.Flags().StringVarP(&output, "output-o", "o", "simple", "")
+	_ = c.Flags().MarkHidden("output-o")
 	c.Flags().BoolVarP(&all, "all-profiles", "A", false, "list the hooks of every profile")
 	return c
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/spec"
 )
 
@@ -18,6 +20,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		recursive  bool
 		skipChecks bool
 		followExt  bool
+		output     string
 	)
 	cmd := &cobra.Command{
 		Use:   "validate -f PATH... [-R]",
@@ -34,25 +37,39 @@ summary on stdout and exits 0. The backend is not contacted.`,
 			opts.Recursive = recursive
 			opts.CheckPaths = !skipChecks
 			opts.FollowExternalSymlinks = followExt
+			if output != "text" && output != "json" {
+				return exitCode(2, fmt.Errorf("%w: unknown output %q (want text or json)", hookctl.ErrInvalid, output))
+			}
 			set, err := spec.Load(paths, opts)
-			if err != nil {
-				var ds spec.Diagnostics
-				if !errors.As(err, &ds) {
+			var ds spec.Diagnostics
+			if err != nil && !errors.As(err, &ds) {
+				return err
+			}
+			if output == "json" {
+				if err := printValidateJSON(cmd, set, ds); err != nil {
 					return err
 				}
+			} else if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), ds.Error())
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), validSummary(set))
+			}
+			if err != nil {
 				return exitCode(1, nil)
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), validSummary(set))
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&paths, "filename", "f", nil, "hooks file or directory (repeatable)")
+	f.StringArrayVarP(&paths, "file", "f", nil, "hooks file or directory (repeatable)")
+	// --filename was this command's name for it; diff, apply and watch say --file.
+	f.StringArrayVar(&paths, "filename", nil, "")
+	_ = f.MarkHidden("filename")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	f.BoolVarP(&recursive, "recursive", "R", false, "read the subdirectories of directories too")
 	f.BoolVar(&skipChecks, "no-path-check", false, "do not require python_file and exec paths to exist (e.g. in CI without the scripts)")
 	f.BoolVar(&followExt, "follow-external-symlinks", false, "read files that symlinks in a directory lead to outside it (refused by default)")
-	_ = cmd.MarkFlagRequired("filename") // the flag exists: cannot fail
+	cmd.MarkFlagsOneRequired("file", "filename")
 	return cmd
 }
 
@@ -76,4 +93,27 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// validateReport is `validate -o json`: versioned like diff's plan.
+type validateReport struct {
+	FormatVersion int               `json:"format_version"`
+	Valid         bool              `json:"valid"`
+	Hooks         int               `json:"hooks"`
+	Files         []string          `json:"files"`
+	Sets          []string          `json:"sets"`
+	Problems      []spec.Diagnostic `json:"problems"`
+}
+
+func printValidateJSON(cmd *cobra.Command, set *spec.Set, ds spec.Diagnostics) error {
+	r := validateReport{FormatVersion: 1, Valid: len(ds) == 0, Problems: ds, Files: []string{}, Sets: []string{}}
+	if r.Problems == nil {
+		r.Problems = []spec.Diagnostic{}
+	}
+	if set != nil {
+		r.Hooks, r.Files, r.Sets = len(set.Hooks), set.Files, set.Sets
+	}
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
 }
