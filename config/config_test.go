@@ -119,10 +119,10 @@ func TestRelativeConfigPathGivesAbsolutePaths(t *testing.T) {
 }
 
 // TestExampleBackendConfig: the README's `hookctl serve --config
-// examples/backend.yaml` names a file that exists and loads, with paths
+// examples/backend/config.yaml` names a file that exists and loads, with paths
 // taken from its directory.
 func TestExampleBackendConfig(t *testing.T) {
-	c, err := Load("../examples/backend.yaml")
+	c, err := Load("../examples/backend/config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,13 +43,25 @@ for _ in $(seq 100); do "$hookctl" status >/dev/null 2>&1 && break; sleep 0.1; d
 echo "==> creating the node the example hooks watch"
 "$hookctl" pubsub node create -s pubsub.localhost -n blog
 
+# until DESC CMD…: wait up to 10 s for CMD to succeed; fail the demo if not.
+until_ok() {
+  local desc=$1; shift
+  for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done
+  echo "demo FAILED: $desc" >&2
+  "$hookctl" status >&2 || true
+  exit 1
+}
+hooks_applied() { [ "$("$hookctl" hook list -O json 2>/dev/null | grep -c '"node"')" -ge 4 ]; }
+subscribed() { "$hookctl" status -o json | grep -q '"subscriptions": [1-9]'; }
+hooks_ran() { [ "$("$hookctl" runs -o json | grep -c '"outcome": "ok"')" -ge 4 ]; }
+
 echo "==> the hooks applied from examples/hooks.yaml"
-for _ in $(seq 100); do [ "$("$hookctl" hook list -O json 2>/dev/null | grep -c '"node"')" -ge 4 ] && break; sleep 0.1; done
+until_ok "the 4 example hooks were not applied" hooks_applied
 "$hookctl" hook list
 "$hookctl" diff -f examples/ || true
 
 # The subscriptions are made asynchronously: wait until they are in place.
-for _ in $(seq 100); do "$hookctl" status -o json | grep -q '"subscriptions": [1-9]' && break; sleep 0.1; done
+until_ok "the backend did not subscribe to the node" subscribed
 
 echo "==> publishing an item"
 cat <<'XML' | "$hookctl" pubsub publish -s pubsub.localhost -n blog -i post-hello
@@ -57,7 +69,7 @@ cat <<'XML' | "$hookctl" pubsub publish -s pubsub.localhost -n blog -i post-hell
 XML
 
 echo "==> waiting for the hooks to run"
-for _ in $(seq 100); do [ "$("$hookctl" runs -o json | grep -c '"outcome"')" -ge 4 ] && break; sleep 0.1; done
+until_ok "the 4 example hooks did not all run ok" hooks_ran
 echo "==> hookctl runs"
 "$hookctl" runs
 echo "==> hookctl status"
