@@ -53,6 +53,8 @@ func run() error {
 	}
 	cfg := fmt.Sprintf(`# Written by devserver: a backend for the private Prosody at %s.
 data_dir: %s
+secrets:
+  HOOK_TOKEN: {env: HOOK_TOKEN}   # the example http hook's header
 profiles:
   default:
     jid: bot@localhost
