@@ -259,13 +259,10 @@ func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tNODE\tTYPE\tARG\tPERSISTENT\tPROFILE\tOWNER")
+	fmt.Fprintln(tw, "SERVICE\tNODE\tTYPE\tARG\tPERSISTENT\tPROFILE\tSET\tNAME\tEVENTS\tTIMEOUT\tFILTER")
 	for _, r := range rows {
-		owner := r.Owner
-		if owner == "" {
-			owner = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.Service), cell(r.Node), r.Type, oneLine(r.Arg), r.Persistent, cell(r.Profile), cell(owner))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.Service), cell(r.Node), r.Type, oneLine(r.Arg), r.Persistent,
+			cell(r.Profile), cell(orDash(r.Owner)), cell(orDash(r.Name)), strings.Join(r.Events, ","), orDash(r.Timeout), orDash(shorten(oneLine(r.Filter), 40)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
