@@ -153,6 +153,12 @@ type Hook struct {
 	// rules: the backend loaded it but never runs it. It is the
 	// registry's verdict at load, never stored or accepted from a client.
 	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
+
+	// Suspended hooks stay registered but run nothing: each event they
+	// would have run is recorded as a skipped run. Hooks files write it
+	// `enabled: false`. (An operator's `hookctl hook suspend` is kept
+	// apart from the hook, so that files never undo it.)
+	Suspended bool `json:"suspended,omitempty" yaml:"suspended,omitempty"`
 }
 
 // EffectiveEvents returns the kinds the hook fires on, defaults applied.
@@ -202,6 +208,7 @@ func (h Hook) AttributeChanges(o Hook) []Change {
 	add("timeout", h.Timeout.String(), o.Timeout.String())
 	add("concurrency", fmt.Sprint(max(h.Concurrency, 1)), fmt.Sprint(max(o.Concurrency, 1)))
 	add("catchup", catchupString(h.Catchup), catchupString(o.Catchup))
+	add("enabled", fmt.Sprint(!h.Suspended), fmt.Sprint(!o.Suspended))
 	return out
 }
 
@@ -212,7 +219,7 @@ func (h Hook) SameAttributes(o Hook) bool {
 	if h.Key == o.Key && h.Persistent == o.Persistent && h.Owner == o.Owner && h.Name == o.Name &&
 		h.Filter == o.Filter && h.Timeout == o.Timeout && h.Concurrency == o.Concurrency &&
 		h.Catchup == o.Catchup && slices.Equal(h.Args, o.Args) && maps.Equal(h.Headers, o.Headers) &&
-		slices.Equal(h.Events, o.Events) {
+		slices.Equal(h.Events, o.Events) && h.Suspended == o.Suspended {
 		return true
 	}
 	return len(h.AttributeChanges(o)) == 0

@@ -63,4 +63,23 @@ type RunQuery struct {
 	Hook       string `json:"hook,omitempty"`
 	FailedOnly bool   `json:"failed,omitempty"`
 	Limit      int    `json:"limit,omitempty"`
+	// Set keeps runs of hooks owned by this declared set.
+	Set string `json:"set,omitempty"`
+	// Since keeps runs started at or after this time.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Selects reports whether r is one of the runs q asks for (Limit aside).
+// The in-memory and the stored history both filter with it.
+func (q RunQuery) Selects(r *Run) bool {
+	switch {
+	case q.Profile != "" && r.Hook.Profile != q.Profile,
+		q.Node != "" && r.Hook.Node != q.Node,
+		q.Hook != "" && r.HookName != q.Hook && r.Hook.Arg != q.Hook,
+		q.Set != "" && r.Set != q.Set,
+		q.FailedOnly && (r.Outcome == "ok" || r.Outcome == "skipped"),
+		!q.Since.IsZero() && r.Started.Before(q.Since):
+		return false
+	}
+	return true
 }

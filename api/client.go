@@ -207,6 +207,7 @@ func (c *Client) Runs(ctx context.Context, q RunQuery) ([]hookctl.Run, error) {
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
+	addRunQuery(v, q)
 	var out runsResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/runs", v, nil, &out); err != nil {
 		return nil, err

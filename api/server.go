@@ -12,6 +12,8 @@ package api
 //	GET  /v1/runs?profile=&node=&hook=&failed=true&limit=N → {"runs":[Run…]}
 //	POST /v1/pubsub       PubSubRequest → PubSubResult
 //
+// and the operations routes of ops.go (one run in full, …).
+//
 // Request bodies are decoded strictly: unknown fields, trailing data and
 // bodies over the limit (MaxBatchBody for /v1/batch, MaxBody otherwise) are
 // refused before the backend sees them, so a malformed request changes
@@ -174,6 +176,7 @@ func (s *Server) routes() http.Handler {
 		"/v1/runs":         {http.MethodGet: s.runs},
 		"/v1/pubsub":       {http.MethodPost: s.pubsub},
 	}
+	maps.Copy(table, s.opsRoutes())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := table[r.URL.Path]
 		if !ok {
@@ -301,11 +304,15 @@ type runsResponse struct {
 }
 
 func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
-	q, ok := s.query(w, r, "profile", "node", "hook", "failed", "limit")
+	q, ok := s.query(w, r, "profile", "node", "hook", "failed", "limit", "set", "since")
 	if !ok {
 		return
 	}
 	rq := RunQuery{Profile: q.Get("profile"), Node: q.Get("node"), Hook: q.Get("hook")}
+	if err := parseRunQuery(q, &rq); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if v := q.Get("failed"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

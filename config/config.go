@@ -45,6 +45,10 @@ type Config struct {
 	HooksRoot string `yaml:"hooks_root"`
 	// Profiles are the XMPP accounts, by profile name.
 	Profiles map[string]Profile `yaml:"profiles"`
+	// RunsKeep bounds the run history kept in the store (default 10000
+	// runs); RunsMaxAge forgets runs older than this (default 720h).
+	RunsKeep   int              `yaml:"runs_keep"`
+	RunsMaxAge hookctl.Duration `yaml:"runs_max_age"`
 }
 
 // TLS modes of a profile's connection.
@@ -110,6 +114,12 @@ func (c *Config) validate(path string) error {
 		if !t.Valid() {
 			bad(fmt.Sprintf("allow_types[%d]", i), "unknown hook type %q", t)
 		}
+	}
+	if c.RunsKeep < 0 {
+		bad("runs_keep", "must be positive (0 = the default, 10000)")
+	}
+	if c.RunsMaxAge < 0 {
+		bad("runs_max_age", "must be positive (0 = the default, 720h)")
 	}
 	if c.APIListen != "" && c.APITokenFile == "" {
 		bad("api_listen", "a TCP control API needs api_token_file")
@@ -187,6 +197,12 @@ func (c *Config) Defaults() {
 	}
 	if c.Python == "" {
 		c.Python = "python3"
+	}
+	if c.RunsKeep == 0 {
+		c.RunsKeep = 10000
+	}
+	if c.RunsMaxAge == 0 {
+		c.RunsMaxAge = hookctl.Duration(720 * time.Hour)
 	}
 }
 

@@ -125,14 +125,6 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	return st, nil
 }
 
-// Runs returns recent runs, newest first.
-func (d *Daemon) Runs(ctx context.Context, q api.RunQuery) ([]hookctl.Run, error) {
-	if d.dispatcher == nil {
-		return nil, nil
-	}
-	return d.dispatcher.Runs(q), nil
-}
-
 // PubSub carries out a PubSub operation through the profile's session.
 func (d *Daemon) PubSub(ctx context.Context, r api.PubSubRequest) (api.PubSubResult, error) {
 	p, ok := d.profileByName[r.Profile]

@@ -24,6 +24,7 @@ import (
 	"hookctl.dev/hookctl/dispatch"
 	"hookctl.dev/hookctl/reconcile"
 	"hookctl.dev/hookctl/registry"
+	"hookctl.dev/hookctl/runlog"
 	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/runner/execrunner"
 	"hookctl.dev/hookctl/runner/exprrunner"
@@ -43,6 +44,9 @@ type Options struct {
 	// SubscriptionCheck is how often each profile's subscriptions are
 	// compared with the server's; zero is subscription's default (1m).
 	SubscriptionCheck time.Duration
+	// MemoryRuns keeps the run history in memory only, as before the
+	// durable history (for benchmarks that compare the two).
+	MemoryRuns bool
 }
 
 // WatchOptions configure the in-process reconciler (serve --watch).
@@ -63,6 +67,7 @@ type Daemon struct {
 	started time.Time
 
 	store         *registry.Store
+	runlog        *runlog.Log // nil with Options.MemoryRuns
 	dispatcher    *dispatch.Dispatcher
 	catchup       *catchup.Tracker
 	factories     map[hookctl.Type]runner.Factory
@@ -72,6 +77,7 @@ type Daemon struct {
 	synced        syncedRevision
 
 	subscriptionCheck time.Duration
+	memoryRuns        bool
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -139,6 +145,7 @@ func New(opts Options) (*Daemon, error) {
 		metrics:       prometheus.NewRegistry(),
 
 		subscriptionCheck: opts.SubscriptionCheck,
+		memoryRuns:        opts.MemoryRuns,
 	}
 	if d.cfg.HooksRoot == "" && len(d.watch.Paths) == 1 {
 		d.cfg.HooksRoot = watchRoot(d.watch.Paths[0])
@@ -202,14 +209,18 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	d.dispatcher = dispatch.New(dispatch.Options{
+	dopts := dispatch.Options{
 		Factories:      d.factories,
 		Host:           host{d},
 		Logger:         d.log,
 		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
 		Metrics:        d.metrics,
 		HooksRoot:      d.cfg.HooksRoot,
-	})
+	}
+	if err := d.openRunLog(&dopts); err != nil {
+		return err
+	}
+	d.dispatcher = dispatch.New(dopts)
 	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
 	for _, p := range d.profiles {
 		if err := p.openSubscriptions(d); err != nil {
@@ -248,6 +259,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	goRun("hook sync", d.syncHooks)
 	goRun("catch-up marks", d.catchup.Run)
+	if d.runlog != nil {
+		goRun("run history", d.runlog.Run)
+	}
 	for _, p := range d.profiles {
 		goRun("profile "+p.name, p.session.Run)
 		goRun("subscriptions "+p.name, p.subs.Run)
@@ -322,6 +336,9 @@ func (d *Daemon) drain() {
 		d.log.Warn("closing dispatcher", "err", err)
 	}
 	d.catchup.Flush() // marks of runs that ended during the shutdown
+	if d.runlog != nil {
+		d.runlog.Flush() // and their records
+	}
 }
 
 // syncHooks keeps the dispatcher and the subscriptions in step with the

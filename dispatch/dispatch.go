@@ -51,6 +51,12 @@ type Options struct {
 	// HooksRoot is where relative python_file and exec paths (hooks
 	// declared in files) are found; see rules.Resolve.
 	HooksRoot string
+	// OnRun, when set, receives every run recorded, its ID assigned (the
+	// durable history). It is called on run goroutines and must not block.
+	OnRun func(hookctl.Run)
+	// LastRunID is the ID the run IDs go on from (the durable history's
+	// last, so that IDs stay unique across restarts).
+	LastRunID uint64
 }
 
 // Dispatcher routes events to hooks. Its methods are safe for concurrent use.
@@ -103,6 +109,9 @@ type entry struct {
 	tm     *typeMetrics
 	w      *worker // nil when the hook has no runner; then runErr says why
 	runErr string
+	// suspended hooks have no runner: their events are recorded as
+	// skipped runs.
+	suspended bool
 }
 
 func kindBit(k hookctl.EventKind) uint8 {
@@ -139,7 +148,7 @@ func New(opts Options) *Dispatcher {
 		opts:         opts,
 		log:          log,
 		m:            newMetrics(opts.Metrics, log),
-		hist:         newHistory(opts.History),
+		hist:         newHistory(opts.History, opts.LastRunID),
 		ctx:          ctx,
 		cancel:       cancel,
 		retiring:     make(map[*worker]struct{}),
@@ -191,6 +200,13 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 		if err != nil {
 			next.errs = append(next.errs, hookctl.HookError{Hook: h.Key, Error: err.Error()})
 			continue
+		}
+		if h.Suspended {
+			e.suspended = true
+			next.entries[h.Key] = e
+			nk := nodeKey{h.Profile, h.Service, h.Node}
+			next.index[nk] = append(next.index[nk], e)
+			continue // its old worker, if any, is retired below
 		}
 		ow := old.workers[h.Key]
 		if ow != nil && ow.hook.SameAttributes(h) {
@@ -343,6 +359,11 @@ func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
 				continue
 			}
 		}
+		if e.suspended {
+			matched++
+			d.recordNow(e, &ev, Skipped, errSuspended)
+			continue
+		}
 		if e.w == nil {
 			matched++
 			d.recordNow(e, &ev, runner.Error, errors.New(e.runErr))
@@ -383,6 +404,11 @@ func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
 
 var errQueueFull = errors.New("queue full")
 
+// Skipped is the outcome of an event a suspended hook did not run.
+const Skipped runner.Outcome = "skipped"
+
+var errSuspended = errors.New("hook suspended: event not run")
+
 // Skipped records that an item of ev's node arrived but could not be
 // decoded (too large, nested too deep): every hook of the node that
 // selects ev.Kind gets an error run naming why, so that `hookctl runs
@@ -422,7 +448,11 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	if res.Err != nil {
 		r.Error = res.Err.Error()
 	}
-	d.hist.add(r)
+	fillRun(&r, e.hook, ev)
+	r = d.hist.add(r)
+	if d.opts.OnRun != nil {
+		d.opts.OnRun(r)
+	}
 	tm := e.tm
 	d.m.countRun(e.hook.Type, tm, res.Outcome)
 	if res.Outcome != runner.Dropped {

@@ -22,7 +22,7 @@ import (
 var (
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	topFields    = []string{"version", "set", "profile", "hooks"}
-	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup"}
+	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup", "enabled"}
 	errNoAliases = "aliases are not allowed in hooks files"
 )
 
