@@ -83,3 +83,21 @@ func (q RunQuery) Selects(r *Run) bool {
 	}
 	return true
 }
+
+// Kinds of operator suspension (Suspension.Kind).
+const (
+	SuspendHook = "hook"
+	SuspendSet  = "set"
+)
+
+// Suspension is one hook or one declared set an operator suspended
+// (`hookctl hook suspend`, `hookctl set suspend`).
+type Suspension struct {
+	// Kind is SuspendHook or SuspendSet; Name is the hook's identity
+	// ("set/name", or its key) or the set's name.
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// By is who suspended it; At when.
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at"`
+}

@@ -5,6 +5,10 @@ package api
 //
 //	GET /v1/runs?…&set=S&since=RFC3339 (the runs route's extra filters)
 //	GET /v1/run?id=N               → Run                            404 when not in the history
+//	POST /v1/suspend SuspendRequest → SuspendResult                  404 no such hook or set
+//	GET /v1/suspensions            → {"suspensions":[Suspension…]}   operator's and files' (enabled: false)
+//	POST /v1/trigger TriggerRequest → Run                            the run, once it ended
+//	POST /v1/replay  {"id":N}      → Run                            the new run, once it ended
 
 import (
 	"context"
@@ -25,7 +29,11 @@ type RunGetter interface {
 // opsRoutes are the routes of this file, added to the router's table.
 func (s *Server) opsRoutes() map[string]route {
 	return map[string]route{
-		"/v1/run": {http.MethodGet: s.getRun},
+		"/v1/run":         {http.MethodGet: s.getRun},
+		"/v1/suspend":     {http.MethodPost: s.suspend},
+		"/v1/suspensions": {http.MethodGet: s.suspensions},
+		"/v1/trigger":     {http.MethodPost: s.trigger},
+		"/v1/replay":      {http.MethodPost: s.replay},
 	}
 }
 
@@ -84,5 +92,162 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 func (c *Client) GetRun(ctx context.Context, id uint64) (hookctl.Run, error) {
 	var out hookctl.Run
 	err := c.do(ctx, http.MethodGet, "/v1/run", url.Values{"id": {strconv.FormatUint(id, 10)}}, nil, &out)
+	return out, err
+}
+
+// SuspendRequest is the body of POST /v1/suspend.
+type SuspendRequest struct {
+	// Kind is "hook" or "set".
+	Kind string `json:"kind"`
+	// Name is a hook's name, set/name, arg or key, or a set's name.
+	Name string `json:"name"`
+	// Profile narrows a hook's name to one profile ("" = any).
+	Profile string `json:"profile,omitempty"`
+	// Suspend suspends when true, resumes when false.
+	Suspend bool `json:"suspend"`
+}
+
+// SuspendResult is the answer of POST /v1/suspend.
+type SuspendResult struct {
+	// Name is what was suspended or resumed, as the backend names it.
+	Name string `json:"name"`
+	// Changed is false when it already was in the state asked.
+	Changed  bool   `json:"changed"`
+	Revision uint64 `json:"revision"`
+}
+
+// Suspender is implemented by backends that suspend hooks and sets.
+type Suspender interface {
+	Suspend(ctx context.Context, r SuspendRequest) (SuspendResult, error)
+	Suspensions(ctx context.Context) ([]hookctl.Suspension, error)
+}
+
+func (s *Server) suspend(w http.ResponseWriter, r *http.Request) {
+	var req SuspendRequest
+	if !s.decode(w, r, &req, MaxBody) {
+		return
+	}
+	b, ok := s.backend.(Suspender)
+	if !ok {
+		s.writeError(w, r, unsupported("suspending hooks"))
+		return
+	}
+	res, err := b.Suspend(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, res)
+}
+
+type suspensionsResponse struct {
+	Suspensions []hookctl.Suspension `json:"suspensions"`
+}
+
+func (s *Server) suspensions(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.query(w, r); !ok {
+		return
+	}
+	b, ok := s.backend.(Suspender)
+	if !ok {
+		s.writeError(w, r, unsupported("suspending hooks"))
+		return
+	}
+	list, err := b.Suspensions(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []hookctl.Suspension{}
+	}
+	s.writeJSON(w, r, http.StatusOK, suspensionsResponse{Suspensions: list})
+}
+
+// Suspend suspends or resumes a hook or a set.
+func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResult, error) {
+	var out SuspendResult
+	err := c.do(ctx, http.MethodPost, "/v1/suspend", nil, r, &out)
+	return out, err
+}
+
+// Suspensions lists what is suspended: by an operator, or by its file.
+func (c *Client) Suspensions(ctx context.Context) ([]hookctl.Suspension, error) {
+	var out suspensionsResponse
+	err := c.do(ctx, http.MethodGet, "/v1/suspensions", nil, nil, &out)
+	return out.Suspensions, err
+}
+
+// TriggerRequest is the body of POST /v1/trigger.
+type TriggerRequest struct {
+	// Hook is a hook's name, set/name, arg or key; Profile narrows it.
+	Hook    string `json:"hook"`
+	Profile string `json:"profile,omitempty"`
+	// ItemID is the item of the hook's node to run the hook on.
+	ItemID string `json:"item_id"`
+}
+
+// ReplayRequest is the body of POST /v1/replay.
+type ReplayRequest struct {
+	ID uint64 `json:"id"`
+}
+
+// ManualRunner is implemented by backends that run hooks by hand.
+type ManualRunner interface {
+	Trigger(ctx context.Context, r TriggerRequest) (hookctl.Run, error)
+	Replay(ctx context.Context, id uint64) (hookctl.Run, error)
+}
+
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
+	var req TriggerRequest
+	if !s.decode(w, r, &req, MaxBody) {
+		return
+	}
+	b, ok := s.backend.(ManualRunner)
+	if !ok {
+		s.writeError(w, r, unsupported("running hooks by hand"))
+		return
+	}
+	run, err := b.Trigger(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, run)
+}
+
+func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
+	var req ReplayRequest
+	if !s.decode(w, r, &req, MaxBody) {
+		return
+	}
+	b, ok := s.backend.(ManualRunner)
+	if !ok {
+		s.writeError(w, r, unsupported("running hooks by hand"))
+		return
+	}
+	if req.ID == 0 {
+		s.writeError(w, r, fmt.Errorf("%w: run id is required", hookctl.ErrInvalid))
+		return
+	}
+	run, err := b.Replay(r.Context(), req.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, run)
+}
+
+// Trigger runs a hook once on an item fetched from its node.
+func (c *Client) Trigger(ctx context.Context, r TriggerRequest) (hookctl.Run, error) {
+	var out hookctl.Run
+	err := c.do(ctx, http.MethodPost, "/v1/trigger", nil, r, &out)
+	return out, err
+}
+
+// Replay runs a recorded run's event again.
+func (c *Client) Replay(ctx context.Context, id uint64) (hookctl.Run, error) {
+	var out hookctl.Run
+	err := c.do(ctx, http.MethodPost, "/v1/replay", nil, ReplayRequest{ID: id}, &out)
 	return out, err
 }

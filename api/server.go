@@ -109,6 +109,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, requireToken bool) e
 		// Requests outlive ctx until the shutdown deadline: that is the
 		// point of a graceful shutdown.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext: connContext, // who is calling (caller.go)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

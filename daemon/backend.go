@@ -44,6 +44,7 @@ func (d *Daemon) Remove(ctx context.Context, m hookctl.Match) (int, error) {
 // Apply checks every created or updated hook, then applies the batch
 // atomically; see hookctl.Registry.
 func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
+	b = d.withoutSuspendedSets(b)
 	var errs []error
 	for _, list := range [][]hookctl.Hook{b.Create, b.Update} {
 		for _, h := range list {
@@ -110,6 +111,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Profiles = append(st.Profiles, ps)
 	}
 	st.HookErrors = d.hookErrors()
+	st.Suspended, _ = d.Suspensions(ctx)
 	if d.catchup != nil {
 		st.Nodes = d.catchup.NodeStatus(hooks)
 		for i := range st.Nodes {

@@ -348,7 +348,7 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	defer cancel()
 	for {
 		hooks, rev := d.store.Snapshot()
-		d.dispatcher.SetHooks(hooks)
+		d.dispatcher.SetHooks(d.effectiveHooks(hooks)) // suspend.go
 		d.catchup.SetHooks(hooks)
 		for _, p := range d.profiles {
 			p.subs.SetHooks(hooks)

@@ -428,11 +428,12 @@ func (d *Dispatcher) Skipped(ev hookctl.Event, why error) {
 // recordNow records a run that ended before it started (dropped, filter
 // error, no runner).
 func (d *Dispatcher) recordNow(e *entry, ev *hookctl.Event, o runner.Outcome, err error) {
-	d.record(e, ev, time.Now(), 0, runner.Result{Outcome: o, ExitCode: -1, Err: err})
+	d.record(e, ev, time.Now(), 0, runner.Result{Outcome: o, ExitCode: -1, Err: err}, "")
 }
 
-// record adds a run to the history, counts it and logs it.
-func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur time.Duration, res runner.Result) {
+// record adds a run to the history, counts it and logs it; manual says
+// who asked for a run outside the event flow. It returns the run recorded.
+func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur time.Duration, res runner.Result, manual string) hookctl.Run {
 	r := hookctl.Run{
 		Hook:     e.hook.Key,
 		HookName: e.hook.Name,
@@ -449,6 +450,7 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 		r.Error = res.Err.Error()
 	}
 	fillRun(&r, e.hook, ev)
+	r.Manual = manual
 	r = d.hist.add(r)
 	if d.opts.OnRun != nil {
 		d.opts.OnRun(r)
@@ -469,6 +471,7 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 		d.log.Debug("hook ran", "hook", e.hook.Key.String(), "name", e.hook.Name,
 			"event", ev.Kind, "item_id", ev.ItemID, "duration", dur)
 	}
+	return r
 }
 
 // Runs returns recent runs selected by q, newest first: q.Profile and

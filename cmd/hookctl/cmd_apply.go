@@ -44,6 +44,7 @@ declare no hooks while it still has live hooks is refused unless
 				err = writeJSON(out, doc)
 			} else {
 				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor)})
+				noteSuspended(cmd, g, res.Plan.Sets)
 				switch {
 				case err != nil:
 				case dryRun:

@@ -23,6 +23,7 @@ func newHookCmd(g *globals) *cobra.Command {
 		Short: "Create, delete and list hooks by hand (the reference's commands)",
 	}
 	c.AddCommand(newHookCreateCmd(g), newHookDeleteCmd(g), newHookListCmd(g))
+	c.AddCommand(newSuspendCmd(g, hookctl.SuspendHook, true), newSuspendCmd(g, hookctl.SuspendHook, false))
 	return c
 }
 
@@ -176,6 +177,8 @@ type listedHook struct {
 	Name       string `json:"name,omitempty" yaml:"name,omitempty"`
 	// Quarantined says why a stored hook is not run (see registry).
 	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
+	// Suspended says who suspended the hook (cmd_suspend.go).
+	Suspended string `json:"suspended,omitempty" yaml:"suspended,omitempty"`
 }
 
 func newHookListCmd(g *globals) *cobra.Command {
@@ -217,6 +220,9 @@ func newHookListCmd(g *globals) *cobra.Command {
 				rows[i] = listedHook{Service: h.Service, Node: h.Node, Type: string(h.Type), Arg: h.Arg,
 					Persistent: fmt.Sprint(h.Persistent), Profile: h.Profile, Owner: h.Owner,
 					Name: h.Name, Quarantined: h.Quarantined}
+			}
+			if list, err := client.Suspensions(cmd.Context()); err == nil {
+				markSuspended(rows, hooks, list)
 			}
 			if len(rows) == 0 {
 				// On stderr, so that -O json stays valid JSON.
@@ -264,6 +270,9 @@ func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
 	for _, r := range rows {
 		if r.Quarantined != "" {
 			fmt.Fprintf(out, "quarantined (not run): %s %s %s %s: %s\n", r.Service, r.Node, r.Type, oneLine(r.Arg), oneLine(r.Quarantined))
+		}
+		if r.Suspended != "" {
+			fmt.Fprintf(out, "%s: %s %s %s %s\n", r.Suspended, r.Service, r.Node, r.Type, oneLine(r.Arg))
 		}
 	}
 	return nil

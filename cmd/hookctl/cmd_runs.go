@@ -84,7 +84,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 	f.IntVar(&q.Limit, "limit", 50, "at most this many runs")
 	f.BoolVarP(&all, "all-profiles", "A", false, "runs of every profile")
 	f.StringVarP(&output, "output", "o", "simple", "output format: simple or json")
-	c.AddCommand(newRunsShowCmd(g))
+	c.AddCommand(newRunsShowCmd(g), newRunsReplayCmd(g))
 	return c
 }
 

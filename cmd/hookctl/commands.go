@@ -13,6 +13,8 @@ func topCommands(g *globals) []*cobra.Command {
 		newWatchCmd(g),
 		newStatusCmd(g),
 		newRunsCmd(g),
+		newSetCmd(g),
+		newTriggerCmd(g),
 	}
 }
 
