@@ -101,3 +101,38 @@ type Suspension struct {
 	By string    `json:"by,omitempty"`
 	At time.Time `json:"at"`
 }
+
+// AuditEvent is one change of the registry, as the audit trail keeps it
+// (`hookctl events`).
+type AuditEvent struct {
+	// ID increases with every event recorded.
+	ID   uint64    `json:"id"`
+	Time time.Time `json:"time"`
+	// Action is create, remove, apply, suspend or resume.
+	Action string `json:"action"`
+	// Who made it: "uid 1000 (alice)" over the socket, "token" over TCP,
+	// "watch …" for the backend's own watcher (set, files, commit).
+	Who string `json:"who"`
+	// Revision is the registry revision after the change.
+	Revision uint64 `json:"revision"`
+	// Subject names what a suspend or resume was about.
+	Subject string `json:"subject,omitempty"`
+	// Changes are the hooks created, updated and deleted; at most
+	// MaxAuditChanges, Omitted says how many more there were.
+	Changes []AuditChange `json:"changes,omitempty"`
+	Omitted int           `json:"omitted,omitempty"`
+}
+
+// MaxAuditChanges bounds the hooks one audit event details.
+const MaxAuditChanges = 1000
+
+// AuditChange is one hook in an audit event: created (After), deleted
+// (Before), or updated (Attributes: each field before and after).
+type AuditChange struct {
+	Op         string   `json:"op"` // create, update, delete
+	Hook       string   `json:"hook"`
+	Key        Key      `json:"key"`
+	Before     *Hook    `json:"before,omitempty"`
+	After      *Hook    `json:"after,omitempty"`
+	Attributes []Change `json:"attributes,omitempty"`
+}

@@ -9,6 +9,7 @@ package api
 //	GET /v1/suspensions            → {"suspensions":[Suspension…]}   operator's and files' (enabled: false)
 //	POST /v1/trigger TriggerRequest → Run                            the run, once it ended
 //	POST /v1/replay  {"id":N}      → Run                            the new run, once it ended
+//	GET /v1/events?since=RFC3339&limit=N → {"events":[AuditEvent…]} the audit trail, newest first
 
 import (
 	"context"
@@ -34,6 +35,7 @@ func (s *Server) opsRoutes() map[string]route {
 		"/v1/suspensions": {http.MethodGet: s.suspensions},
 		"/v1/trigger":     {http.MethodPost: s.trigger},
 		"/v1/replay":      {http.MethodPost: s.replay},
+		"/v1/events":      {http.MethodGet: s.events},
 	}
 }
 
@@ -250,4 +252,63 @@ func (c *Client) Replay(ctx context.Context, id uint64) (hookctl.Run, error) {
 	var out hookctl.Run
 	err := c.do(ctx, http.MethodPost, "/v1/replay", nil, ReplayRequest{ID: id}, &out)
 	return out, err
+}
+
+// Auditor is implemented by backends that keep an audit trail.
+type Auditor interface {
+	Events(ctx context.Context, since time.Time, limit int) ([]hookctl.AuditEvent, error)
+}
+
+// DefaultEventsLimit is how many events GET /v1/events returns by default.
+const DefaultEventsLimit = 100
+
+type eventsResponse struct {
+	Events []hookctl.AuditEvent `json:"events"`
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q, ok := s.query(w, r, "since", "limit")
+	if !ok {
+		return
+	}
+	var rq RunQuery // the same since as runs
+	if err := parseRunQuery(q, &rq); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	limit := DefaultEventsLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			s.writeError(w, r, fmt.Errorf("%w: query parameter limit=%q is not a positive integer", hookctl.ErrInvalid, v))
+			return
+		}
+		limit = n
+	}
+	b, ok := s.backend.(Auditor)
+	if !ok {
+		s.writeError(w, r, unsupported("an audit trail"))
+		return
+	}
+	list, err := b.Events(r.Context(), rq.Since, limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []hookctl.AuditEvent{}
+	}
+	s.writeJSON(w, r, http.StatusOK, eventsResponse{Events: list})
+}
+
+// Events returns the audit trail of registry changes, newest first.
+func (c *Client) Events(ctx context.Context, since time.Time, limit int) ([]hookctl.AuditEvent, error) {
+	v := url.Values{}
+	addRunQuery(v, RunQuery{Since: since})
+	if limit > 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	var out eventsResponse
+	err := c.do(ctx, http.MethodGet, "/v1/events", v, nil, &out)
+	return out.Events, err
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// runs); RunsMaxAge forgets runs older than this (default 720h).
 	RunsKeep   int              `yaml:"runs_keep"`
 	RunsMaxAge hookctl.Duration `yaml:"runs_max_age"`
+	// EventsKeep and EventsMaxAge bound the audit trail of registry
+	// changes the same way (default 10000 events, 2160h).
+	EventsKeep   int              `yaml:"events_keep"`
+	EventsMaxAge hookctl.Duration `yaml:"events_max_age"`
 }
 
 // TLS modes of a profile's connection.
@@ -120,6 +124,12 @@ func (c *Config) validate(path string) error {
 	}
 	if c.RunsMaxAge < 0 {
 		bad("runs_max_age", "must be positive (0 = the default, 720h)")
+	}
+	if c.EventsKeep < 0 {
+		bad("events_keep", "must be positive (0 = the default, 10000)")
+	}
+	if c.EventsMaxAge < 0 {
+		bad("events_max_age", "must be positive (0 = the default, 2160h)")
 	}
 	if c.APIListen != "" && c.APITokenFile == "" {
 		bad("api_listen", "a TCP control API needs api_token_file")
@@ -203,6 +213,12 @@ func (c *Config) Defaults() {
 	}
 	if c.RunsMaxAge == 0 {
 		c.RunsMaxAge = hookctl.Duration(720 * time.Hour)
+	}
+	if c.EventsKeep == 0 {
+		c.EventsKeep = 10000
+	}
+	if c.EventsMaxAge == 0 {
+		c.EventsMaxAge = hookctl.Duration(2160 * time.Hour)
 	}
 }
 

@@ -27,6 +27,7 @@ func (d *Daemon) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, erro
 	}
 	stored, err := d.store.Create(ctx, h)
 	if err == nil {
+		d.audit(ctx, d.store.Revision(), auditCreate, "", []hookctl.AuditChange{created(stored)}) // audit.go
 		d.synced.wait(ctx, d.store.Revision())
 	}
 	return stored, err
@@ -34,8 +35,11 @@ func (d *Daemon) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, erro
 
 // Remove deletes every matching hook; see hookctl.Registry.
 func (d *Daemon) Remove(ctx context.Context, m hookctl.Match) (int, error) {
+	before, _ := d.store.Snapshot()
 	n, err := d.store.Remove(ctx, m)
 	if err == nil && n > 0 {
+		after, rev := d.store.Snapshot()
+		d.audit(ctx, rev, auditRemove, "", removedBetween(before, after))
 		d.synced.wait(ctx, d.store.Revision())
 	}
 	return n, err
@@ -56,7 +60,12 @@ func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
+	before, cur := d.store.Snapshot()
 	rev, err := d.store.Apply(ctx, b)
+	if err == nil && rev != cur {
+		changes, subject := batchChanges(before, b)
+		d.audit(ctx, rev, auditApply, subject, changes)
+	}
 	if err == nil {
 		d.synced.wait(ctx, rev)
 	}

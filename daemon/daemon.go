@@ -422,7 +422,7 @@ func (d *Daemon) runWatch(ctx context.Context) error {
 		Paths:     d.watch.Paths,
 		Recursive: d.watch.Recursive,
 		Load:      reconcile.SpecLoader(d.watch.Paths, d.watch.Recursive),
-		Registry:  d,
+		Registry:  watchRegistry{d}, // its changes are audited as the watcher's
 		JIDs: func(context.Context) (map[string]string, error) {
 			return d.cfg.ProfileJIDs(), nil
 		},

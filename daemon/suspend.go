@@ -44,6 +44,11 @@ func (d *Daemon) Suspend(ctx context.Context, r api.SuspendRequest) (api.Suspend
 	}
 	rev := d.store.Revision()
 	if changed {
+		action := auditResume
+		if r.Suspend {
+			action = auditSuspend
+		}
+		d.audit(ctx, rev, action, r.Kind+" "+name, nil)
 		d.synced.wait(ctx, rev)
 	}
 	return api.SuspendResult{Name: name, Changed: changed, Revision: rev}, nil

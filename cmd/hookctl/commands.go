@@ -15,6 +15,7 @@ func topCommands(g *globals) []*cobra.Command {
 		newRunsCmd(g),
 		newSetCmd(g),
 		newTriggerCmd(g),
+		newEventsCmd(g),
 	}
 }
 
