@@ -10,9 +10,11 @@ package registry
 // age stop at the first young run without decoding anything.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +42,7 @@ func (s *Store) AppendRuns(runs []hookctl.Run, lim RunLimits, now time.Time) err
 		if err != nil {
 			return err
 		}
+		b.FillPercent = 1 // keys only ever grow: full pages, fewer splits
 		for i := range runs {
 			v, err := encodeRun(&runs[i])
 			if err != nil {
@@ -187,18 +190,56 @@ func (s *Store) runsTx(write bool, f func(*bolt.Tx) error) error {
 
 func runKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
+// storedRun is a run as stored: PayloadInXML says the event's payload was
+// left out because its item XML holds it (payloadOf gives it back).
+type storedRun struct {
+	hookctl.Run
+	PayloadInXML bool `json:"payload_in_xml,omitempty"`
+}
+
+// encodeRun is the stored form of r: its start time, then its JSON
+// without HTML escaping (XML payloads would grow and cost more to write)
+// and without the event's payload when the item XML holds it.
 func encodeRun(r *hookctl.Run) ([]byte, error) {
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 512), uint64(r.Started.UnixNano()))
-	j, err := json.Marshal(r)
-	if err != nil {
+	sr := storedRun{Run: *r}
+	if in := r.Input; in != nil && in.Payload != "" && payloadOf(in.ItemXML) == in.Payload {
+		ci := *in
+		ci.Payload = ""
+		sr.Input, sr.PayloadInXML = &ci, true
+	}
+	buf := bytes.NewBuffer(binary.BigEndian.AppendUint64(make([]byte, 0, 1024), uint64(r.Started.UnixNano())))
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(sr); err != nil {
 		return nil, fmt.Errorf("encoding run %d: %w", r.ID, err)
 	}
-	return append(v, j...), nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func decodeRun(v []byte, r *hookctl.Run) error {
 	if len(v) < 8 {
 		return fmt.Errorf("stored run record of %d bytes is too short", len(v))
 	}
-	return json.Unmarshal(v[8:], r)
+	var sr storedRun
+	if err := json.Unmarshal(v[8:], &sr); err != nil {
+		return err
+	}
+	if sr.PayloadInXML && sr.Input != nil {
+		sr.Input.Payload = payloadOf(sr.Input.ItemXML)
+	}
+	*r = sr.Run
+	return nil
+}
+
+// payloadOf returns what is inside the outer element of an item's XML as
+// the sessions write it (<item …>PAYLOAD</item>), "" for an empty one.
+func payloadOf(itemXML string) string {
+	if !strings.HasSuffix(itemXML, "</item>") {
+		return ""
+	}
+	start := strings.IndexByte(itemXML, '>')
+	if start < 0 {
+		return ""
+	}
+	return itemXML[start+1 : len(itemXML)-len("</item>")]
 }
