@@ -16,8 +16,9 @@ var _ api.ManualRunner = (*Daemon)(nil)
 const manualFetchTimeout = 30 * time.Second
 
 // Trigger fetches item r.ItemID from the node of the hook r.Hook names and
-// runs the hook once on it, through the hook's queue; the run is recorded
-// as "trigger".
+// runs the hook once on it, through the hook's queue, as a publish event
+// (its filter is not applied: the operator chose the item); the run is
+// recorded as "trigger".
 func (d *Daemon) Trigger(ctx context.Context, r api.TriggerRequest) (hookctl.Run, error) {
 	if r.ItemID == "" {
 		return hookctl.Run{}, fmt.Errorf("%w: item id is required", hookctl.ErrInvalid)
@@ -25,6 +26,9 @@ func (d *Daemon) Trigger(ctx context.Context, r api.TriggerRequest) (hookctl.Run
 	h, err := d.findHook(r.Profile, r.Hook)
 	if err != nil {
 		return hookctl.Run{}, err
+	}
+	if !h.FiresOn(hookctl.EventPublish) {
+		return hookctl.Run{}, fmt.Errorf("%w: hook %s does not take publish events (events: %v)", hookctl.ErrInvalid, r.Hook, h.EffectiveEvents())
 	}
 	p, ok := d.profileByName[h.Profile]
 	if !ok {

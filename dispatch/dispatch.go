@@ -451,8 +451,14 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	}
 	fillRun(&r, e.hook, ev)
 	r.Manual = manual
-	r = d.hist.add(r)
-	if d.opts.OnRun != nil {
+	if d.opts.OnRun == nil {
+		r = d.hist.add(r)
+	} else {
+		// The durable history keeps the event; the memory ring need not.
+		in := r.Input
+		r.Input = nil
+		r = d.hist.add(r)
+		r.Input = in
 		d.opts.OnRun(r)
 	}
 	tm := e.tm
