@@ -3,8 +3,12 @@ package api
 import (
 	"context"
 	"net"
+	"net/http"
 	"os/user"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // callerKey is the context key of the caller's identity.
@@ -41,4 +45,37 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 		return WithCaller(ctx, "token")
 	}
 	return ctx
+}
+
+// sourceHeader carries what a client says its change comes from (the
+// `hookctl watch` sidecar: its paths and commit), added to its verified
+// identity as "… via SOURCE".
+const sourceHeader = "Hookctl-Source"
+
+// maxSource bounds the source a client may claim.
+const maxSource = 512
+
+type sourceKey struct{}
+
+// WithSource returns ctx whose requests through Client tell the backend
+// where their changes come from, for the audit trail.
+func WithSource(ctx context.Context, src string) context.Context {
+	return context.WithValue(ctx, sourceKey{}, src)
+}
+
+func sourceOf(ctx context.Context) string {
+	s, _ := ctx.Value(sourceKey{}).(string)
+	return s
+}
+
+// withSource adds a request's claimed source to its caller. A source that
+// is not short, printable UTF-8 is ignored: it ends up in tables.
+func withSource(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		src := r.Header.Get(sourceHeader)
+		if src != "" && len(src) <= maxSource && utf8.ValidString(src) && !strings.ContainsFunc(src, unicode.IsControl) {
+			r = r.WithContext(WithCaller(r.Context(), Caller(r.Context())+" via "+src))
+		}
+		next.ServeHTTP(w, r)
+	})
 }

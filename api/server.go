@@ -78,7 +78,7 @@ func NewServer(opts ServerOptions) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.mux = s.recoverPanics(s.routes())
+	s.mux = s.recoverPanics(withSource(s.routes())) // withSource: caller.go
 	return s
 }
 

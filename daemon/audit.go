@@ -2,14 +2,13 @@ package daemon
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/gitinfo"
 	"hookctl.dev/hookctl/registry"
 	"hookctl.dev/hookctl/rules"
 )
@@ -114,28 +113,7 @@ func batchChanges(before []hookctl.Hook, b hookctl.Batch) ([]hookctl.AuditChange
 // watchCaller says who the backend's own watcher is, for the audit trail:
 // the paths it watches and, when they are in a git work tree, its commit.
 func (d *Daemon) watchCaller(ctx context.Context) string {
-	who := "watch " + strings.Join(d.watch.Paths, " ")
-	if c := gitHead(ctx, d.cfg.HooksRoot); c != "" {
-		who += " (commit " + c + ")"
-	}
-	return who
-}
-
-// gitHead returns `git rev-parse HEAD` in dir, or "" when dir is not in a
-// git work tree (or git is missing, or slow).
-func gitHead(ctx context.Context, dir string) string {
-	if dir == "" {
-		return ""
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", "-C", filepath.Clean(dir), "rev-parse", "HEAD")
-	cmd.WaitDelay = time.Second
-	out, err := cmd.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
+	return gitinfo.Describe(ctx, "watch", d.watch.Paths)
 }
 
 // watchRegistry is the daemon as its watcher sees it: changes are

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -9,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/gitinfo"
 )
 
 // eventLines bounds the hooks listed under one event in text output.
@@ -94,4 +97,16 @@ func printEvents(w io.Writer, evs []hookctl.AuditEvent) error {
 		}
 	}
 	return nil
+}
+
+// watchSource is the API client as the watch sidecar uses it: each batch
+// tells the backend, for the audit trail, the paths watched and their
+// commit.
+type watchSource struct {
+	*api.Client
+	paths []string
+}
+
+func (w watchSource) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
+	return w.Client.Apply(api.WithSource(ctx, gitinfo.Describe(ctx, "watch", w.paths)), b)
 }
