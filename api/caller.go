@@ -68,12 +68,17 @@ func sourceOf(ctx context.Context) string {
 	return s
 }
 
+// validSource reports whether src is a source worth recording: short,
+// printable UTF-8 (it ends up in tables and logs).
+func validSource(src string) bool {
+	return src != "" && len(src) <= maxSource && utf8.ValidString(src) && !strings.ContainsFunc(src, unicode.IsControl)
+}
+
 // withSource adds a request's claimed source to its caller. A source that
 // is not short, printable UTF-8 is ignored: it ends up in tables.
 func withSource(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		src := r.Header.Get(sourceHeader)
-		if src != "" && len(src) <= maxSource && utf8.ValidString(src) && !strings.ContainsFunc(src, unicode.IsControl) {
+		if src := r.Header.Get(sourceHeader); validSource(src) {
 			r = r.WithContext(WithCaller(r.Context(), Caller(r.Context())+" via "+src))
 		}
 		next.ServeHTTP(w, r)

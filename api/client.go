@@ -255,7 +255,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if src := sourceOf(ctx); src != "" {
+	if src := sourceOf(ctx); validSource(src) {
 		req.Header.Set(sourceHeader, src) // caller.go
 	}
 	resp, err := c.http.Do(req)
