@@ -17,8 +17,8 @@ type Run struct {
 	Duration Duration  `json:"duration"`
 	// Outcome is ok, failed, timeout, error or dropped.
 	Outcome string `json:"outcome"`
-	// ExitCode is the exit status (exec: -1 when the program was killed or
-	// never started), the HTTP status (http: 0 when no answer came), or a
+	// ExitCode is the exit status (exec: -1 when the program was killed),
+	// the HTTP status (http: 0 when no answer came), or a
 	// Python worker's exit status when it died during the run; 0 (omitted
 	// in JSON) when there is none.
 	ExitCode int `json:"exit_code,omitempty"`

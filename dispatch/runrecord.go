@@ -17,9 +17,10 @@ func fillRun(r *hookctl.Run, h hookctl.Hook, ev *hookctl.Event) {
 		r.InputTruncated = true
 	}
 	r.Input = &in
-	if r.ExitCode < 0 && h.Type != hookctl.TypeExec {
-		// Only an exec program has an exit status that can be missing
-		// (killed); for the others -1 only meant "none".
+	killed := h.Type == hookctl.TypeExec && (r.Outcome == "timeout" || r.Outcome == "failed")
+	if r.ExitCode < 0 && !killed {
+		// -1 stays only for an exec program that ran and was killed; for
+		// the rest (other types, runs that never started) it meant "none".
 		r.ExitCode = 0
 	}
 }

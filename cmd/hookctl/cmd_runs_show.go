@@ -126,11 +126,12 @@ func runHookName(r hookctl.Run) string {
 // runResult is the outcome detail that makes sense for the run's type:
 // an exec program's exit status, an http hook's answer, nothing else.
 func runResult(r hookctl.Run) string {
+	ran := r.Outcome == "ok" || r.Outcome == "failed" || r.Outcome == "timeout"
 	switch {
-	case r.Hook.Type == hookctl.TypeExec && r.ExitCode >= 0 && r.Outcome != "dropped" && r.Outcome != "error":
-		return "exit " + strconv.Itoa(r.ExitCode)
-	case r.Hook.Type == hookctl.TypeExec && r.ExitCode < 0:
+	case r.Hook.Type == hookctl.TypeExec && ran && r.ExitCode < 0:
 		return "killed"
+	case r.Hook.Type == hookctl.TypeExec && ran:
+		return "exit " + strconv.Itoa(r.ExitCode)
 	case r.Hook.Type == hookctl.TypeHTTP && r.ExitCode > 0:
 		return "HTTP " + strconv.Itoa(r.ExitCode)
 	case r.ExitCode > 0: // a Python worker that died
