@@ -21,7 +21,7 @@ func (d *Dispatcher) RunNow(ctx context.Context, k hookctl.Key, ev hookctl.Event
 	e := d.snap.Load().entries[k]
 	switch {
 	case e == nil:
-		return hookctl.Run{}, fmt.Errorf("%w: hook %s is not live (quarantined, or its filter does not compile: hookctl status)", hookctl.ErrNotFound, k)
+		return hookctl.Run{}, fmt.Errorf("%w: hook %s is not live (deleted, quarantined, or its filter does not compile: hookctl status)", hookctl.ErrNotFound, k)
 	case e.suspended:
 		return hookctl.Run{}, fmt.Errorf("%w: hook %s is suspended (hookctl hook resume)", hookctl.ErrInvalid, k)
 	case e.w == nil:
