@@ -156,6 +156,12 @@ type Hook struct {
 	// Memory bounds a Python hook's worker (address space), e.g. "512MiB",
 	// or "unlimited"; "" = the backend's python_memory. See ParseMemory.
 	Memory string `json:"memory,omitempty" yaml:"memory,omitempty"`
+
+	// Suspended hooks stay registered but run nothing: each event they
+	// would have run is recorded as a skipped run. Hooks files write it
+	// `enabled: false`. (An operator's `hookctl hook suspend` is kept
+	// apart from the hook, so that files never undo it.)
+	Suspended bool `json:"suspended,omitempty" yaml:"suspended,omitempty"`
 }
 
 // EffectiveEvents returns the kinds the hook fires on, defaults applied.
@@ -206,6 +212,7 @@ func (h Hook) AttributeChanges(o Hook) []Change {
 	add("concurrency", fmt.Sprint(max(h.Concurrency, 1)), fmt.Sprint(max(o.Concurrency, 1)))
 	add("catchup", catchupString(h.Catchup), catchupString(o.Catchup))
 	add("memory", h.Memory, o.Memory)
+	add("enabled", fmt.Sprint(!h.Suspended), fmt.Sprint(!o.Suspended))
 	return out
 }
 
@@ -216,7 +223,7 @@ func (h Hook) SameAttributes(o Hook) bool {
 	if h.Key == o.Key && h.Persistent == o.Persistent && h.Owner == o.Owner && h.Name == o.Name &&
 		h.Filter == o.Filter && h.Timeout == o.Timeout && h.Concurrency == o.Concurrency &&
 		h.Catchup == o.Catchup && slices.Equal(h.Args, o.Args) && maps.Equal(h.Headers, o.Headers) &&
-		slices.Equal(h.Events, o.Events) && h.Memory == o.Memory {
+		slices.Equal(h.Events, o.Events) && h.Memory == o.Memory && h.Suspended == o.Suspended {
 		return true
 	}
 	return len(h.AttributeChanges(o)) == 0

@@ -69,4 +69,76 @@ type RunQuery struct {
 	Hook       string `json:"hook,omitempty"`
 	FailedOnly bool   `json:"failed,omitempty"`
 	Limit      int    `json:"limit,omitempty"`
+	// Set keeps runs of hooks owned by this declared set.
+	Set string `json:"set,omitempty"`
+	// Since keeps runs started at or after this time.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Selects reports whether r is one of the runs q asks for (Limit aside).
+// The in-memory and the stored history both filter with it.
+func (q RunQuery) Selects(r *Run) bool {
+	switch {
+	case q.Profile != "" && r.Hook.Profile != q.Profile,
+		q.Node != "" && r.Hook.Node != q.Node,
+		q.Hook != "" && r.HookName != q.Hook && r.Hook.Arg != q.Hook,
+		q.Set != "" && r.Set != q.Set,
+		q.FailedOnly && (r.Outcome == "ok" || r.Outcome == "skipped"),
+		!q.Since.IsZero() && r.Started.Before(q.Since):
+		return false
+	}
+	return true
+}
+
+// Kinds of operator suspension (Suspension.Kind).
+const (
+	SuspendHook = "hook"
+	SuspendSet  = "set"
+)
+
+// Suspension is one hook or one declared set an operator suspended
+// (`hookctl hook suspend`, `hookctl set suspend`).
+type Suspension struct {
+	// Kind is SuspendHook or SuspendSet; Name is the hook's identity
+	// ("set/name", or its key) or the set's name.
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// By is who suspended it; At when.
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at"`
+}
+
+// AuditEvent is one change of the registry, as the audit trail keeps it
+// (`hookctl events`).
+type AuditEvent struct {
+	// ID increases with every event recorded.
+	ID   uint64    `json:"id"`
+	Time time.Time `json:"time"`
+	// Action is create, remove, apply, suspend or resume.
+	Action string `json:"action"`
+	// Who made it: "uid 1000 (alice)" over the socket, "token" over TCP,
+	// "watch …" for the backend's own watcher (set, files, commit).
+	Who string `json:"who"`
+	// Revision is the registry revision after the change.
+	Revision uint64 `json:"revision"`
+	// Subject names what a suspend or resume was about.
+	Subject string `json:"subject,omitempty"`
+	// Changes are the hooks created, updated and deleted; at most
+	// MaxAuditChanges, Omitted says how many more there were.
+	Changes []AuditChange `json:"changes,omitempty"`
+	Omitted int           `json:"omitted,omitempty"`
+}
+
+// MaxAuditChanges bounds the hooks one audit event details.
+const MaxAuditChanges = 1000
+
+// AuditChange is one hook in an audit event: created (After), deleted
+// (Before), or updated (Attributes: each field before and after).
+type AuditChange struct {
+	Op         string   `json:"op"` // create, update, delete
+	Hook       string   `json:"hook"`
+	Key        Key      `json:"key"`
+	Before     *Hook    `json:"before,omitempty"`
+	After      *Hook    `json:"after,omitempty"`
+	Attributes []Change `json:"attributes,omitempty"`
 }

@@ -32,6 +32,8 @@ type Status struct {
 	HookErrors []HookError `json:"hook_errors,omitempty"`
 	// Nodes are the nodes that hooks watch, with their delivery state.
 	Nodes []NodeStatus `json:"nodes,omitempty"`
+	// Suspended lists the suspended hooks and sets.
+	Suspended []hookctl.Suspension `json:"suspended,omitempty"`
 }
 
 // The status and query types are shared with the dispatcher and the

@@ -219,6 +219,7 @@ func (c *Client) Runs(ctx context.Context, q RunQuery) ([]hookctl.Run, error) {
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
+	addRunQuery(v, q)
 	var out runsResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/runs", v, nil, &out); err != nil {
 		return nil, err
@@ -270,6 +271,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if src := sourceOf(ctx); validSource(src) {
+		req.Header.Set(sourceHeader, src) // caller.go
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

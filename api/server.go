@@ -12,6 +12,8 @@ package api
 //	GET  /v1/runs?profile=&node=&hook=&failed=true&limit=N → {"runs":[Run…]}
 //	POST /v1/pubsub       PubSubRequest → PubSubResult
 //
+// and the operations routes of ops.go (one run in full, …).
+//
 // Request bodies are decoded strictly: unknown fields, trailing data and
 // bodies over the limit (MaxBatchBody for /v1/batch, MaxBody otherwise) are
 // refused before the backend sees them, so a malformed request changes
@@ -76,7 +78,7 @@ func NewServer(opts ServerOptions) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.mux = s.recoverPanics(s.routes())
+	s.mux = s.recoverPanics(withSource(s.routes())) // withSource: caller.go
 	return s
 }
 
@@ -103,6 +105,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, requireToken bool) e
 	// of a graceful shutdown.
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	l = LimitListener(l, MaxConns)
+	srv.ConnContext = connContext // who is calling (caller.go)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -171,6 +174,7 @@ func (s *Server) routes() http.Handler {
 		"/v1/runs":         {http.MethodGet: s.runs},
 		"/v1/pubsub":       {http.MethodPost: s.pubsub},
 	}
+	maps.Copy(table, s.opsRoutes())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := table[r.URL.Path]
 		if !ok {
@@ -298,11 +302,15 @@ type runsResponse struct {
 }
 
 func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
-	q, ok := s.query(w, r, "profile", "node", "hook", "failed", "limit")
+	q, ok := s.query(w, r, "profile", "node", "hook", "failed", "limit", "set", "since")
 	if !ok {
 		return
 	}
 	rq := RunQuery{Profile: q.Get("profile"), Node: q.Get("node"), Hook: q.Get("hook")}
+	if err := parseRunQuery(q, &rq); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if v := q.Get("failed"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

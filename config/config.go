@@ -69,6 +69,14 @@ type Config struct {
 	// MaxPublishBytes bounds a published item's payload; 0 means
 	// DefaultMaxPublishBytes. See CheckPublish.
 	MaxPublishBytes int `yaml:"max_publish_bytes"`
+	// RunsKeep bounds the run history kept in the store (default 10000
+	// runs); RunsMaxAge forgets runs older than this (default 720h).
+	RunsKeep   int              `yaml:"runs_keep"`
+	RunsMaxAge hookctl.Duration `yaml:"runs_max_age"`
+	// EventsKeep and EventsMaxAge bound the audit trail of registry
+	// changes the same way (default 10000 events, 2160h).
+	EventsKeep   int              `yaml:"events_keep"`
+	EventsMaxAge hookctl.Duration `yaml:"events_max_age"`
 }
 
 // DefaultMaxPublishBytes is below the usual server stanza limits
@@ -194,6 +202,18 @@ func (c *Config) validate(path string) error {
 	}
 	if c.MaxPublishBytes < 0 || c.MaxPublishBytes > maxPublishBytesLimit {
 		bad("max_publish_bytes", "%d is out of range (1 to %d; 0 or unset: %d)", c.MaxPublishBytes, maxPublishBytesLimit, DefaultMaxPublishBytes)
+	}
+	if c.RunsKeep < 0 {
+		bad("runs_keep", "must be positive (0 = the default, 10000)")
+	}
+	if c.RunsMaxAge < 0 {
+		bad("runs_max_age", "must be positive (0 = the default, 720h)")
+	}
+	if c.EventsKeep < 0 {
+		bad("events_keep", "must be positive (0 = the default, 10000)")
+	}
+	if c.EventsMaxAge < 0 {
+		bad("events_max_age", "must be positive (0 = the default, 2160h)")
 	}
 	if c.APIListen != "" && c.APITokenFile == "" {
 		bad("api_listen", "a TCP control API needs api_token_file")
@@ -370,6 +390,18 @@ func (c *Config) Defaults() {
 	}
 	if c.Python == "" {
 		c.Python = "python3"
+	}
+	if c.RunsKeep == 0 {
+		c.RunsKeep = 10000
+	}
+	if c.RunsMaxAge == 0 {
+		c.RunsMaxAge = hookctl.Duration(720 * time.Hour)
+	}
+	if c.EventsKeep == 0 {
+		c.EventsKeep = 10000
+	}
+	if c.EventsMaxAge == 0 {
+		c.EventsMaxAge = hookctl.Duration(2160 * time.Hour)
 	}
 }
 

@@ -28,6 +28,7 @@ func (d *Daemon) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, erro
 	}
 	stored, err := d.store.Create(ctx, h)
 	if err == nil {
+		d.audit(ctx, d.store.Revision(), auditCreate, "", []hookctl.AuditChange{created(stored)}) // audit.go
 		d.synced.wait(ctx, d.store.Revision())
 	}
 	return stored, err
@@ -35,8 +36,11 @@ func (d *Daemon) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, erro
 
 // Remove deletes every matching hook; see hookctl.Registry.
 func (d *Daemon) Remove(ctx context.Context, m hookctl.Match) (int, error) {
+	before, _ := d.store.Snapshot()
 	n, err := d.store.Remove(ctx, m)
 	if err == nil && n > 0 {
+		after, rev := d.store.Snapshot()
+		d.audit(ctx, rev, auditRemove, "", removedBetween(before, after))
 		d.synced.wait(ctx, d.store.Revision())
 	}
 	return n, err
@@ -45,6 +49,7 @@ func (d *Daemon) Remove(ctx context.Context, m hookctl.Match) (int, error) {
 // Apply checks every created or updated hook, then applies the batch
 // atomically; see hookctl.Registry.
 func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
+	b = d.withoutSuspendedSets(b)
 	var errs []error
 	for _, list := range [][]hookctl.Hook{b.Create, b.Update} {
 		for _, h := range list {
@@ -56,7 +61,12 @@ func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
+	before, cur := d.store.Snapshot()
 	rev, err := d.store.Apply(ctx, b)
+	if err == nil && rev != cur {
+		changes, subject := batchChanges(before, b)
+		d.audit(ctx, rev, auditApply, subject, changes)
+	}
 	if err == nil {
 		d.synced.wait(ctx, rev)
 	}
@@ -118,6 +128,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		e := &st.HookErrors[i]
 		e.Hook.Arg, e.Error = d.redact(e.Hook.Arg), d.redact(e.Error)
 	}
+	st.Suspended, _ = d.Suspensions(ctx)
 	if d.catchup != nil {
 		st.Nodes = d.catchup.NodeStatus(hooks)
 		for i := range st.Nodes {
@@ -131,18 +142,6 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		}
 	}
 	return st, nil
-}
-
-// Runs returns recent runs, newest first.
-func (d *Daemon) Runs(ctx context.Context, q api.RunQuery) ([]hookctl.Run, error) {
-	if d.dispatcher == nil {
-		return nil, nil
-	}
-	runs := d.dispatcher.Runs(q)
-	for i := range runs {
-		runs[i] = d.redactRun(runs[i])
-	}
-	return runs, nil
 }
 
 // PubSub carries out a PubSub operation through the profile's session.

@@ -25,6 +25,8 @@ import (
 	"hookctl.dev/hookctl/dispatch"
 	"hookctl.dev/hookctl/reconcile"
 	"hookctl.dev/hookctl/registry"
+	"hookctl.dev/hookctl/rules"
+	"hookctl.dev/hookctl/runlog"
 	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/runner/execrunner"
 	"hookctl.dev/hookctl/runner/exprrunner"
@@ -44,6 +46,9 @@ type Options struct {
 	// SubscriptionCheck is how often each profile's subscriptions are
 	// compared with the server's; zero is subscription's default (1m).
 	SubscriptionCheck time.Duration
+	// MemoryRuns keeps the run history in memory only, as before the
+	// durable history (for benchmarks that compare the two).
+	MemoryRuns bool
 }
 
 // WatchOptions configure the in-process reconciler (serve --watch).
@@ -64,6 +69,7 @@ type Daemon struct {
 	started time.Time
 
 	store         *registry.Store
+	runlog        *runlog.Log // nil with Options.MemoryRuns
 	dispatcher    *dispatch.Dispatcher
 	catchup       *catchup.Tracker
 	factories     map[hookctl.Type]runner.Factory
@@ -74,6 +80,7 @@ type Daemon struct {
 
 	subscriptionCheck time.Duration
 	secrets           *config.Secrets // what http hooks may name; redacted everywhere
+	memoryRuns        bool
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -141,6 +148,7 @@ func New(opts Options) (*Daemon, error) {
 		metrics:       prometheus.NewRegistry(),
 
 		subscriptionCheck: opts.SubscriptionCheck,
+		memoryRuns:        opts.MemoryRuns,
 	}
 	if d.cfg.HooksRoot == "" && len(d.watch.Paths) == 1 {
 		d.cfg.HooksRoot = watchRoot(d.watch.Paths[0])
@@ -235,15 +243,21 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	d.dispatcher = dispatch.New(dispatch.Options{
-		Factories:            d.factories,
-		Host:                 host{d},
-		Logger:               d.log,
-		DefaultTimeout:       time.Duration(d.cfg.DefaultTimeout),
-		Metrics:              d.metrics,
-		HooksRoot:            d.cfg.HooksRoot,
-		AllowInsecureScripts: d.cfg.AllowInsecureScripts,
-	})
+	dopts := dispatch.Options{
+		Factories:      d.factories,
+		Host:           host{d},
+		Logger:         d.log,
+		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
+		Metrics:        d.metrics,
+		HooksRoot:      d.cfg.HooksRoot,
+		CheckScript: func(path string, executable bool) error {
+			return rules.ScriptFile(path, executable, d.cfg.AllowInsecureScripts)
+		},
+	}
+	if err := d.openRunLog(&dopts); err != nil {
+		return err
+	}
+	d.dispatcher = dispatch.New(dopts)
 	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
 	d.catchup.OnDuplicate(d.dispatcher.Duplicate)
 	for _, p := range d.profiles {
@@ -283,6 +297,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	goRun("hook sync", d.syncHooks)
 	goRun("catch-up marks", d.catchup.Run)
+	if d.runlog != nil {
+		goRun("run history", d.runlog.Run)
+	}
 	for _, p := range d.profiles {
 		goRun("profile "+p.name, p.session.Run)
 		goRun("subscriptions "+p.name, p.subs.Run)
@@ -363,6 +380,9 @@ func (d *Daemon) drain() {
 		d.log.Warn("closing dispatcher", "err", err)
 	}
 	d.catchup.Flush() // marks of runs that ended during the shutdown
+	if d.runlog != nil {
+		d.runlog.Flush() // and their records
+	}
 }
 
 // syncHooks keeps the dispatcher and the subscriptions in step with the
@@ -372,7 +392,7 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	defer cancel()
 	for {
 		hooks, rev := d.store.Snapshot()
-		d.dispatcher.SetHooks(hooks)
+		d.dispatcher.SetHooks(d.effectiveHooks(hooks)) // suspend.go
 		d.catchup.SetHooks(hooks)
 		for _, p := range d.profiles {
 			p.subs.SetHooks(hooks)
@@ -447,7 +467,7 @@ func (d *Daemon) runWatch(ctx context.Context) error {
 		Paths:     d.watch.Paths,
 		Recursive: d.watch.Recursive,
 		Load:      reconcile.SpecLoader(d.watch.Paths, d.watch.Recursive),
-		Registry:  d,
+		Registry:  watchRegistry{d}, // its changes are audited as the watcher's
 		JIDs: func(context.Context) (map[string]string, error) {
 			return d.cfg.ProfileJIDs(), nil
 		},

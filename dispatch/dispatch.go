@@ -51,9 +51,16 @@ type Options struct {
 	// HooksRoot is where relative python_file and exec paths (hooks
 	// declared in files) are found; see rules.Resolve.
 	HooksRoot string
-	// AllowInsecureScripts skips rules.ScriptFile's ownership and mode
-	// checks when a hook's runner starts.
-	AllowInsecureScripts bool
+	// CheckScript, when set, may refuse the resolved script or program of
+	// a python_file or exec hook before its runner starts (the backend
+	// passes rules.ScriptFile); a refused hook is reported, not run.
+	CheckScript func(path string, executable bool) error
+	// OnRun, when set, receives every run recorded, its ID assigned (the
+	// durable history). It is called on run goroutines and must not block.
+	OnRun func(hookctl.Run)
+	// LastRunID is the ID the run IDs go on from (the durable history's
+	// last, so that IDs stay unique across restarts).
+	LastRunID uint64
 }
 
 // Dispatcher routes events to hooks. Its methods are safe for concurrent use.
@@ -106,6 +113,9 @@ type entry struct {
 	tm     *typeMetrics
 	w      *worker // nil when the hook has no runner; then runErr says why
 	runErr string
+	// suspended hooks have no runner: their events are recorded as
+	// skipped runs.
+	suspended bool
 }
 
 // runner is the entry's runner, nil when it has none.
@@ -150,7 +160,7 @@ func New(opts Options) *Dispatcher {
 		opts:         opts,
 		log:          log,
 		m:            newMetrics(opts.Metrics, log),
-		hist:         newHistory(opts.History),
+		hist:         newHistory(opts.History, opts.LastRunID),
 		ctx:          ctx,
 		cancel:       cancel,
 		retiring:     make(map[*worker]struct{}),
@@ -202,6 +212,13 @@ func (d *Dispatcher) SetHooks(hooks []hookctl.Hook) {
 		if err != nil {
 			next.errs = append(next.errs, hookctl.HookError{Hook: h.Key, Error: err.Error()})
 			continue
+		}
+		if h.Suspended {
+			e.suspended = true
+			next.entries[h.Key] = e
+			nk := nodeKey{h.Profile, h.Service, h.Node}
+			next.index[nk] = append(next.index[nk], e)
+			continue // its old worker, if any, is retired below
 		}
 		ow := old.workers[h.Key]
 		if ow != nil && ow.hook.SameAttributes(h) {
@@ -274,8 +291,10 @@ func (d *Dispatcher) startWorker(h hookctl.Hook) (*worker, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := rules.ScriptFile(p, h.Type == hookctl.TypeExec, d.opts.AllowInsecureScripts); err != nil {
-			return nil, err
+		if d.opts.CheckScript != nil {
+			if err := d.opts.CheckScript(p, h.Type == hookctl.TypeExec); err != nil {
+				return nil, err
+			}
 		}
 		run.Arg = p
 	}
@@ -357,6 +376,11 @@ func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
 				continue
 			}
 		}
+		if e.suspended {
+			matched++
+			d.recordNow(e, &ev, Skipped, errSuspended)
+			continue
+		}
 		if e.w == nil {
 			matched++
 			d.recordNow(e, &ev, runner.Error, errors.New(e.runErr))
@@ -397,6 +421,11 @@ func (d *Dispatcher) Dispatch(ev hookctl.Event, done func(matched int)) {
 
 var errQueueFull = errors.New("queue full")
 
+// Skipped is the outcome of an event a suspended hook did not run.
+const Skipped runner.Outcome = "skipped"
+
+var errSuspended = errors.New("hook suspended: event not run")
+
 // Skipped records that an item of ev's node arrived but could not be
 // decoded (too large, nested too deep): every hook of the node that
 // selects ev.Kind gets an error run naming why, so that `hookctl runs
@@ -429,11 +458,12 @@ func (d *Dispatcher) recordAll(ev hookctl.Event, o runner.Outcome, why error) {
 // recordNow records a run that ended before it started (dropped, filter
 // error, no runner).
 func (d *Dispatcher) recordNow(e *entry, ev *hookctl.Event, o runner.Outcome, err error) {
-	d.record(e, ev, time.Now(), 0, runner.Result{Outcome: o, ExitCode: -1, Err: err})
+	d.record(e, ev, time.Now(), 0, runner.Result{Outcome: o, ExitCode: -1, Err: err}, "")
 }
 
-// record adds a run to the history, counts it and logs it.
-func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur time.Duration, res runner.Result) {
+// record adds a run to the history, counts it and logs it; manual says
+// who asked for a run outside the event flow. It returns the run recorded.
+func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur time.Duration, res runner.Result, manual string) hookctl.Run {
 	r := hookctl.Run{
 		Hook:     e.hook.Key,
 		HookName: e.hook.Name,
@@ -449,7 +479,18 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	if res.Err != nil {
 		r.Error = res.Err.Error()
 	}
-	d.hist.add(r)
+	fillRun(&r, e.hook, ev)
+	r.Manual = manual
+	if d.opts.OnRun == nil {
+		r = d.hist.add(r)
+	} else {
+		// The durable history keeps the event; the memory ring need not.
+		in := r.Input
+		r.Input = nil
+		r = d.hist.add(r)
+		r.Input = in
+		d.opts.OnRun(r)
+	}
 	tm := e.tm
 	d.m.countRun(e.hook.Type, tm, res.Outcome)
 	if res.Outcome != runner.Dropped {
@@ -468,6 +509,7 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	case d.log.Enabled(context.Background(), slog.LevelDebug):
 		d.log.Debug("hook ran", append(attrs, "duration", dur)...)
 	}
+	return r
 }
 
 // Runs returns recent runs selected by q, newest first: q.Profile and

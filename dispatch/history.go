@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/runner"
 )
 
 // defaultRunsLimit is how many runs Runs returns when the query sets no limit.
@@ -20,12 +19,13 @@ type history struct {
 	lastID uint64
 }
 
-func newHistory(size int) *history {
-	return &history{size: size}
+func newHistory(size int, lastID uint64) *history {
+	return &history{size: size, lastID: lastID}
 }
 
-// add assigns r the next ID and stores it, evicting the oldest run when full.
-func (h *history) add(r hookctl.Run) {
+// add assigns r the next ID and stores it, evicting the oldest run when
+// full; it returns r with its ID.
+func (h *history) add(r hookctl.Run) hookctl.Run {
 	h.mu.Lock()
 	h.lastID++
 	r.ID = h.lastID
@@ -39,6 +39,7 @@ func (h *history) add(r hookctl.Run) {
 		}
 	}
 	h.mu.Unlock()
+	return r
 }
 
 // query returns the runs selected by q, newest first.
@@ -62,7 +63,7 @@ func (h *history) query(q hookctl.RunQuery) []hookctl.Run {
 			idx += n
 		}
 		r := &h.runs[idx]
-		if !selected(r, q) {
+		if !q.Selects(r) {
 			continue
 		}
 		out = append(out, *r)
@@ -71,20 +72,4 @@ func (h *history) query(q hookctl.RunQuery) []hookctl.Run {
 		}
 	}
 	return out
-}
-
-func selected(r *hookctl.Run, q hookctl.RunQuery) bool {
-	if q.Profile != "" && r.Hook.Profile != q.Profile {
-		return false
-	}
-	if q.Node != "" && r.Hook.Node != q.Node {
-		return false
-	}
-	if q.Hook != "" && r.HookName != q.Hook && r.Hook.Arg != q.Hook {
-		return false
-	}
-	if q.FailedOnly && r.Outcome == string(runner.OK) {
-		return false
-	}
-	return true
 }

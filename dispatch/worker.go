@@ -22,6 +22,10 @@ type job struct {
 	ev  *hookctl.Event // shared by every hook the event reached; read-only
 	ent *entry
 	tr  *tracker // nil when the caller wants no completion callback
+	// manual, for runs asked by hand (RunNow), says by whom; result then
+	// receives the run recorded (buffered: never blocks).
+	manual string
+	result chan<- hookctl.Run
 }
 
 // enqueueResult says what became of a job handed to a worker.
@@ -262,7 +266,10 @@ func (d *Dispatcher) execute(w *worker, j job) {
 		}
 		cancel()
 	}
-	d.record(j.ent, j.ev, started, time.Since(started), res)
+	r := d.record(j.ent, j.ev, started, time.Since(started), res, j.manual)
+	if j.result != nil {
+		j.result <- r
+	}
 	d.noteRunError(j.ent.hook.Key, res)
 	j.tr.finish()
 }

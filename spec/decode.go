@@ -23,7 +23,7 @@ import (
 var (
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	topFields    = []string{"version", "set", "profile", "hooks"}
-	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup", "memory"}
+	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup", "memory", "enabled"}
 	errNoAliases = "aliases are not allowed in hooks files"
 )
 
@@ -147,7 +147,7 @@ func (p *fileParser) refuseAliases(n *yaml.Node) bool {
 // rather than a map, since it is made for every hook.
 type fieldSet struct {
 	known []string
-	vals  [16]*yaml.Node // at least len(hookFields)
+	vals  [24]*yaml.Node // at least len(hookFields)
 }
 
 // get returns the value of field and whether it was given.
@@ -164,7 +164,7 @@ func (p *fileParser) fields(n *yaml.Node, path string, known []string) (*fieldSe
 		return nil, false
 	}
 	f := &fieldSet{known: known}
-	var keys [16]*yaml.Node
+	var keys [24]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {

@@ -132,6 +132,11 @@ func (p *fileParser) decodeAttributes(get func(string) (*yaml.Node, string, bool
 			h.Catchup = strings.TrimPrefix(s, "new")
 		}
 	}
+	if v, fp, ok := get("enabled"); ok {
+		if b, ok := p.boolean(v, fp); ok {
+			h.Suspended = !b
+		}
+	}
 }
 
 // checkPending applies rules.Check to the file's hooks on up to GOMAXPROCS

@@ -67,6 +67,10 @@ type options struct {
 	verbose    bool
 	cpuprofile string
 	check      bool
+	// runs is where the backend keeps its run history: store (the
+	// durable history, the default), memory, or both (one burst each,
+	// memory first, same process).
+	runs string
 }
 
 func main() {
@@ -79,8 +83,9 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "log the backend at debug level to stderr")
 	flag.BoolVar(&o.check, "check", false, "exit with status 3 when a goal is missed: any run not ok or out of order, or (expr) rate below 0.9× or p99 above 2× the bare subscriber's")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (backend, subscriber, publisher) during the burst; samples carry a role label (backend, pub, bare): go tool pprof -tags")
+	flag.StringVar(&o.runs, "runs", "store", "run history: store (durable, the default), memory, or both (one burst each, reported one after the other)")
 	flag.Parse()
-	if err := run(o); err != nil {
+	if err := runEach(o); err != nil {
 		fmt.Fprintln(os.Stderr, "hookctl-bench:", err)
 		if errors.Is(err, errGoal) {
 			os.Exit(3)
@@ -134,12 +139,34 @@ type Report struct {
 	// ended, Python workers still running).
 	HookCPU float64   `json:"hook_cpu_seconds"`
 	When    time.Time `json:"when"`
+	// RunHistory is where the backend kept its runs: store or memory.
+	RunHistory string `json:"run_history"`
 }
 
 // Ratio compares the hook with the bare subscriber.
 type Ratio struct {
 	Rate float64 `json:"rate"` // hook items/s ÷ bare items/s
 	P99  float64 `json:"p99"`  // hook p99 ÷ bare p99
+}
+
+// runEach runs the bench once, or once per run history with -runs both.
+func runEach(o options) error {
+	switch o.runs {
+	case "store", "memory":
+		return run(o)
+	case "both":
+		for _, r := range []string{"memory", "store"} {
+			o.runs = r
+			if !o.asJSON {
+				fmt.Printf("== run history: %s\n", r)
+			}
+			if err := run(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("-runs %q: want store, memory or both", o.runs)
 }
 
 func run(o options) error {
@@ -282,7 +309,7 @@ func (b *bench) startBackend(ctx context.Context) error {
 		}},
 	}
 	cfg.Defaults()
-	d, err := daemon.New(daemon.Options{Config: cfg, Logger: b.log, Version: "bench",
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: b.log, Version: "bench", MemoryRuns: b.o.runs == "memory",
 		Getenv: func(k string) string {
 			if k == pwEnv {
 				return password
@@ -462,7 +489,7 @@ func (b *bench) report(ctx context.Context, m burstResult) (Report, error) {
 
 	first := slices.MinFunc(m.sent, func(a, b time.Time) int { return a.Compare(b) })
 	rep := Report{Type: string(typ), Items: o.items, InFlight: o.inflight, CPUs: runtime.NumCPU(), When: time.Now().UTC(),
-		ProsodyCPU: m.prosodyCPU, SelfCPU: m.selfCPU, HookCPU: m.hookCPU}
+		ProsodyCPU: m.prosodyCPU, SelfCPU: m.selfCPU, HookCPU: m.hookCPU, RunHistory: o.runs}
 	rep.Publisher = Result{Consumer: "publisher (acks)", Items: o.items, Seconds: m.published.Sub(first).Seconds(),
 		PerSecond: float64(o.items) / m.published.Sub(first).Seconds()}
 

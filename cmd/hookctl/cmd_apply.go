@@ -6,6 +6,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/gitinfo"
 	"hookctl.dev/hookctl/reconcile"
 )
 
@@ -32,7 +34,8 @@ declare no hooks while it still has live hooks is refused unless
 			if output != "simple" && output != "json" {
 				return exitCode(2, fmt.Errorf("%w: -o %q (want simple or json)", hookctl.ErrInvalid, output))
 			}
-			_, res, err := pf.apply(cmd.Context(), g, reconcile.ApplyOptions{DryRun: dryRun, AllowEmpty: allowEmpty})
+			ctx := api.WithSource(cmd.Context(), gitinfo.Describe(cmd.Context(), "apply", pf.files)) // for the audit trail
+			_, res, err := pf.apply(ctx, g, reconcile.ApplyOptions{DryRun: dryRun, AllowEmpty: allowEmpty})
 			if err != nil {
 				return err
 			}
@@ -44,6 +47,7 @@ declare no hooks while it still has live hooks is refused unless
 				err = writeJSON(out, doc)
 			} else {
 				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor)})
+				noteSuspended(cmd, g, res.Plan.Sets)
 				switch {
 				case err != nil:
 				case dryRun:

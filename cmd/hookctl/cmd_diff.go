@@ -143,6 +143,7 @@ hooks of other sets are only counted), then a summary line. Exit status: 0 in sy
 				// Hooks left alone are listed too: diff is where a user looks
 				// for what the files do not manage.
 				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor), LeftAlone: true})
+				noteSuspended(cmd, g, res.Plan.Sets)
 			}
 			if err != nil {
 				return exitCode(2, err)

@@ -23,6 +23,7 @@ func newHookCmd(g *globals) *cobra.Command {
 		Short: "Create, delete and list hooks by hand (the reference's commands)",
 	}
 	c.AddCommand(newHookCreateCmd(g), newHookDeleteCmd(g), newHookListCmd(g))
+	c.AddCommand(newSuspendCmd(g, hookctl.SuspendHook, true), newSuspendCmd(g, hookctl.SuspendHook, false))
 	return c
 }
 
@@ -181,6 +182,8 @@ type listedHook struct {
 	Timeout string   `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// Quarantined says why a stored hook is not run (see registry).
 	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
+	// Suspended says who suspended the hook (cmd_suspend.go).
+	Suspended string `json:"suspended,omitempty" yaml:"suspended,omitempty"`
 }
 
 func newHookListCmd(g *globals) *cobra.Command {
@@ -223,6 +226,9 @@ func newHookListCmd(g *globals) *cobra.Command {
 					Persistent: fmt.Sprint(h.Persistent), Profile: h.Profile, Owner: h.Owner,
 					Name: h.Name, Set: h.Owner, Events: eventNames(h.EffectiveEvents()), Filter: h.Filter,
 					Timeout: h.Timeout.String(), Quarantined: h.Quarantined}
+			}
+			if list, err := client.Suspensions(cmd.Context()); err == nil {
+				markSuspended(rows, hooks, list)
 			}
 			if len(rows) == 0 {
 				// On stderr, so that -O json stays valid JSON.
@@ -270,6 +276,9 @@ func printHooks(cmd *cobra.Command, output string, rows []listedHook) error {
 	for _, r := range rows {
 		if r.Quarantined != "" {
 			fmt.Fprintf(out, "quarantined (not run): %s %s %s %s: %s\n", r.Service, r.Node, r.Type, oneLine(r.Arg), oneLine(r.Quarantined))
+		}
+		if r.Suspended != "" {
+			fmt.Fprintf(out, "%s: %s %s %s %s\n", r.Suspended, r.Service, r.Node, r.Type, oneLine(r.Arg))
 		}
 	}
 	return nil

@@ -17,9 +17,10 @@ func newRunsCmd(g *globals) *cobra.Command {
 		q      api.RunQuery
 		output string
 		all    bool
+		since  string
 	)
 	c := &cobra.Command{
-		Use:   "runs [-n NODE] [--hook NAME|ARG] [--failed] [-o simple|json]",
+		Use:   "runs [-n NODE] [--hook NAME|ARG] [--set SET] [--failed] [--since 1h] [-o simple|json]",
 		Short: "List recent hook runs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -32,6 +33,11 @@ func newRunsCmd(g *globals) *cobra.Command {
 			}
 			if !all {
 				q.Profile = g.profile
+			}
+			if since != "" {
+				if q.Since, err = parseSince(since, time.Now()); err != nil {
+					return err
+				}
 			}
 			runs, err := client.Runs(cmd.Context(), q)
 			if err != nil {
@@ -48,7 +54,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tNODE\tHOOK\tEVENT\tITEM\tDURATION\tOUTCOME\tEXIT\tOUTPUT")
+			fmt.Fprintln(tw, "ID\tTIME\tNODE\tHOOK\tEVENT\tITEM\tDURATION\tOUTCOME\tRESULT\tOUTPUT")
 			for _, r := range runs {
 				name := r.HookName
 				if name == "" {
@@ -62,9 +68,12 @@ func newRunsCmd(g *globals) *cobra.Command {
 				if r.Error != "" {
 					out = r.Error + " " + out
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+				if r.Manual != "" {
+					event += " (" + r.Manual + ")"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID,
 					r.Started.Format("15:04:05.000"), cell(r.Hook.Node), cell(name), event, cell(r.ItemID),
-					roundDuration(time.Duration(r.Duration)), cell(r.Outcome), r.ExitCode, cell(strings.TrimSpace(out)))
+					roundDuration(time.Duration(r.Duration)), cell(r.Outcome), runResult(r), cell(strings.TrimSpace(out)))
 			}
 			return tw.Flush()
 		},
@@ -72,10 +81,13 @@ func newRunsCmd(g *globals) *cobra.Command {
 	f := c.Flags()
 	f.StringVarP(&q.Node, "node", "n", "", "only runs of hooks on this node")
 	f.StringVar(&q.Hook, "hook", "", "only runs of the hook with this name or arg")
+	f.StringVar(&q.Set, "set", "", "only runs of hooks owned by this declared set")
+	f.StringVar(&since, "since", "", "only runs started since: a duration back from now (1h) or an RFC 3339 time")
 	f.BoolVar(&q.FailedOnly, "failed", false, "only runs that did not succeed")
 	f.IntVar(&q.Limit, "limit", 50, "at most this many runs")
 	f.BoolVarP(&all, "all-profiles", "A", false, "runs of every profile")
 	f.StringVarP(&output, "output", "o", "simple", "output format: simple or json")
+	c.AddCommand(newRunsShowCmd(g), newRunsReplayCmd(g))
 	return c
 }
 

@@ -87,6 +87,7 @@ func printStatus(w io.Writer, st api.Status) {
 	for _, e := range st.HookErrors {
 		fmt.Fprintf(w, "problem: %s: %s\n", cell(e.Hook.String()), cell(e.Error))
 	}
+	printSuspensions(w, st.Suspended)
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -85,7 +85,7 @@ func (wf *watchFlags) run(cmd *cobra.Command, g *globals) error {
 		Paths:     wf.pf.files,
 		Recursive: wf.pf.recursive,
 		Load:      reconcile.SpecLoaderWith(wf.pf.files, wf.pf.specOptions()),
-		Registry:  client,
+		Registry:  watchSource{client, wf.pf.files}, // cmd_events.go: audited with its commit
 		JIDs:      func(ctx context.Context) (map[string]string, error) { return profileJIDs(ctx, client) },
 		Options:   reconcile.ApplyOptions{Options: wf.pf.options(nil), AllowEmpty: wf.allowEmpty},
 		Interval:  wf.interval,

@@ -21,6 +21,9 @@ func topCommands(g *globals) []*cobra.Command {
 		newWatchCmd(g),
 		newStatusCmd(g),
 		newRunsCmd(g),
+		newSetCmd(g),
+		newTriggerCmd(g),
+		newEventsCmd(g),
 	}
 }
 
