@@ -62,6 +62,11 @@ func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	return rev, err
 }
 
+// Inventory returns the registry's set records (GitOps sources).
+func (d *Daemon) Inventory(ctx context.Context) ([]hookctl.SetRecord, uint64, error) {
+	return d.store.Inventory(ctx)
+}
+
 // check refuses hook types the config does not allow and hooks their
 // runner says cannot run (missing program, Python that does not load).
 func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {

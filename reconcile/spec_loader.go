@@ -20,6 +20,6 @@ func SpecLoader(paths []string, recursive bool) Loader {
 		if err != nil {
 			return Desired{}, err
 		}
-		return Desired{Hooks: s.Hooks, Sets: s.Sets, Files: s.Files}, nil
+		return Desired{Hooks: s.Hooks, Sets: s.Sets, Files: s.Files, Revision: digest(s.Files)}, nil
 	}
 }

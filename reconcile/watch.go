@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -32,6 +33,9 @@ type Desired struct {
 	Sets []string
 	// Files are the files read.
 	Files []string
+	// Revision is the files' revision as the inventory records it: the
+	// git commit read, or a digest of the files' contents.
+	Revision string
 }
 
 // Loader reads and validates the desired hooks. An error means the files
@@ -89,6 +93,19 @@ type Watcher struct {
 	Logger *slog.Logger
 	// Metrics, if set, records the loop's metrics.
 	Metrics *Metrics
+	// WatchDirs are more directories whose changes start a round: a git
+	// repository's git directory and refs when the files are read from
+	// commits (GitWatchDirs).
+	WatchDirs []string
+	// Source names the files' source in the inventory (SourceOf); "" runs
+	// without an inventory (no pruning of vanished sets, no claim check).
+	Source string
+	// Epoch, if set, returns the backend's identity (its start time): the
+	// loop asks every EpochEvery (DefaultEpochEvery if 0) and reconciles at
+	// once when it changed (a restart lost the temporary hooks) or the
+	// backend stops answering (not ready).
+	Epoch      func(ctx context.Context) (string, error)
+	EpochEvery time.Duration
 
 	mu         sync.Mutex
 	health     Health
@@ -96,11 +113,18 @@ type Watcher struct {
 	applied    []hookctl.Hook // desired hooks of the last successful round
 	hasApplied bool           // applied is meaningful
 	lastConf   int            // conflicts at the last round, to log changes only
+	epoch      string         // the backend's identity at the last check
 }
+
+// DefaultEpochEvery is how often the loop checks that the backend is the
+// same process and answers.
+const DefaultEpochEvery = 2 * time.Second
 
 // Health is the loop's state as /healthz and /readyz show it.
 type Health struct {
-	// Ready is true once a reconcile has succeeded.
+	// Ready is true while the registry matches the files (or, while they
+	// are invalid, the last good ones): the last round succeeded for every
+	// set and the backend answers.
 	Ready bool `json:"ready"`
 	// LastSuccess and LastAttempt are the times of the last successful and
 	// of the last reconcile round.
@@ -118,8 +142,34 @@ type Health struct {
 	Revision uint64   `json:"revision"`
 	// Conflicts is how many desired hooks are blocked by someone else's.
 	Conflicts int `json:"conflicts"`
-	// Drift counts differences found while the files had not changed.
-	Drift uint64 `json:"drift"`
+	// SetErrors says, by set, why the last round refused its changes
+	// (the other sets were applied).
+	SetErrors map[string]string `json:"set_errors,omitempty"`
+	// Drift is how many differences the last round found while the files
+	// had not changed and left in place (--drift report): 0 when the
+	// registry matches. DriftDetail names them.
+	Drift       int    `json:"drift"`
+	DriftDetail string `json:"drift_detail,omitempty"`
+	// LastCorrection is the last round that put drift back (--drift
+	// correct).
+	LastCorrection *Correction `json:"last_correction,omitempty"`
+	// BackendError is why the backend did not answer the last check, ""
+	// while it answers.
+	BackendError string `json:"backend_error,omitempty"`
+}
+
+// Correction is a round that corrected drift.
+type Correction struct {
+	Time    time.Time `json:"time"`
+	Changes int       `json:"changes"`
+	Detail  string    `json:"detail"`
+}
+
+// ready is the readiness rule: a round succeeded, the last one had no
+// error (invalid files with the last good set applied are not one) and
+// the backend answers.
+func (h Health) ready() bool {
+	return !h.LastSuccess.IsZero() && h.LastError == "" && h.BackendError == ""
 }
 
 // Health returns a snapshot of the loop's state.
@@ -128,6 +178,8 @@ func (w *Watcher) Health() Health {
 	defer w.mu.Unlock()
 	h := w.health
 	h.Sets = slices.Clone(h.Sets)
+	h.SetErrors = maps.Clone(h.SetErrors)
+	h.Ready = h.ready()
 	return h
 }
 
@@ -181,17 +233,23 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	if len(opts.Sets) == 0 {
 		opts.Sets = d.Sets
 	}
+	opts.Source, opts.SourceRevision = w.Source, d.Revision
 	report := w.Drift == DriftReport && !r.FilesChanged
 	opts.DryRun = report
 	res, err := Apply(ctx, w.Registry, desired, opts)
 	r.Result = res
-	if err != nil {
+	refused := res.Refused
+	if err != nil && err != refused {
 		return r, w.fail(r, err)
 	}
 	c := res.Plan.Counts()
 	r.Drift = !r.FilesChanged && c.Changes() > 0
 	w.logChanges(r, report)
 	w.succeeded(d, desired, r, report)
+	if refused != nil {
+		// The other sets' changes are applied; these sets wait.
+		return r, w.fail(r, refused)
+	}
 	if r.LoadErr != nil {
 		return r, fmt.Errorf("reading hooks files (last good set kept): %w", r.LoadErr)
 	}
@@ -265,8 +323,19 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 		w.logger().Warn("desired hooks blocked by hooks of someone else", "conflicts", c.Conflict, "hooks", conflictSummary(res.Plan))
 	}
 	w.lastConf = c.Conflict
-	if !report {
+	if !report && res.Refused == nil {
+		// With a set refused, the next round is not drift detection: it
+		// tries the files again.
 		w.applied, w.hasApplied = desired, true
+	}
+	w.health.SetErrors = nil
+	for _, sp := range res.Plan.SetPlans {
+		if sp.Err != nil {
+			if w.health.SetErrors == nil {
+				w.health.SetErrors = map[string]string{}
+			}
+			w.health.SetErrors[sp.Set] = sp.Err.Error()
+		}
 	}
 	perSet := map[string]int{}
 	for _, s := range d.Sets {
@@ -276,15 +345,18 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 		perSet[h.Owner]++
 	}
 	t := time.Now()
-	w.health.Ready = true
 	w.health.LastSuccess = t
 	w.health.LastError = ""
 	w.health.Sets = slices.Clone(d.Sets)
 	w.health.Hooks = len(desired)
 	w.health.Revision = res.Revision
 	w.health.Conflicts = c.Conflict
-	if r.Drift {
-		w.health.Drift++
+	w.health.Drift, w.health.DriftDetail = 0, ""
+	switch {
+	case r.Drift && report:
+		w.health.Drift, w.health.DriftDetail = c.Changes(), driftSummary(res.Plan)
+	case r.Drift && res.Applied:
+		w.health.LastCorrection = &Correction{Time: t, Changes: c.Changes(), Detail: driftSummary(res.Plan)}
 	}
 	w.mu.Unlock()
 	w.Metrics.inc(func(m *Metrics) {
@@ -337,6 +409,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 	resync.Stop()
 	var burstStart time.Time
 	backoff := time.Duration(0)
+	var epochC <-chan time.Time
+	if w.Epoch != nil {
+		every := w.EpochEvery
+		if every <= 0 {
+			every = DefaultEpochEvery
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		epochC = t.C
+	}
 
 	for {
 		select {
@@ -374,6 +456,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			backoff = w.round(ctx, fw, resync, backoff)
 		case <-resync.C:
 			backoff = w.round(ctx, fw, resync, backoff)
+		case <-epochC:
+			if w.backendChanged(ctx) {
+				backoff = w.round(ctx, fw, resync, 0)
+			}
 		}
 	}
 }
@@ -392,7 +478,7 @@ func (w *Watcher) round(ctx context.Context, fw *fsnotify.Watcher, resync *time.
 		interval = DefaultInterval
 	}
 	next := interval
-	if err != nil && !(w.Health().Ready && w.Health().LastError == "") {
+	if err != nil && w.Health().LastError != "" {
 		// The round failed outright (not just invalid files with the last
 		// good set applied): retry sooner.
 		backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
@@ -417,12 +503,42 @@ func (w *Watcher) round(ctx context.Context, fw *fsnotify.Watcher, resync *time.
 	return backoff
 }
 
+// backendChanged asks the backend who it is: true when it restarted (a new
+// identity, or answering again after not answering), so that temporary
+// hooks it lost come back at once. A backend that does not answer makes
+// the loop not ready.
+func (w *Watcher) backendChanged(ctx context.Context) bool {
+	id, err := w.Epoch(ctx)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		if w.health.BackendError == "" {
+			w.logger().Error("backend does not answer", "err", err)
+		}
+		w.health.BackendError = err.Error()
+		w.epoch = ""
+		return false
+	}
+	prevID, prevErr := w.epoch, w.health.BackendError
+	w.epoch, w.health.BackendError = id, ""
+	restarted := (prevID != "" && prevID != id) || prevErr != ""
+	if restarted {
+		w.logger().Info("backend restarted or answers again: reconciling", "backend", id)
+	}
+	return restarted
+}
+
 // addWatches watches the directories that hold Paths: a directory itself
 // (and its subdirectories with Recursive), or a file's parent, since
 // editors and ConfigMap volumes replace files by renaming. It returns the
 // directories watched.
 func (w *Watcher) addWatches(fw *fsnotify.Watcher) []string {
 	var dirs []string
+	for _, dir := range w.WatchDirs {
+		if err := fw.Add(dir); err == nil {
+			dirs = append(dirs, dir)
+		}
+	}
 	for _, p := range w.Paths {
 		dir := filepath.Dir(p)
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
@@ -517,7 +633,7 @@ func (w *Watcher) Handler(gatherer prometheus.Gatherer) http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { write(rw, http.StatusOK) })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		if w.Health().Ready {
+		if w.Health().ready() {
 			write(rw, http.StatusOK)
 			return
 		}

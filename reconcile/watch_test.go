@@ -170,8 +170,8 @@ func TestWatchRenameIntoPlace(t *testing.T) {
 		}
 	}
 	// A plain in-place write is seen too.
-	writeFile(t, file, hooksYAML("blog", "e"))
-	r.waitNodes(t, "e")
+	writeFile(t, file, hooksYAML("blog", "a", "c", "e"))
+	r.waitNodes(t, "a", "c", "e")
 }
 
 func TestWatchManyFilesAtOnce(t *testing.T) {
@@ -380,11 +380,16 @@ func TestWatchCorrectsDrift(t *testing.T) {
 	}
 	r.waitNodes(t, "a", "b")
 	// The metric moves before the health detail (both in one round).
-	waitFor(t, "drift counted in metrics and health", func() bool {
+	waitFor(t, "drift counted in metrics, correction in health", func() bool {
+		h := r.w.Health()
 		return value(t, r.metrics.drift.WithLabelValues("create")) >= 1 &&
 			value(t, r.metrics.drift.WithLabelValues("delete")) >= 1 &&
-			r.w.Health().Drift >= 1
+			h.LastCorrection != nil && h.LastCorrection.Changes == 2
 	})
+	// Corrected: no drift now.
+	if h := r.w.Health(); h.Drift != 0 || !strings.Contains(h.LastCorrection.Detail, "missing default pubsub.localhost a") {
+		t.Errorf("health after correction: drift %d, last correction %+v", h.Drift, h.LastCorrection)
+	}
 }
 
 func TestWatchReportsDriftOnly(t *testing.T) {
@@ -407,6 +412,8 @@ func TestWatchReportsDriftOnly(t *testing.T) {
 	if got := r.nodes(t); !slices.Equal(got, []string{"b"}) {
 		t.Errorf("registry %v, want [b]: --drift report must not restore", got)
 	}
+	// The drift that is there now, not a running total.
+	waitFor(t, "current drift in health", func() bool { h := r.w.Health(); return h.Drift == 1 && h.LastCorrection == nil })
 	// A file change is applied even in report mode, and it brings the
 	// registry back in line as a whole.
 	writeAtomic(t, file, hooksYAML("blog", "a", "b", "c"))

@@ -22,6 +22,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		watch                                                   []string
 		recursive                                               bool
 		interval                                                time.Duration
+		pf                                                      planFlags
 	)
 	c := &cobra.Command{
 		Use:   "serve [--config FILE] [--data-dir DIR] [--socket PATH] [--watch PATH]...",
@@ -55,11 +56,19 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 			if err != nil {
 				return exitCode(2, err)
 			}
+			wo := daemon.WatchOptions{Paths: watch, Recursive: recursive, Interval: interval, Drift: drift}
+			if len(watch) > 0 {
+				pf.files, pf.recursive = watch, recursive
+				if wo.Watcher, err = pf.watcher(cmd, drift); err != nil {
+					return err
+				}
+				wo.Watcher.Interval = interval
+			}
 			d, err := daemon.New(daemon.Options{
 				Config:  cfg,
 				Logger:  logger,
 				Version: version,
-				Watch:   daemon.WatchOptions{Paths: watch, Recursive: recursive, Interval: interval, Drift: drift},
+				Watch:   wo,
 			})
 			if err != nil {
 				return exitCode(2, err)
@@ -75,6 +84,7 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 	f.BoolVarP(&recursive, "recursive", "R", false, "with --watch: read subdirectories too")
 	f.DurationVar(&interval, "watch-interval", time.Minute, "with --watch: resync period that corrects drift")
 	f.StringVar(&drift, "drift", "correct", "with --watch: correct or report drift")
+	pf.bindPlan(f) // with --watch: --prune, --adopt, --allow-empty, the guards, --git
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return c
