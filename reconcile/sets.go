@@ -207,6 +207,18 @@ func (p Changeset) refused(set string) bool {
 	return false
 }
 
+// Sent counts the entries the batch carries out: Counts without the
+// refused sets' entries.
+func (p Changeset) Sent() Counts {
+	var c Counts
+	for _, e := range p.Entries {
+		if !p.refused(e.Set) {
+			c.add(e.Action)
+		}
+	}
+	return c
+}
+
 // Err joins the reasons of every refused set, nil when none is.
 func (p Changeset) Err() error {
 	var errs []error

@@ -302,6 +302,7 @@ func (w *Watcher) logChanges(r Round, report bool) {
 		}
 	}
 	if res.Applied {
+		c := res.Plan.Sent()
 		w.Metrics.inc(func(m *Metrics) {
 			m.changes.WithLabelValues(string(ActionCreate)).Add(float64(c.Create))
 			m.changes.WithLabelValues(string(ActionUpdate)).Add(float64(c.Update))

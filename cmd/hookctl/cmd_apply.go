@@ -44,6 +44,7 @@ another source manages (the inventory names it). Exit status: 0 applied,
 			}
 			out := cmd.OutOrStdout()
 			cnt := res.Plan.Counts()
+			sent := res.Plan.Sent()
 			if output == "json" {
 				doc := res.Plan.Document()
 				doc.Applied, doc.NewRevision = &res.Applied, &res.Revision
@@ -56,7 +57,7 @@ another source manages (the inventory names it). Exit status: 0 applied,
 					_, err = fmt.Fprintln(out, "Dry run: nothing changed.")
 				case res.Applied:
 					_, err = fmt.Fprintf(out, "Applied: %d created, %d updated, %d deleted (revision %d).\n",
-						cnt.Create, cnt.Update, cnt.Delete, res.Revision)
+						sent.Create, sent.Update, sent.Delete, res.Revision)
 				default:
 					_, err = fmt.Fprintln(out, "Nothing to do.")
 				}
