@@ -82,8 +82,10 @@ func newScope(desired []hookctl.Hook, opts Options) *scope {
 	}
 	sets := slices.Clone(opts.Sets)
 	for _, h := range desired {
-		sc.nodes[nodeOf(h.Key)] = true
-		if len(opts.Sets) == 0 && h.Owner != "" {
+		if opts.PruneUnowned {
+			sc.nodes[nodeOf(h.Key)] = true
+		}
+		if len(opts.Sets) == 0 && h.Owner != "" && !slices.Contains(sets, h.Owner) {
 			sets = append(sets, h.Owner)
 		}
 	}

@@ -99,6 +99,7 @@ func startWatcher(t testing.TB, paths []string, configure func(*Watcher)) *rig {
 		Interval: time.Hour,
 		Logger:   slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:  r.metrics,
+		Source:   "dir:test",
 	}
 	if configure != nil {
 		configure(r.w)
