@@ -242,8 +242,9 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	if err != nil && err != refused {
 		return r, w.fail(r, err)
 	}
-	c := res.Plan.Counts()
-	r.Drift = !r.FilesChanged && c.Changes() > 0
+	// Drift is what the batch would change with the files unchanged;
+	// a refused set's pending changes are its refusal, not drift.
+	r.Drift = !r.FilesChanged && res.Plan.Sent().Changes() > 0
 	w.logChanges(r, report)
 	w.succeeded(d, desired, r, report)
 	if refused != nil {
@@ -286,7 +287,7 @@ func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
 func (w *Watcher) logChanges(r Round, report bool) {
 	log := w.logger()
 	res := r.Result
-	c := res.Plan.Counts()
+	c := res.Plan.Sent()
 	if r.Drift {
 		w.Metrics.inc(func(m *Metrics) {
 			m.drift.WithLabelValues(string(ActionCreate)).Add(float64(c.Create))
@@ -302,7 +303,6 @@ func (w *Watcher) logChanges(r Round, report bool) {
 		}
 	}
 	if res.Applied {
-		c := res.Plan.Sent()
 		w.Metrics.inc(func(m *Metrics) {
 			m.changes.WithLabelValues(string(ActionCreate)).Add(float64(c.Create))
 			m.changes.WithLabelValues(string(ActionUpdate)).Add(float64(c.Update))
@@ -324,9 +324,7 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 		w.logger().Warn("desired hooks blocked by hooks of someone else", "conflicts", c.Conflict, "hooks", conflictSummary(res.Plan))
 	}
 	w.lastConf = c.Conflict
-	if !report && res.Refused == nil {
-		// With a set refused, the next round is not drift detection: it
-		// tries the files again.
+	if !report {
 		w.applied, w.hasApplied = desired, true
 	}
 	w.health.SetErrors = nil
@@ -355,9 +353,9 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 	w.health.Drift, w.health.DriftDetail = 0, ""
 	switch {
 	case r.Drift && report:
-		w.health.Drift, w.health.DriftDetail = c.Changes(), driftSummary(res.Plan)
+		w.health.Drift, w.health.DriftDetail = res.Plan.Sent().Changes(), driftSummary(res.Plan)
 	case r.Drift && res.Applied:
-		w.health.LastCorrection = &Correction{Time: t, Changes: c.Changes(), Detail: driftSummary(res.Plan)}
+		w.health.LastCorrection = &Correction{Time: t, Changes: res.Plan.Sent().Changes(), Detail: driftSummary(res.Plan)}
 	}
 	w.mu.Unlock()
 	w.Metrics.inc(func(m *Metrics) {
@@ -596,6 +594,9 @@ func (m *Metrics) inc(f func(*Metrics)) {
 func driftSummary(p Changeset) string {
 	var parts []string
 	for _, e := range p.Entries {
+		if p.refused(e.Set) {
+			continue
+		}
 		switch e.Action {
 		case ActionCreate:
 			parts = append(parts, "missing "+keyText(e.Key))

@@ -502,3 +502,33 @@ func BenchmarkWatchEditToRegistry(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
 	b.ReportMetric(0, "ns/op")
 }
+
+// TestWatchRefusedSetIsNotDrift: while one set is refused (emptied), the
+// other set is applied, its drift is reported as drift, and the refused
+// set's pending deletions are reported as its refusal, not as drift.
+func TestWatchRefusedSetIsNotDrift(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "big.yaml"), hooksYAML("big", "b1", "b2"))
+	writeFile(t, filepath.Join(dir, "small.yaml"), hooksYAML("small", "s1"))
+	r := startWatcher(t, []string{dir}, func(w *Watcher) {
+		w.Interval = 100 * time.Millisecond
+		w.Jitter = 10 * time.Millisecond
+		w.Drift = DriftReport
+	})
+	r.waitNodes(t, "b1", "b2", "s1")
+	writeAtomic(t, filepath.Join(dir, "big.yaml"), hooksYAML("big"))
+	writeAtomic(t, filepath.Join(dir, "small.yaml"), hooksYAML("small", "s1", "s2"))
+	r.waitNodes(t, "b1", "b2", "s1", "s2")
+	waitFor(t, "big refused", func() bool { return strings.Contains(r.w.Health().SetErrors["big"], "set big declares no hooks") })
+	if h := r.w.Health(); h.Ready || h.Drift != 0 {
+		t.Errorf("health %+v: want not ready, no drift", h)
+	}
+	if _, err := r.store.Remove(context.Background(), hookctl.Match{Profile: "default", Service: "pubsub.localhost", Node: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "small's drift reported alone", func() bool {
+		h := r.w.Health()
+		return h.Drift == 1 && h.DriftDetail == "missing default pubsub.localhost s1 exec /bin/true" && h.SetErrors["big"] != ""
+	})
+	r.waitNodes(t, "b1", "b2", "s2")
+}
