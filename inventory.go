@@ -40,3 +40,16 @@ type InventoryChange struct {
 type InventoryReader interface {
 	Inventory(ctx context.Context) ([]SetRecord, uint64, error)
 }
+
+// WatchStatus is the state of the backend's own reconciler (serve
+// --watch) as `hookctl status` shows it.
+type WatchStatus struct {
+	Ready      bool   `json:"ready"`
+	Revision   string `json:"source_revision,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
+	FilesError string `json:"files_error,omitempty"`
+	// SetErrors says, by set, why its changes are refused.
+	SetErrors map[string]string `json:"set_errors,omitempty"`
+	// Drift is the number of differences found and left in place now.
+	Drift int `json:"drift"`
+}

@@ -32,6 +32,8 @@ type Status struct {
 	HookErrors []HookError `json:"hook_errors,omitempty"`
 	// Nodes are the nodes that hooks watch, with their delivery state.
 	Nodes []NodeStatus `json:"nodes,omitempty"`
+	// Watch is the state of serve --watch's reconciler, when it runs.
+	Watch *hookctl.WatchStatus `json:"watch,omitempty"`
 }
 
 // The status and query types are shared with the dispatcher and the

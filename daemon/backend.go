@@ -110,6 +110,10 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Profiles = append(st.Profiles, ps)
 	}
 	st.HookErrors = d.hookErrors()
+	if len(d.watch.Paths) > 0 {
+		ws := d.watcher().Status()
+		st.Watch = &ws
+	}
 	if d.catchup != nil {
 		st.Nodes = d.catchup.NodeStatus(hooks)
 		for i := range st.Nodes {

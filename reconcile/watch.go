@@ -156,6 +156,9 @@ type Health struct {
 	// BackendError is why the backend did not answer the last check, ""
 	// while it answers.
 	BackendError string `json:"backend_error,omitempty"`
+	// SourceRevision is the files' revision last applied (a git commit,
+	// or a digest of the files).
+	SourceRevision string `json:"source_revision,omitempty"`
 }
 
 // Correction is a round that corrected drift.
@@ -181,6 +184,13 @@ func (w *Watcher) Health() Health {
 	h.SetErrors = maps.Clone(h.SetErrors)
 	h.Ready = h.ready()
 	return h
+}
+
+// Status is the loop's state in the backend's status (serve --watch).
+func (w *Watcher) Status() hookctl.WatchStatus {
+	h := w.Health()
+	return hookctl.WatchStatus{Ready: h.Ready, Revision: h.SourceRevision, LastError: h.LastError,
+		FilesError: h.FilesError, SetErrors: h.SetErrors, Drift: h.Drift}
 }
 
 // Round is what one reconcile round did.
@@ -345,6 +355,9 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 	}
 	t := time.Now()
 	w.health.LastSuccess = t
+	if !report {
+		w.health.SourceRevision = d.Revision
+	}
 	w.health.LastError = ""
 	w.health.Sets = slices.Clone(d.Sets)
 	w.health.Hooks = len(desired)
