@@ -96,6 +96,15 @@ func Apply(ctx context.Context, reg hookctl.Registry, desired []hookctl.Hook, op
 			return res, res.Refused
 		}
 		newRev, err := reg.Apply(ctx, b)
+		if err != nil && perSetWorthIt(ctx, err, res.Plan) {
+			// The backend refused a hook (a missing script, a type not
+			// allowed): that set must not hold back the others.
+			newRev, err = applyPerSet(ctx, reg, &res)
+			if err == nil {
+				res.Revision = newRev
+				return res, res.Refused
+			}
+		}
 		if errors.Is(err, hookctl.ErrStale) {
 			continue
 		}
@@ -121,4 +130,40 @@ func readInventory(ctx context.Context, reg hookctl.Registry) ([]hookctl.SetReco
 		return nil, 0, fmt.Errorf("reading the inventory of sets: %w", err)
 	}
 	return inv, rev, nil
+}
+
+// perSetWorthIt reports whether a refused batch should be sent again one
+// set at a time: the backend refused its content (not a stale revision,
+// an unreachable backend or a cancelled context), and more than one set
+// has changes in it.
+func perSetWorthIt(ctx context.Context, err error, p Changeset) bool {
+	if ctx.Err() != nil || errors.Is(err, hookctl.ErrStale) || errors.Is(err, hookctl.ErrUnavailable) {
+		return false
+	}
+	return len(p.groups()) > 1
+}
+
+// applyPerSet sends the plan as one batch per set (hand-made hooks'
+// deletions first, then the sets by name), each against the revision
+// the previous one left. A set whose batch is refused is marked refused
+// with the backend's reason; the others are applied. A stale revision or
+// an unreachable backend stops it with that error (Apply then plans
+// again from the registry as it is).
+func applyPerSet(ctx context.Context, reg hookctl.Registry, res *Result) (uint64, error) {
+	rev := res.Plan.Revision
+	for _, set := range res.Plan.groups() {
+		b := res.Plan.batchOf(set, rev)
+		newRev, err := reg.Apply(ctx, b)
+		switch {
+		case err == nil:
+			rev = newRev
+			res.Applied = res.Applied || !b.Empty()
+		case set == "" || ctx.Err() != nil || errors.Is(err, hookctl.ErrStale) || errors.Is(err, hookctl.ErrUnavailable):
+			return rev, err
+		default:
+			res.Plan.refuse(set, fmt.Errorf("set %s: the backend refused its changes: %w", set, err))
+		}
+	}
+	res.Refused = res.Plan.Err()
+	return rev, nil
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"hookctl.dev/hookctl"
@@ -219,6 +220,62 @@ func (p Changeset) Sent() Counts {
 		}
 	}
 	return c
+}
+
+// groups returns the sets whose part of the batch is not empty (hooks or
+// inventory records), "" (hand-made hooks) first.
+func (p Changeset) groups() []string {
+	seen := map[string]bool{}
+	for _, e := range p.Entries {
+		switch e.Action {
+		case ActionCreate, ActionUpdate, ActionDelete:
+			if !p.refused(e.Set) {
+				seen[e.Set] = true
+			}
+		}
+	}
+	if c := p.Inventory; c != nil {
+		for _, r := range c.Put {
+			seen[r.Set] = true
+		}
+		for _, set := range c.Forget {
+			seen[set] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// batchOf is the part of the plan's batch that concerns set, against
+// revision rev.
+func (p Changeset) batchOf(set string, rev uint64) hookctl.Batch {
+	q := p
+	q.Revision = rev
+	q.Entries = slices.DeleteFunc(slices.Clone(p.Entries), func(e Entry) bool { return e.Set != set })
+	q.Inventory = nil
+	if c := p.Inventory; c != nil {
+		var part hookctl.InventoryChange
+		for _, r := range c.Put {
+			if r.Set == set {
+				part.Put = append(part.Put, r)
+			}
+		}
+		if slices.Contains(c.Forget, set) {
+			part.Forget = []string{set}
+		}
+		if len(part.Put)+len(part.Forget) > 0 {
+			q.Inventory = &part
+		}
+	}
+	return q.Batch()
+}
+
+// refuse marks set refused with err (the backend refused its batch).
+func (p Changeset) refuse(set string, err error) {
+	for i := range p.SetPlans {
+		if p.SetPlans[i].Set == set {
+			p.SetPlans[i].Err, p.SetPlans[i].Refused = err, err.Error()
+		}
+	}
 }
 
 // Err joins the reasons of every refused set, nil when none is.

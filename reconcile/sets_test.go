@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/registry"
 )
 
 // nodesOf returns the nodes of n hooks of set: prefix-0 … prefix-(n-1).
@@ -256,5 +257,52 @@ func TestApplyWritesInventoryWithBatch(t *testing.T) {
 	recs, _, _ = store.Inventory(ctx)
 	if len(recs) != 2 || recs[0].Source != "one" || recs[1].Set != "b" || recs[1].Source != "two" {
 		t.Errorf("inventory %+v", recs)
+	}
+}
+
+// pickyRegistry refuses, as the backend does for a missing script, every
+// batch that creates a hook on a node starting with "bad".
+type pickyRegistry struct {
+	*registry.Store
+	batches int
+}
+
+func (r *pickyRegistry) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
+	r.batches++
+	for _, h := range b.Create {
+		if strings.HasPrefix(h.Node, "bad") {
+			return 0, fmt.Errorf("%w: exec %s: no such file", hookctl.ErrInvalid, h.Node)
+		}
+	}
+	return r.Store.Apply(ctx, b)
+}
+
+// TestApplyOneSetRefusedByTheBackend: a batch the backend refuses because
+// of one set's hook is sent again set by set: the other sets are applied,
+// that set is refused with the backend's reason.
+func TestApplyOneSetRefusedByTheBackend(t *testing.T) {
+	ctx := context.Background()
+	reg := &pickyRegistry{Store: openStore(t)}
+	desired := []hookctl.Hook{hk("a1", "/bin/true", "alpha"), hk("bad-1", "/bin/true", "beta"), hk("b2", "/bin/true", "beta"), hk("c1", "/bin/true", "gamma")}
+	res, err := Apply(ctx, reg, desired, ApplyOptions{Options: Options{Source: "src", SourceRevision: "r1"}})
+	if err == nil || err != res.Refused || !res.Applied {
+		t.Fatalf("Apply: applied %v, err %v", res.Applied, err)
+	}
+	if got := refusedSets(res.Plan); len(got) != 1 || got["beta"] != "set beta: the backend refused its changes: invalid: exec bad-1: no such file" {
+		t.Errorf("refused %v", got)
+	}
+	if s := res.Plan.Sent(); s.Create != 2 {
+		t.Errorf("sent %+v, want the 2 creates of alpha and gamma", s)
+	}
+	var nodes []string
+	for _, h := range listAll(t, reg) {
+		nodes = append(nodes, h.Node)
+	}
+	if !slices.Equal(nodes, []string{"a1", "c1"}) || reg.batches != 4 {
+		t.Errorf("registry %v after %d batches, want [a1 c1] after 4 (1 whole, 3 per set)", nodes, reg.batches)
+	}
+	recs, _, _ := reg.Inventory(ctx)
+	if len(recs) != 2 || recs[0].Set != "alpha" || recs[1].Set != "gamma" {
+		t.Errorf("inventory %+v, want alpha and gamma only", recs)
 	}
 }
