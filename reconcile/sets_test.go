@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/registry"
+	"hookctl.dev/hookctl/spec"
 )
 
 // nodesOf returns the nodes of n hooks of set: prefix-0 … prefix-(n-1).
@@ -304,5 +307,44 @@ func TestApplyOneSetRefusedByTheBackend(t *testing.T) {
 	recs, _, _ := reg.Inventory(ctx)
 	if len(recs) != 2 || recs[0].Set != "alpha" || recs[1].Set != "gamma" {
 		t.Errorf("inventory %+v, want alpha and gamma only", recs)
+	}
+}
+
+// TestPartialLoaderGivesUpWhenUnsure: the whole last good set stays when
+// the sets cannot be told apart safely.
+func TestPartialLoaderGivesUpWhenUnsure(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "blog.yaml"), hooksYAML("blog", "a"))
+	last, err := SpecLoader([]string{dir}, false)(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial := PartialLoader([]string{dir}, false)
+	try := func(name, content string) bool {
+		t.Helper()
+		writeFile(t, filepath.Join(dir, name), content)
+		defer os.Remove(filepath.Join(dir, name))
+		_, err := SpecLoader([]string{dir}, false)(ctx)
+		if err == nil {
+			t.Fatalf("%s: loads", name)
+		}
+		_, _, ok := partial(ctx, err, &last)
+		return ok
+	}
+	if !try("news.yaml", "version: 1\nset: blog\nhooks: [{nod: x}]\n") {
+		t.Error("an invalid file of a known set: not held")
+	}
+	if try("new.yaml", "version: 1\nset: fresh\nhooks: [{nod: x}]\n") {
+		t.Error("an invalid file of a new set: held, want the whole last good set")
+	}
+	if try("junk.yaml", "{{{") {
+		t.Error("an invalid file without a set: held, want the whole last good set")
+	}
+	if _, _, ok := partial(ctx, errors.New("x"), &last); ok {
+		t.Error("an error that is not diagnostics: held")
+	}
+	if _, _, ok := partial(ctx, spec.Diagnostics{{File: filepath.Join(dir, "blog.yaml"), Message: "x"}}, nil); ok {
+		t.Error("no last good set: held")
 	}
 }

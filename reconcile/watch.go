@@ -93,6 +93,11 @@ type Watcher struct {
 	Logger *slog.Logger
 	// Metrics, if set, records the loop's metrics.
 	Metrics *Metrics
+	// Partial, if set, is used when the files are invalid: the sets whose
+	// files are valid are applied, each set with an invalid file keeps
+	// its last good hooks (PartialLoader). Without it, or when it cannot
+	// tell the sets apart, the whole last good set stays in force.
+	Partial Partial
 	// WatchDirs are more directories whose changes start a round: a git
 	// repository's git directory and refs when the files are read from
 	// commits (GitWatchDirs).
@@ -109,11 +114,12 @@ type Watcher struct {
 
 	mu         sync.Mutex
 	health     Health
-	lastGood   *Desired       // last valid load
-	applied    []hookctl.Hook // desired hooks of the last successful round
-	hasApplied bool           // applied is meaningful
-	lastConf   int            // conflicts at the last round, to log changes only
-	epoch      string         // the backend's identity at the last check
+	lastGood   *Desired          // last valid load
+	applied    []hookctl.Hook    // desired hooks of the last successful round
+	hasApplied bool              // applied is meaningful
+	held       map[string]string // sets held at their last good hooks, and why
+	lastConf   int               // conflicts at the last round, to log changes only
+	epoch      string            // the backend's identity at the last check
 }
 
 // DefaultEpochEvery is how often the loop checks that the backend is the
@@ -275,7 +281,7 @@ func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err == nil {
-		w.lastGood = &d
+		w.lastGood, w.held = &d, nil
 		w.health.FilesError = ""
 		w.Metrics.inc(func(m *Metrics) { m.reloadFailing.Set(0) })
 		return d, nil
@@ -288,6 +294,16 @@ func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
 		log.Error("hooks files invalid, nothing applied yet", "err", err)
 		return Desired{}, fmt.Errorf("reading hooks files: %w", err)
 	}
+	if w.Partial != nil {
+		if pd, held, ok := w.Partial(ctx, err, w.lastGood); ok {
+			// Every set in pd is good: read afresh, or held at its last
+			// good hooks. It is the last good state of each set.
+			w.held, w.lastGood = held, &pd
+			log.Error("hooks files invalid, keeping the last good hooks of their sets", "sets", slices.Sorted(maps.Keys(held)), "err", err)
+			return pd, nil
+		}
+	}
+	w.held = nil
 	log.Error("hooks files invalid, keeping the last good set", "err", err)
 	return *w.lastGood, nil
 }
@@ -338,6 +354,12 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 		w.applied, w.hasApplied = desired, true
 	}
 	w.health.SetErrors = nil
+	for set, why := range w.held {
+		if w.health.SetErrors == nil {
+			w.health.SetErrors = map[string]string{}
+		}
+		w.health.SetErrors[set] = "files invalid, its last good hooks stay: " + why
+	}
 	for _, sp := range res.Plan.SetPlans {
 		if sp.Err != nil {
 			if w.health.SetErrors == nil {

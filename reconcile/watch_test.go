@@ -532,3 +532,39 @@ func TestWatchRefusedSetIsNotDrift(t *testing.T) {
 	})
 	r.waitNodes(t, "b1", "b2", "s2")
 }
+
+// TestWatchInvalidFileHoldsItsSetOnly: an invalid file holds its own set at
+// its last good hooks (even the set's valid files wait), while another
+// set's change is applied; fixed, everything applies.
+func TestWatchInvalidFileHoldsItsSetOnly(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "blog1.yaml"), hooksYAML("blog", "a"))
+	writeFile(t, filepath.Join(dir, "blog2.yaml"), hooksYAML("blog", "b"))
+	writeFile(t, filepath.Join(dir, "news.yaml"), hooksYAML("news", "n1"))
+	r := startWatcher(t, []string{dir}, func(w *Watcher) { w.Partial = PartialLoader(w.Paths, false) })
+	r.waitNodes(t, "a", "b", "n1")
+
+	writeAtomic(t, filepath.Join(dir, "blog1.yaml"), hooksYAML("blog", "a", "c"))
+	writeAtomic(t, filepath.Join(dir, "blog2.yaml"), strings.Replace(hooksYAML("blog", "b"), "node:", "nod:", 1))
+	writeAtomic(t, filepath.Join(dir, "news.yaml"), hooksYAML("news", "n1", "n2"))
+	r.waitNodes(t, "a", "b", "n1", "n2")
+	waitFor(t, "blog held in health", func() bool {
+		h := r.w.Health()
+		return strings.Contains(h.SetErrors["blog"], "files invalid, its last good hooks stay: "+filepath.Join(dir, "blog2.yaml")+":4:5") &&
+			strings.Contains(h.FilesError, "unknown field") && h.Ready
+	})
+	for _, h := range listAll(t, r.store) {
+		if h.Node == "n2" && h.Source != filepath.Join(dir, "news.yaml")+":8" {
+			t.Errorf("n2's source %q, want the file as given", h.Source)
+		}
+	}
+	// A file broken past its set line: its set is known from the last
+	// good hooks.
+	writeAtomic(t, filepath.Join(dir, "news.yaml"), "vers")
+	writeAtomic(t, filepath.Join(dir, "blog2.yaml"), hooksYAML("blog", "b"))
+	r.waitNodes(t, "a", "b", "c", "n1", "n2")
+	waitFor(t, "news held", func() bool { _, ok := r.w.Health().SetErrors["news"]; return ok })
+	writeAtomic(t, filepath.Join(dir, "news.yaml"), hooksYAML("news", "n1"))
+	r.waitNodes(t, "a", "b", "c", "n1")
+	waitFor(t, "nothing held", func() bool { h := r.w.Health(); return h.SetErrors == nil && h.FilesError == "" })
+}

@@ -35,8 +35,9 @@ func newWatchCmd(g *globals) *cobra.Command {
 		Long: `Watch the directories holding the hooks files and, after each burst of
 changes, re-read the whole set, validate it, plan and apply it. Editors'
 rename-into-place, git checkouts and Kubernetes ConfigMap volumes are
-handled. An invalid edit keeps the last good set applied and is reported
-(log, hookctl_watch_reload_failures_total, /healthz detail). A resync every
+handled. An invalid edit keeps the last good hooks of its set applied (the
+other sets' changes go ahead) and is reported (log,
+hookctl_watch_reload_failures_total, /healthz files_error and set_errors). A resync every
 --interval (plus jitter) corrects drift, such as a hook deleted by hand or
 temporary hooks lost on a disconnect; --drift report only reports it. The
 backend is asked every 2s who it is: after a restart the files are applied
@@ -126,6 +127,8 @@ func (p *planFlags) watcher(cmd *cobra.Command, drift string) (*reconcile.Watche
 	}
 	if p.git {
 		w.WatchDirs = reconcile.GitWatchDirs(ctx, p.files)
+	} else {
+		w.Partial = reconcile.PartialLoader(p.files, p.recursive)
 	}
 	return w, nil
 }
