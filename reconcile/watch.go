@@ -192,6 +192,27 @@ func (w *Watcher) Health() Health {
 	return h
 }
 
+// setErrors says why each set waits: held at its last good hooks by an
+// invalid file, or refused by the plan; nil when none does.
+func setErrors(held map[string]string, p Changeset) map[string]string {
+	var out map[string]string
+	put := func(set, why string) {
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[set] = why
+	}
+	for set, why := range held {
+		put(set, "files invalid, its last good hooks stay: "+why)
+	}
+	for _, sp := range p.SetPlans {
+		if sp.Err != nil {
+			put(sp.Set, sp.Err.Error())
+		}
+	}
+	return out
+}
+
 // Status is the loop's state in the backend's status (serve --watch).
 func (w *Watcher) Status() hookctl.WatchStatus {
 	h := w.Health()
@@ -353,21 +374,7 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 	if !report {
 		w.applied, w.hasApplied = desired, true
 	}
-	w.health.SetErrors = nil
-	for set, why := range w.held {
-		if w.health.SetErrors == nil {
-			w.health.SetErrors = map[string]string{}
-		}
-		w.health.SetErrors[set] = "files invalid, its last good hooks stay: " + why
-	}
-	for _, sp := range res.Plan.SetPlans {
-		if sp.Err != nil {
-			if w.health.SetErrors == nil {
-				w.health.SetErrors = map[string]string{}
-			}
-			w.health.SetErrors[sp.Set] = sp.Err.Error()
-		}
-	}
+	w.health.SetErrors = setErrors(w.held, res.Plan)
 	perSet := map[string]int{}
 	for _, s := range d.Sets {
 		perSet[s] = 0
@@ -443,16 +450,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	resync.Stop()
 	var burstStart time.Time
 	backoff := time.Duration(0)
-	var epochC <-chan time.Time
-	if w.Epoch != nil {
-		every := w.EpochEvery
-		if every <= 0 {
-			every = DefaultEpochEvery
-		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		epochC = t.C
-	}
+	epochC, stopEpoch := w.epochTicker()
+	defer stopEpoch()
 
 	for {
 		select {
@@ -535,6 +534,20 @@ func (w *Watcher) round(ctx context.Context, fw *fsnotify.Watcher, resync *time.
 	}
 	resync.Reset(next)
 	return backoff
+}
+
+// epochTicker ticks when the backend should be asked who it is (never
+// without Epoch).
+func (w *Watcher) epochTicker() (<-chan time.Time, func()) {
+	if w.Epoch == nil {
+		return nil, func() {}
+	}
+	every := w.EpochEvery
+	if every <= 0 {
+		every = DefaultEpochEvery
+	}
+	t := time.NewTicker(every)
+	return t.C, t.Stop
 }
 
 // backendChanged asks the backend who it is: true when it restarted (a new
