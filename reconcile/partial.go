@@ -146,7 +146,7 @@ func loadGood(files []spec.File, bad map[string]bool) (Desired, bool) {
 			}
 		}
 	}
-	return Desired{Hooks: s.Hooks, Sets: s.Sets, Files: good, Revision: digest(good)}, true
+	return Desired{Hooks: s.Hooks, Sets: s.Sets, Files: good}, true
 }
 
 // mergeHeld replaces the held sets' hooks by their last good ones.
@@ -164,5 +164,6 @@ func mergeHeld(d Desired, last *Desired, held map[string]string) Desired {
 	}
 	slices.Sort(sets)
 	d.Hooks, d.Sets = hooks, slices.Compact(sets)
+	d.Revision = digest(d)
 	return d
 }

@@ -290,8 +290,10 @@ func (p Changeset) Err() error {
 }
 
 // inventoryChange is the records the plan's batch writes: each of our
-// sets that is not refused gets its members after the batch (a gone set
-// left without hooks is forgotten). Nil when nothing changes.
+// sets that is not refused and that the batch changes (or whose record is
+// missing or out of date) gets its members after the batch and the
+// source's revision (a gone set left without hooks is forgotten). Nil
+// when nothing changes.
 func (sc *scope) inventoryChange(p Changeset, opts Options) *hookctl.InventoryChange {
 	if opts.Source == "" {
 		return nil
@@ -318,7 +320,10 @@ func (sc *scope) inventoryChange(p Changeset, opts Options) *hookctl.InventoryCh
 		if sp.Gone {
 			r.Revision = old.Revision // not applied from this revision
 		}
-		if !had || old.Source != r.Source || old.Revision != r.Revision || !slices.Equal(old.Members, r.Members) {
+		// A set the round does not change keeps its record (and the
+		// revision it last changed at): an edit of one set writes one.
+		changed := sp.Counts.Changes() > 0 || old.Revision == ""
+		if !had || old.Source != r.Source || !slices.Equal(old.Members, r.Members) || changed && old.Revision != r.Revision {
 			if r.Members == nil {
 				r.Members = []hookctl.Key{}
 			}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -90,18 +91,15 @@ func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// digest is the revision of files read from a plain directory: a SHA-256
-// of their names and contents.
-func digest(files []string) string {
+// digest is the revision of hooks read from a plain directory: a SHA-256
+// of the sets and hooks as loaded (not of the files read again, which may
+// have changed since), so that the inventory never records a revision
+// whose hooks were not the ones applied.
+func digest(d Desired) string {
 	h := sha256.New()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
-		h.Write(b)
-	}
+	enc := json.NewEncoder(h)
+	_ = enc.Encode(d.Sets)
+	_ = enc.Encode(d.Hooks)
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 

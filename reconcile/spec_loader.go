@@ -20,6 +20,8 @@ func SpecLoader(paths []string, recursive bool) Loader {
 		if err != nil {
 			return Desired{}, err
 		}
-		return Desired{Hooks: s.Hooks, Sets: s.Sets, Files: s.Files, Revision: digest(s.Files)}, nil
+		d := Desired{Hooks: s.Hooks, Sets: s.Sets, Files: s.Files}
+		d.Revision = digest(d)
+		return d, nil
 	}
 }
