@@ -80,13 +80,18 @@ func Apply(ctx context.Context, reg hookctl.Registry, desired []hookctl.Hook, op
 		popts := opts.Options
 		if popts.Source != "" {
 			inv, invRev, err := readInventory(ctx, reg)
-			if err != nil {
+			switch {
+			case errors.Is(err, hookctl.ErrNotFound):
+				// A registry (an older backend) without an inventory:
+				// plan as before it, by the declared sets alone.
+				popts.Source = ""
+			case err != nil:
 				return res, err
-			}
-			if invRev != rev {
+			case invRev != rev:
 				continue // the registry moved between the two reads
+			default:
+				popts.Inventory = inv
 			}
-			popts.Inventory = inv
 		}
 		res.Plan = Plan(desired, live, rev, popts)
 		res.Revision = rev
@@ -123,7 +128,7 @@ func Apply(ctx context.Context, reg hookctl.Registry, desired []hookctl.Hook, op
 func readInventory(ctx context.Context, reg hookctl.Registry) ([]hookctl.SetRecord, uint64, error) {
 	ir, ok := reg.(hookctl.InventoryReader)
 	if !ok {
-		return nil, 0, fmt.Errorf("%w: this registry keeps no inventory of sets", hookctl.ErrInvalid)
+		return nil, 0, fmt.Errorf("%w: this registry keeps no inventory of sets", hookctl.ErrNotFound)
 	}
 	inv, rev, err := ir.Inventory(ctx)
 	if err != nil {

@@ -349,3 +349,15 @@ func TestPartialLoaderGivesUpWhenUnsure(t *testing.T) {
 		t.Error("no last good set: held")
 	}
 }
+
+// TestApplyWithoutInventory: a registry that keeps no inventory (an older
+// backend answers 404) is planned as before, by the declared sets alone.
+func TestApplyWithoutInventory(t *testing.T) {
+	ctx := context.Background()
+	reg := &racingRegistry{Registry: openStore(t)}
+	reg.raced.Store(true) // no concurrent writer here
+	res, err := Apply(ctx, reg, []hookctl.Hook{hk("a", "/bin/true", "blog")}, ApplyOptions{Options: Options{Source: "src"}})
+	if err != nil || !res.Applied || res.Plan.Inventory != nil {
+		t.Fatalf("Apply: %+v, %v", res, err)
+	}
+}
