@@ -427,6 +427,8 @@ func (d *Daemon) watcher() *reconcile.Watcher {
 				Load:      reconcile.SpecLoader(d.watch.Paths, d.watch.Recursive),
 				Interval:  d.watch.Interval,
 				Drift:     d.watch.Drift,
+				Source:    reconcile.SourceOf(context.Background(), d.watch.Paths),
+				Partial:   reconcile.PartialLoader(d.watch.Paths, d.watch.Recursive),
 			}
 		}
 		w.Registry = d
