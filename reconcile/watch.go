@@ -255,10 +255,10 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	if w.JIDs != nil {
 		jids, err := w.JIDs(ctx)
 		if err != nil {
-			return r, w.fail(r, fmt.Errorf("reading profiles: %w", err))
+			return r, w.fail(ctx, r, fmt.Errorf("reading profiles: %w", err))
 		}
 		if desired, err = NormalizeServices(desired, jids); err != nil {
-			return r, w.fail(r, err)
+			return r, w.fail(ctx, r, err)
 		}
 	}
 
@@ -277,7 +277,7 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	r.Result = res
 	refused := res.Refused
 	if err != nil && err != refused {
-		return r, w.fail(r, err)
+		return r, w.fail(ctx, r, err)
 	}
 	// Drift is what the batch would change with the files unchanged;
 	// a refused set's pending changes are its refusal, not drift.
@@ -286,7 +286,7 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	w.succeeded(d, desired, r, report)
 	if refused != nil {
 		// The other sets' changes are applied; these sets wait.
-		return r, w.fail(r, refused)
+		return r, w.fail(ctx, r, refused)
 	}
 	if r.LoadErr != nil {
 		return r, fmt.Errorf("reading hooks files (last good set kept): %w", r.LoadErr)
@@ -299,6 +299,9 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
 	log := w.logger()
 	d, err := w.Load(ctx)
+	if err != nil && ctx.Err() != nil {
+		return Desired{}, err // stopping
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err == nil {
@@ -388,6 +391,11 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 		w.health.SourceRevision = d.Revision
 	}
 	w.health.LastError = ""
+	if res.Refused != nil {
+		// Set now, with the set errors, so that /readyz never sees them
+		// apart (fail counts and logs it next).
+		w.health.LastError = res.Refused.Error()
+	}
 	w.health.Sets = slices.Clone(d.Sets)
 	w.health.Hooks = len(desired)
 	w.health.Revision = res.Revision
@@ -410,7 +418,10 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 	})
 }
 
-func (w *Watcher) fail(r Round, err error) error {
+func (w *Watcher) fail(ctx context.Context, r Round, err error) error {
+	if ctx.Err() != nil {
+		return err // stopping: not a failure of the files or the backend
+	}
 	w.mu.Lock()
 	w.health.LastError = err.Error()
 	w.mu.Unlock()
@@ -556,6 +567,9 @@ func (w *Watcher) epochTicker() (<-chan time.Time, func()) {
 // the loop not ready.
 func (w *Watcher) backendChanged(ctx context.Context) bool {
 	id, err := w.Epoch(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {

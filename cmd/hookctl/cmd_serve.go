@@ -63,6 +63,7 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 					return err
 				}
 				wo.Watcher.Interval = interval
+				pf.logMode(logger, wo.Watcher)
 			}
 			d, err := daemon.New(daemon.Options{
 				Config:  cfg,

@@ -96,6 +96,7 @@ func (wf *watchFlags) run(cmd *cobra.Command, g *globals) error {
 	}
 	w.Interval, w.Jitter, w.Debounce = wf.interval, wf.jitter, wf.debounce
 	w.Logger, w.Metrics = logger, reconcile.NewMetrics(prom)
+	wf.pf.logMode(logger, w)
 	if wf.once {
 		return watchOnce(cmd, w)
 	}
@@ -131,6 +132,17 @@ func (p *planFlags) watcher(cmd *cobra.Command, drift string) (*reconcile.Watche
 		w.Partial = reconcile.PartialLoader(p.files, p.recursive)
 	}
 	return w, nil
+}
+
+// logMode says where the files are read from and the source they are
+// recorded under, so that a checkout inside another repository (etckeeper's
+// /etc) that hides uncommitted files is seen at once.
+func (p *planFlags) logMode(logger *slog.Logger, w *reconcile.Watcher) {
+	if p.git {
+		logger.Info("reading hooks files from the committed tree (--git=false reads the work tree)", "ref", p.gitRef, "source", w.Source)
+		return
+	}
+	logger.Info("reading hooks files from the file system", "source", w.Source)
 }
 
 // watchOnce reconciles once (--once): exit 1 when conflicts are left.
