@@ -44,11 +44,11 @@ func (p *planFlags) bindPlan(f *pflag.FlagSet) {
 	f.BoolVar(&p.pruneUnowned, "prune-unowned", false, "also delete hooks made by hand that the files do not declare, only on the profiles' nodes (profile, service, node) the files declare hooks on")
 	f.BoolVar(&p.adopt, "adopt", false, "take over hooks made by hand that have the key of a declared hook")
 	f.BoolVar(&p.allowEmpty, "allow-empty", false, "let a set without hooks, or gone from the files, delete its live hooks")
-	f.BoolVar(&p.allowMassDelete, "allow-mass-delete", false, "let a set delete more than --mass-delete-share of its hooks in one round")
+	f.BoolVar(&p.allowMassDelete, "allow-mass-delete", false, "let a set lose more than --mass-delete-share of its hooks in one round (deletions minus creations)")
 	f.Float64Var(&p.massDeleteShare, "mass-delete-share", reconcile.DefaultMassDeleteShare, "share of a set's hooks (0-1] one round may delete without --allow-mass-delete")
 	f.StringVar(&p.source, "source", "", "name of the files' source in the inventory (default: the git repository and path, else the absolute path)")
 	f.BoolVar(&p.takeOver, "take-over", false, "manage here the declared sets another source manages (their files moved); without it they are refused")
-	f.BoolVar(&p.git, "git", false, "read the files from the committed tree of --git-ref, not the work tree")
+	f.BoolVar(&p.git, "git", false, "read the files from the committed tree of --git-ref, not the work tree (watch and serve --watch do so by themselves in a git work tree; --git=false reads the work tree)")
 	f.StringVar(&p.gitRef, "git-ref", "HEAD", "with --git: the commit, branch or tag to read")
 }
 
