@@ -48,6 +48,8 @@ type Batch struct {
 	Update []Hook `json:"update,omitempty"`
 	// Delete removes hooks by key; each must exist.
 	Delete []Key `json:"delete,omitempty"`
+	// Inventory, if set, updates set records in the same transaction.
+	Inventory *InventoryChange `json:"inventory,omitempty"`
 }
 
 // Empty reports whether the batch changes nothing.

@@ -34,6 +34,8 @@ type Status struct {
 	Nodes []NodeStatus `json:"nodes,omitempty"`
 	// Suspended lists the suspended hooks and sets.
 	Suspended []hookctl.Suspension `json:"suspended,omitempty"`
+	// Watch is the state of serve --watch's reconciler, when it runs.
+	Watch *hookctl.WatchStatus `json:"watch,omitempty"`
 }
 
 // The status and query types are shared with the dispatcher and the

@@ -198,6 +198,16 @@ func (c *Client) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	return out.Revision, nil
 }
 
+// Inventory returns the set records the backend keeps and the revision
+// they were read at.
+func (c *Client) Inventory(ctx context.Context) ([]hookctl.SetRecord, uint64, error) {
+	var out inventoryResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/inventory", nil, nil, &out); err != nil {
+		return nil, 0, err
+	}
+	return out.Sets, out.Revision, nil
+}
+
 // Status describes the backend and its sessions.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var out Status

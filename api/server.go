@@ -170,6 +170,7 @@ func (s *Server) routes() http.Handler {
 		"/v1/hooks":        {http.MethodGet: s.listHooks, http.MethodPost: s.createHook},
 		"/v1/hooks/remove": {http.MethodPost: s.removeHooks},
 		"/v1/batch":        {http.MethodPost: s.applyBatch},
+		"/v1/inventory":    {http.MethodGet: s.inventory},
 		"/v1/status":       {http.MethodGet: s.status},
 		"/v1/runs":         {http.MethodGet: s.runs},
 		"/v1/pubsub":       {http.MethodPost: s.pubsub},
@@ -283,6 +284,34 @@ func (s *Server) applyBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, revisionResponse{Revision: rev})
+}
+
+// inventoryResponse is the answer of GET /v1/inventory.
+type inventoryResponse struct {
+	Revision uint64              `json:"revision"`
+	Sets     []hookctl.SetRecord `json:"sets"`
+}
+
+// inventory serves the set records, when the backend keeps them (a
+// hookctl.InventoryReader).
+func (s *Server) inventory(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.query(w, r); !ok {
+		return
+	}
+	ib, ok := s.backend.(hookctl.InventoryReader)
+	if !ok {
+		s.writeError(w, r, fmt.Errorf("%w: this backend keeps no inventory", hookctl.ErrNotFound))
+		return
+	}
+	sets, rev, err := ib.Inventory(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if sets == nil {
+		sets = []hookctl.SetRecord{}
+	}
+	s.writeJSON(w, r, http.StatusOK, inventoryResponse{Revision: rev, Sets: sets})
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

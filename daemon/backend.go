@@ -73,6 +73,11 @@ func (d *Daemon) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	return rev, err
 }
 
+// Inventory returns the registry's set records (GitOps sources).
+func (d *Daemon) Inventory(ctx context.Context) ([]hookctl.SetRecord, uint64, error) {
+	return d.store.Inventory(ctx)
+}
+
 // check refuses hook types the config does not allow and hooks their
 // runner says cannot run (missing program, Python that does not load).
 func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {
@@ -129,6 +134,10 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		e.Hook.Arg, e.Error = d.redact(e.Hook.Arg), d.redact(e.Error)
 	}
 	st.Suspended, _ = d.Suspensions(ctx)
+	if len(d.watch.Paths) > 0 {
+		ws := d.watcher().Status()
+		st.Watch = &ws
+	}
 	if d.catchup != nil {
 		st.Nodes = d.catchup.NodeStatus(hooks)
 		for i := range st.Nodes {

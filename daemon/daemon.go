@@ -57,6 +57,10 @@ type WatchOptions struct {
 	Recursive bool
 	Interval  time.Duration
 	Drift     string
+	// Watcher, if set, is the loop to run, prepared by the caller (files,
+	// options, source); the daemon sets its Registry, JIDs, Logger and
+	// Metrics. Otherwise one is built from the fields above.
+	Watcher *reconcile.Watcher
 }
 
 // Daemon is the backend. Build it with New, run it with Run.
@@ -67,6 +71,9 @@ type Daemon struct {
 	getenv  func(string) string
 	watch   WatchOptions
 	started time.Time
+
+	watchOnce sync.Once
+	watchLoop *reconcile.Watcher // serve --watch, built by watcher()
 
 	store         *registry.Store
 	runlog        *runlog.Log // nil with Options.MemoryRuns
@@ -409,13 +416,27 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 func (d *Daemon) serveMetrics(ctx context.Context, l net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	var watch http.Handler // serve --watch: its JSON health, as hookctl watch serves it
+	if len(d.watch.Paths) > 0 {
+		watch = d.watcher().Handler(nil)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if watch != nil {
+			watch.ServeHTTP(w, r)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		for _, p := range d.profiles {
 			if st := p.session.State(); st.State != "connected" {
 				http.Error(w, fmt.Sprintf("profile %s is %s", p.name, st.State), http.StatusServiceUnavailable)
 				return
 			}
+		}
+		if watch != nil {
+			watch.ServeHTTP(w, r)
+			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
@@ -462,21 +483,30 @@ func (h host) Logger() *slog.Logger { return h.d.log }
 
 // runWatch keeps the registry matching the hooks files (serve --watch), with
 // the same loop as the `hookctl watch` sidecar.
-func (d *Daemon) runWatch(ctx context.Context) error {
-	w := &reconcile.Watcher{
-		Paths:     d.watch.Paths,
-		Recursive: d.watch.Recursive,
-		Load:      reconcile.SpecLoader(d.watch.Paths, d.watch.Recursive),
-		Registry:  watchRegistry{d}, // its changes are audited as the watcher's
-		JIDs: func(context.Context) (map[string]string, error) {
-			return d.cfg.ProfileJIDs(), nil
-		},
-		Interval: d.watch.Interval,
-		Drift:    d.watch.Drift,
-		Logger:   d.log.With("component", "watch"),
-		Metrics:  reconcile.NewMetrics(d.metrics),
-	}
-	return w.Run(ctx)
+func (d *Daemon) runWatch(ctx context.Context) error { return d.watcher().Run(ctx) }
+
+// watcher returns the serve --watch loop, built once.
+func (d *Daemon) watcher() *reconcile.Watcher {
+	d.watchOnce.Do(func() {
+		w := d.watch.Watcher
+		if w == nil {
+			w = &reconcile.Watcher{
+				Paths:     d.watch.Paths,
+				Recursive: d.watch.Recursive,
+				Load:      reconcile.SpecLoader(d.watch.Paths, d.watch.Recursive),
+				Interval:  d.watch.Interval,
+				Drift:     d.watch.Drift,
+				Source:    reconcile.SourceOf(context.Background(), d.watch.Paths),
+				Partial:   reconcile.PartialLoader(d.watch.Paths, d.watch.Recursive),
+			}
+		}
+		w.Registry = watchRegistry{d} // its changes are audited as the watcher's
+		w.JIDs = func(context.Context) (map[string]string, error) { return d.cfg.ProfileJIDs(), nil }
+		w.Logger = d.log.With("component", "watch")
+		w.Metrics = reconcile.NewMetrics(d.metrics)
+		d.watchLoop = w
+	})
+	return d.watchLoop
 }
 
 // watchRoot is the hooks root that serve --watch PATH implies: the

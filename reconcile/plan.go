@@ -46,8 +46,13 @@ type Entry struct {
 	Live *hookctl.Hook
 	// Changes lists the attributes an update changes, old → new.
 	Changes []hookctl.Change
-	// Reason says why a hook is left alone or in conflict.
+	// Reason says why a hook is left alone, in conflict, deleted with its
+	// vanished set, or restored from a hand-made edit.
 	Reason string
+	// Set is the set whose changes the entry belongs to (its guards and
+	// refusal): the desired hook's, else the live hook's when the plan
+	// manages it; "" for hand-made hooks.
+	Set string
 }
 
 // Source is where the entry's hook was declared: the desired hook's
@@ -68,6 +73,13 @@ func (e Entry) Source() string {
 type Changeset struct {
 	// Sets are the declared sets the plan manages.
 	Sets []string
+	// SetPlans describe each set the plan concerns (declared, or managed
+	// by the source and gone from the files), by name, with its guard's
+	// verdict.
+	SetPlans []SetPlan
+	// Inventory is the inventory change to send with the batch (nil when
+	// the plan has no source, or nothing changed).
+	Inventory *hookctl.InventoryChange
 	// Revision is the registry revision the live hooks were read at.
 	Revision uint64
 	// Entries are in Key order, one per key seen on either side.
@@ -92,43 +104,49 @@ type Options struct {
 	// updated to the desired attributes and owner instead of reported as a
 	// conflict.
 	Adopt bool
+	Guards
+	// Source names the files' source (SourceOf); with it the plan reads
+	// Inventory: the sets this source manages that the files no longer
+	// declare are pruned, keys a managed set owned are the files' (a
+	// hand-made hook there is drift), a set another source manages is
+	// refused, and the plan carries the new records. "" plans without an
+	// inventory.
+	Source string
+	// SourceRevision is the revision of the files (git commit or digest)
+	// recorded with each set.
+	SourceRevision string
+	// Inventory are the registry's set records (every source's).
+	Inventory []hookctl.SetRecord
+	// TakeOver lets this source manage declared sets another source
+	// manages (their files moved) instead of refusing them.
+	TakeOver bool
 }
 
 // Plan computes the changeset that makes live match desired. It is a pure
 // function: inputs are not modified and the same inputs give the same
 // plan. Desired hooks must have their Service normalised (see
-// NormalizeServices) and Owner set to their set.
+// NormalizeServices) and Owner set to their set. Each set's changes are
+// judged on their own (Guards, another source's claim): a refused set's
+// entries stay in the plan but are left out of its Batch.
 func Plan(desired, live []hookctl.Hook, revision uint64, opts Options) Changeset {
-	sets := opts.Sets
-	if len(sets) == 0 {
-		for _, h := range desired {
-			if h.Owner != "" && !slices.Contains(sets, h.Owner) {
-				sets = append(sets, h.Owner)
-			}
-		}
-	}
-	sets = slices.Clone(sets)
-	slices.Sort(sets)
-	sets = slices.Compact(sets)
-	ours := func(owner string) bool {
-		_, ok := slices.BinarySearch(sets, owner)
-		return ok
-	}
-
+	sc := newScope(desired, opts)
 	ls := sortedRefs(live)
-	m := newMatcher(ls, ours)
+	m := newMatcher(ls, sc.ours)
 	entries := make([]Entry, 0, max(len(desired), len(ls)))
 	ds := sortedRefs(desired)
 	for i := 0; i < len(ds); i = skipSame(ds, i) {
-		entries = append(entries, m.match(ds[i], ours, opts))
+		entries = append(entries, m.match(ds[i], sc, opts))
 	}
 	for _, l := range ls {
 		if !m.used[l] {
-			entries = append(entries, leftover(l, ours, opts))
+			entries = append(entries, sc.leftover(l, opts))
 		}
 	}
 	slices.SortStableFunc(entries, func(a, b Entry) int { return a.Key.Compare(b.Key) })
-	return Changeset{Sets: sets, Revision: revision, Entries: entries}
+	p := Changeset{Sets: sc.declared, Revision: revision, Entries: entries}
+	p.SetPlans = sc.judge(desired, live, entries, opts)
+	p.Inventory = sc.inventoryChange(p, opts)
+	return p
 }
 
 // matcher finds the live hook a desired one is: by set and name when the
@@ -156,13 +174,13 @@ func newMatcher(ls []*hookctl.Hook, ours func(string) bool) *matcher {
 }
 
 // match returns the entry of desired hook d.
-func (m *matcher) match(d *hookctl.Hook, ours func(string) bool, opts Options) Entry {
+func (m *matcher) match(d *hookctl.Hook, sc *scope, opts Options) Entry {
 	l := m.byName[rules.IDOf(*d)]
 	if d.Name == "" || l == nil {
 		l = m.byKey[d.Key]
 	}
 	if l == nil {
-		return Entry{Action: ActionCreate, Key: d.Key, Desired: d}
+		return Entry{Action: ActionCreate, Key: d.Key, Desired: d, Set: d.Owner}
 	}
 	m.used[l] = true
 	if other := m.byKey[d.Key]; l.Key != d.Key && other != nil {
@@ -172,10 +190,10 @@ func (m *matcher) match(d *hookctl.Hook, ours func(string) bool, opts Options) E
 		if other.Owner != "" {
 			who = "of set " + other.Owner
 		}
-		return Entry{Action: ActionConflict, Key: d.Key, Desired: d, Live: other,
+		return Entry{Action: ActionConflict, Key: d.Key, Desired: d, Live: other, Set: d.Owner,
 			Reason: fmt.Sprintf("its new key is taken by hook %s %s", rules.IDOf(*other), who)}
 	}
-	return matched(d, l, ours, opts)
+	return sc.matched(d, l, opts)
 }
 
 // changes is l.AttributeChanges(*d) with a fast path for the common case
@@ -212,37 +230,51 @@ func skipSame(hs []*hookctl.Hook, i int) int {
 }
 
 // matched is the entry of a key both desired and live.
-func matched(d, l *hookctl.Hook, ours func(string) bool, opts Options) Entry {
-	e := Entry{Key: d.Key, Desired: d, Live: l}
+func (sc *scope) matched(d, l *hookctl.Hook, opts Options) Entry {
+	e := Entry{Key: d.Key, Desired: d, Live: l, Set: d.Owner}
+	owner, owned := sc.owned[l.Key]
 	switch {
+	case l.Owner == "" && owned:
+		// A key one of our sets owns, taken over or edited by hand: the
+		// files win.
+		e.Reason = "made by hand on a key of set " + owner + ": the files win"
 	case l.Owner == "" && !opts.Adopt:
 		e.Action, e.Reason = ActionConflict, "made by hand (use --adopt to take it over)"
-	case l.Owner != "" && !ours(l.Owner):
+		return e
+	case l.Owner != "" && !sc.ours(l.Owner):
 		e.Action, e.Reason = ActionConflict, "owned by set "+l.Owner
-	default:
-		if e.Changes = changes(l, d); len(e.Changes) > 0 {
-			e.Action = ActionUpdate
-		} else {
-			e.Action = ActionUnchanged
-		}
+		return e
+	}
+	if e.Changes = changes(l, d); len(e.Changes) > 0 {
+		e.Action = ActionUpdate
+	} else {
+		e.Action, e.Reason = ActionUnchanged, ""
 	}
 	return e
 }
 
 // leftover is the entry of a live hook that is not desired.
-func leftover(l *hookctl.Hook, ours func(string) bool, opts Options) Entry {
+func (sc *scope) leftover(l *hookctl.Hook, opts Options) Entry {
 	e := Entry{Key: l.Key, Live: l}
+	owner, owned := sc.owned[l.Key]
 	switch {
-	case l.Owner == "" && opts.PruneUnowned:
+	case l.Owner == "" && owned && !opts.NoPrune:
+		e.Action, e.Set = ActionDelete, owner
+		e.Reason = "made by hand on a key set " + owner + " owned: the files win"
+	case l.Owner == "" && opts.PruneUnowned && sc.nodes[nodeOf(l.Key)]:
 		e.Action = ActionDelete
+	case l.Owner == "" && opts.PruneUnowned:
+		e.Action, e.Reason = ActionLeftAlone, "made by hand, on a node the files do not declare"
 	case l.Owner == "":
 		e.Action, e.Reason = ActionLeftAlone, "made by hand"
-	case !ours(l.Owner):
+	case !sc.ours(l.Owner):
 		e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner
 	case opts.NoPrune:
-		e.Action, e.Reason = ActionLeftAlone, "owned by set "+l.Owner+", pruning off"
+		e.Action, e.Reason, e.Set = ActionLeftAlone, "owned by set "+l.Owner+", pruning off", l.Owner
+	case sc.gone[l.Owner]:
+		e.Action, e.Reason, e.Set = ActionDelete, reasonGone, l.Owner
 	default:
-		e.Action = ActionDelete
+		e.Action, e.Set = ActionDelete, l.Owner
 	}
 	return e
 }
@@ -264,37 +296,46 @@ func (c Counts) Changes() int { return c.Create + c.Update + c.Delete }
 func (p Changeset) Counts() Counts {
 	var c Counts
 	for _, e := range p.Entries {
-		switch e.Action {
-		case ActionCreate:
-			c.Create++
-		case ActionUpdate:
-			c.Update++
-		case ActionDelete:
-			c.Delete++
-		case ActionUnchanged:
-			c.Unchanged++
-		case ActionLeftAlone:
-			c.LeftAlone++
-		case ActionConflict:
-			c.Conflict++
-		}
+		c.add(e.Action)
 	}
 	return c
 }
 
+func (c *Counts) add(a Action) {
+	switch a {
+	case ActionCreate:
+		c.Create++
+	case ActionUpdate:
+		c.Update++
+	case ActionDelete:
+		c.Delete++
+	case ActionUnchanged:
+		c.Unchanged++
+	case ActionLeftAlone:
+		c.LeftAlone++
+	case ActionConflict:
+		c.Conflict++
+	}
+}
+
 // InSync reports whether the registry already matches the desired hooks:
-// nothing to create, update or delete, and no conflict in the way.
+// nothing to create, update or delete, and no conflict in the way (a
+// refused set has changes, so it is not in sync either).
 func (p Changeset) InSync() bool {
 	c := p.Counts()
 	return c.Changes() == 0 && c.Conflict == 0
 }
 
 // Batch is the registry request that carries out the plan, against the
-// revision the plan was computed at. Updates send the desired hook, so a
+// revision the plan was computed at, without the entries of refused sets
+// and with the inventory change. Updates send the desired hook, so a
 // stale recorded Source is refreshed; Created is kept by the registry.
 func (p Changeset) Batch() hookctl.Batch {
-	b := hookctl.Batch{Revision: p.Revision}
+	b := hookctl.Batch{Revision: p.Revision, Inventory: p.Inventory}
 	for _, e := range p.Entries {
+		if p.refused(e.Set) {
+			continue
+		}
 		switch e.Action {
 		case ActionCreate:
 			b.Create = append(b.Create, *e.Desired)

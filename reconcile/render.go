@@ -22,6 +22,9 @@ type Document struct {
 	InSync        bool            `json:"in_sync"`
 	Summary       Counts          `json:"summary"`
 	Changes       []DocumentEntry `json:"changes"`
+	// Refused lists the sets whose changes apply refuses (guards, another
+	// source's set), with why; their changes are still listed.
+	Refused []SetPlan `json:"refused,omitempty"`
 	// Applied and NewRevision are set by apply only.
 	Applied     *bool   `json:"applied,omitempty"`
 	NewRevision *uint64 `json:"new_revision,omitempty"`
@@ -67,6 +70,11 @@ func (p Changeset) Document() Document {
 		}
 		d.Changes = append(d.Changes, de)
 	}
+	for _, sp := range p.SetPlans {
+		if sp.Err != nil {
+			d.Refused = append(d.Refused, sp)
+		}
+	}
 	return d
 }
 
@@ -91,7 +99,8 @@ const (
 
 // WriteText renders the plan for people: one line per change (`+` create,
 // `~` update with its attribute changes indented below, `-` delete, `!`
-// conflict, `=` left alone when asked), then the summary line.
+// conflict, `=` left alone when asked), a "Refused:" line per refused
+// set, then the summary line.
 func (p Changeset) WriteText(w io.Writer, o TextOptions) error {
 	var b strings.Builder
 	paint := func(color, s string) string {
@@ -110,6 +119,9 @@ func (p Changeset) WriteText(w io.Writer, o TextOptions) error {
 		case ActionDelete:
 			sign, color = "-", ansiRed
 			where = ownerLabel(e.Live.Owner)
+			if e.Reason != "" {
+				where += ", " + e.Reason
+			}
 		case ActionConflict:
 			sign, color = "!", ansiRed
 			where = e.Source() + ", conflict: " + e.Reason
@@ -129,6 +141,12 @@ func (p Changeset) WriteText(w io.Writer, o TextOptions) error {
 		b.WriteByte('\n')
 		for _, c := range e.Changes {
 			fmt.Fprintf(&b, "    %s: %s → %s\n", c.Field, valueText(c.Old), valueText(c.New))
+		}
+	}
+	for _, sp := range p.SetPlans {
+		if sp.Err != nil {
+			b.WriteString(paint(ansiRed, "Refused: "+sp.Refused))
+			b.WriteByte('\n')
 		}
 	}
 	b.WriteString(p.Summary())

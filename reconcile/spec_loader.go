@@ -25,6 +25,8 @@ func SpecLoaderWith(paths []string, opts spec.Options) Loader {
 		if err != nil {
 			return Desired{}, err
 		}
-		return Desired{Hooks: s.Hooks, Sets: s.Sets, Files: s.Files}, nil
+		d := Desired{Hooks: s.Hooks, Sets: s.Sets, Files: s.Files}
+		d.Revision = digest(d)
+		return d, nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -32,6 +33,9 @@ type Desired struct {
 	Sets []string
 	// Files are the files read.
 	Files []string
+	// Revision is the files' revision as the inventory records it: the
+	// git commit read, or a digest of the files' contents.
+	Revision string
 }
 
 // Loader reads and validates the desired hooks. An error means the files
@@ -89,18 +93,44 @@ type Watcher struct {
 	Logger *slog.Logger
 	// Metrics, if set, records the loop's metrics.
 	Metrics *Metrics
+	// Partial, if set, is used when the files are invalid: the sets whose
+	// files are valid are applied, each set with an invalid file keeps
+	// its last good hooks (PartialLoader). Without it, or when it cannot
+	// tell the sets apart, the whole last good set stays in force.
+	Partial Partial
+	// WatchDirs are more directories whose changes start a round: a git
+	// repository's git directory and refs when the files are read from
+	// commits (GitWatchDirs).
+	WatchDirs []string
+	// Source names the files' source in the inventory (SourceOf); "" runs
+	// without an inventory (no pruning of vanished sets, no claim check).
+	Source string
+	// Epoch, if set, returns the backend's identity (its start time): the
+	// loop asks every EpochEvery (DefaultEpochEvery if 0) and reconciles at
+	// once when it changed (a restart lost the temporary hooks) or the
+	// backend stops answering (not ready).
+	Epoch      func(ctx context.Context) (string, error)
+	EpochEvery time.Duration
 
 	mu         sync.Mutex
 	health     Health
-	lastGood   *Desired       // last valid load
-	applied    []hookctl.Hook // desired hooks of the last successful round
-	hasApplied bool           // applied is meaningful
-	lastConf   int            // conflicts at the last round, to log changes only
+	lastGood   *Desired          // last valid load
+	applied    []hookctl.Hook    // desired hooks of the last successful round
+	hasApplied bool              // applied is meaningful
+	held       map[string]string // sets held at their last good hooks, and why
+	lastConf   int               // conflicts at the last round, to log changes only
+	epoch      string            // the backend's identity at the last check
 }
+
+// DefaultEpochEvery is how often the loop checks that the backend is the
+// same process and answers.
+const DefaultEpochEvery = 2 * time.Second
 
 // Health is the loop's state as /healthz and /readyz show it.
 type Health struct {
-	// Ready is true once a reconcile has succeeded.
+	// Ready is true while the registry matches the files (or, while they
+	// are invalid, the last good ones): the last round succeeded for every
+	// set and the backend answers.
 	Ready bool `json:"ready"`
 	// LastSuccess and LastAttempt are the times of the last successful and
 	// of the last reconcile round.
@@ -118,8 +148,37 @@ type Health struct {
 	Revision uint64   `json:"revision"`
 	// Conflicts is how many desired hooks are blocked by someone else's.
 	Conflicts int `json:"conflicts"`
-	// Drift counts differences found while the files had not changed.
-	Drift uint64 `json:"drift"`
+	// SetErrors says, by set, why the last round refused its changes
+	// (the other sets were applied).
+	SetErrors map[string]string `json:"set_errors,omitempty"`
+	// Drift is how many differences the last round found while the files
+	// had not changed and left in place (--drift report): 0 when the
+	// registry matches. DriftDetail names them.
+	Drift       int    `json:"drift"`
+	DriftDetail string `json:"drift_detail,omitempty"`
+	// LastCorrection is the last round that put drift back (--drift
+	// correct).
+	LastCorrection *Correction `json:"last_correction,omitempty"`
+	// BackendError is why the backend did not answer the last check, ""
+	// while it answers.
+	BackendError string `json:"backend_error,omitempty"`
+	// SourceRevision is the files' revision last applied (a git commit,
+	// or a digest of the files).
+	SourceRevision string `json:"source_revision,omitempty"`
+}
+
+// Correction is a round that corrected drift.
+type Correction struct {
+	Time    time.Time `json:"time"`
+	Changes int       `json:"changes"`
+	Detail  string    `json:"detail"`
+}
+
+// ready is the readiness rule: a round succeeded, the last one had no
+// error (invalid files with the last good set applied are not one) and
+// the backend answers.
+func (h Health) ready() bool {
+	return !h.LastSuccess.IsZero() && h.LastError == "" && h.BackendError == ""
 }
 
 // Health returns a snapshot of the loop's state.
@@ -128,7 +187,37 @@ func (w *Watcher) Health() Health {
 	defer w.mu.Unlock()
 	h := w.health
 	h.Sets = slices.Clone(h.Sets)
+	h.SetErrors = maps.Clone(h.SetErrors)
+	h.Ready = h.ready()
 	return h
+}
+
+// setErrors says why each set waits: held at its last good hooks by an
+// invalid file, or refused by the plan; nil when none does.
+func setErrors(held map[string]string, p Changeset) map[string]string {
+	var out map[string]string
+	put := func(set, why string) {
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[set] = why
+	}
+	for set, why := range held {
+		put(set, "files invalid, its last good hooks stay: "+why)
+	}
+	for _, sp := range p.SetPlans {
+		if sp.Err != nil {
+			put(sp.Set, sp.Err.Error())
+		}
+	}
+	return out
+}
+
+// Status is the loop's state in the backend's status (serve --watch).
+func (w *Watcher) Status() hookctl.WatchStatus {
+	h := w.Health()
+	return hookctl.WatchStatus{Ready: h.Ready, Revision: h.SourceRevision, LastError: h.LastError,
+		FilesError: h.FilesError, SetErrors: h.SetErrors, Drift: h.Drift}
 }
 
 // Round is what one reconcile round did.
@@ -166,10 +255,10 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	if w.JIDs != nil {
 		jids, err := w.JIDs(ctx)
 		if err != nil {
-			return r, w.fail(r, fmt.Errorf("reading profiles: %w", err))
+			return r, w.fail(ctx, r, fmt.Errorf("reading profiles: %w", err))
 		}
 		if desired, err = NormalizeServices(desired, jids); err != nil {
-			return r, w.fail(r, err)
+			return r, w.fail(ctx, r, err)
 		}
 	}
 
@@ -181,17 +270,24 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 	if len(opts.Sets) == 0 {
 		opts.Sets = d.Sets
 	}
+	opts.Source, opts.SourceRevision = w.Source, d.Revision
 	report := w.Drift == DriftReport && !r.FilesChanged
 	opts.DryRun = report
 	res, err := Apply(ctx, w.Registry, desired, opts)
 	r.Result = res
-	if err != nil {
-		return r, w.fail(r, err)
+	refused := res.Refused
+	if err != nil && err != refused {
+		return r, w.fail(ctx, r, err)
 	}
-	c := res.Plan.Counts()
-	r.Drift = !r.FilesChanged && c.Changes() > 0
+	// Drift is what the batch would change with the files unchanged;
+	// a refused set's pending changes are its refusal, not drift.
+	r.Drift = !r.FilesChanged && res.Plan.Sent().Changes() > 0
 	w.logChanges(r, report)
 	w.succeeded(d, desired, r, report)
+	if refused != nil {
+		// The other sets' changes are applied; these sets wait.
+		return r, w.fail(ctx, r, refused)
+	}
 	if r.LoadErr != nil {
 		return r, fmt.Errorf("reading hooks files (last good set kept): %w", r.LoadErr)
 	}
@@ -203,10 +299,13 @@ func (w *Watcher) Reconcile(ctx context.Context) (Round, error) {
 func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
 	log := w.logger()
 	d, err := w.Load(ctx)
+	if err != nil && ctx.Err() != nil {
+		return Desired{}, err // stopping
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err == nil {
-		w.lastGood = &d
+		w.lastGood, w.held = &d, nil
 		w.health.FilesError = ""
 		w.Metrics.inc(func(m *Metrics) { m.reloadFailing.Set(0) })
 		return d, nil
@@ -219,6 +318,16 @@ func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
 		log.Error("hooks files invalid, nothing applied yet", "err", err)
 		return Desired{}, fmt.Errorf("reading hooks files: %w", err)
 	}
+	if w.Partial != nil {
+		if pd, held, ok := w.Partial(ctx, err, w.lastGood); ok {
+			// Every set in pd is good: read afresh, or held at its last
+			// good hooks. It is the last good state of each set.
+			w.held, w.lastGood = held, &pd
+			log.Error("hooks files invalid, keeping the last good hooks of their sets", "sets", slices.Sorted(maps.Keys(held)), "err", err)
+			return pd, nil
+		}
+	}
+	w.held = nil
 	log.Error("hooks files invalid, keeping the last good set", "err", err)
 	return *w.lastGood, nil
 }
@@ -228,7 +337,7 @@ func (w *Watcher) load(ctx context.Context, r *Round) (Desired, error) {
 func (w *Watcher) logChanges(r Round, report bool) {
 	log := w.logger()
 	res := r.Result
-	c := res.Plan.Counts()
+	c := res.Plan.Sent()
 	if r.Drift {
 		w.Metrics.inc(func(m *Metrics) {
 			m.drift.WithLabelValues(string(ActionCreate)).Add(float64(c.Create))
@@ -268,6 +377,7 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 	if !report {
 		w.applied, w.hasApplied = desired, true
 	}
+	w.health.SetErrors = setErrors(w.held, res.Plan)
 	perSet := map[string]int{}
 	for _, s := range d.Sets {
 		perSet[s] = 0
@@ -276,15 +386,26 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 		perSet[h.Owner]++
 	}
 	t := time.Now()
-	w.health.Ready = true
 	w.health.LastSuccess = t
+	if !report {
+		w.health.SourceRevision = d.Revision
+	}
 	w.health.LastError = ""
+	if res.Refused != nil {
+		// Set now, with the set errors, so that /readyz never sees them
+		// apart (fail counts and logs it next).
+		w.health.LastError = res.Refused.Error()
+	}
 	w.health.Sets = slices.Clone(d.Sets)
 	w.health.Hooks = len(desired)
 	w.health.Revision = res.Revision
 	w.health.Conflicts = c.Conflict
-	if r.Drift {
-		w.health.Drift++
+	w.health.Drift, w.health.DriftDetail = 0, ""
+	switch {
+	case r.Drift && report:
+		w.health.Drift, w.health.DriftDetail = res.Plan.Sent().Changes(), driftSummary(res.Plan)
+	case r.Drift && res.Applied:
+		w.health.LastCorrection = &Correction{Time: t, Changes: res.Plan.Sent().Changes(), Detail: driftSummary(res.Plan)}
 	}
 	w.mu.Unlock()
 	w.Metrics.inc(func(m *Metrics) {
@@ -297,7 +418,10 @@ func (w *Watcher) succeeded(d Desired, desired []hookctl.Hook, r Round, report b
 	})
 }
 
-func (w *Watcher) fail(r Round, err error) error {
+func (w *Watcher) fail(ctx context.Context, r Round, err error) error {
+	if ctx.Err() != nil {
+		return err // stopping: not a failure of the files or the backend
+	}
 	w.mu.Lock()
 	w.health.LastError = err.Error()
 	w.mu.Unlock()
@@ -337,6 +461,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	resync.Stop()
 	var burstStart time.Time
 	backoff := time.Duration(0)
+	epochC, stopEpoch := w.epochTicker()
+	defer stopEpoch()
 
 	for {
 		select {
@@ -374,6 +500,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			backoff = w.round(ctx, fw, resync, backoff)
 		case <-resync.C:
 			backoff = w.round(ctx, fw, resync, backoff)
+		case <-epochC:
+			if w.backendChanged(ctx) {
+				backoff = w.round(ctx, fw, resync, 0)
+			}
 		}
 	}
 }
@@ -392,7 +522,7 @@ func (w *Watcher) round(ctx context.Context, fw *fsnotify.Watcher, resync *time.
 		interval = DefaultInterval
 	}
 	next := interval
-	if err != nil && !(w.Health().Ready && w.Health().LastError == "") {
+	if err != nil && w.Health().LastError != "" {
 		// The round failed outright (not just invalid files with the last
 		// good set applied): retry sooner.
 		backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
@@ -417,12 +547,59 @@ func (w *Watcher) round(ctx context.Context, fw *fsnotify.Watcher, resync *time.
 	return backoff
 }
 
+// epochTicker ticks when the backend should be asked who it is (never
+// without Epoch).
+func (w *Watcher) epochTicker() (<-chan time.Time, func()) {
+	if w.Epoch == nil {
+		return nil, func() {}
+	}
+	every := w.EpochEvery
+	if every <= 0 {
+		every = DefaultEpochEvery
+	}
+	t := time.NewTicker(every)
+	return t.C, t.Stop
+}
+
+// backendChanged asks the backend who it is: true when it restarted (a new
+// identity, or answering again after not answering), so that temporary
+// hooks it lost come back at once. A backend that does not answer makes
+// the loop not ready.
+func (w *Watcher) backendChanged(ctx context.Context) bool {
+	id, err := w.Epoch(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		if w.health.BackendError == "" {
+			w.logger().Error("backend does not answer", "err", err)
+		}
+		w.health.BackendError = err.Error()
+		w.epoch = ""
+		return false
+	}
+	prevID, prevErr := w.epoch, w.health.BackendError
+	w.epoch, w.health.BackendError = id, ""
+	restarted := (prevID != "" && prevID != id) || prevErr != ""
+	if restarted {
+		w.logger().Info("backend restarted or answers again: reconciling", "backend", id)
+	}
+	return restarted
+}
+
 // addWatches watches the directories that hold Paths: a directory itself
 // (and its subdirectories with Recursive), or a file's parent, since
 // editors and ConfigMap volumes replace files by renaming. It returns the
 // directories watched.
 func (w *Watcher) addWatches(fw *fsnotify.Watcher) []string {
 	var dirs []string
+	for _, dir := range w.WatchDirs {
+		if err := fw.Add(dir); err == nil {
+			dirs = append(dirs, dir)
+		}
+	}
 	for _, p := range w.Paths {
 		dir := filepath.Dir(p)
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
@@ -479,6 +656,9 @@ func (m *Metrics) inc(f func(*Metrics)) {
 func driftSummary(p Changeset) string {
 	var parts []string
 	for _, e := range p.Entries {
+		if p.refused(e.Set) {
+			continue
+		}
 		switch e.Action {
 		case ActionCreate:
 			parts = append(parts, "missing "+keyText(e.Key))
@@ -517,7 +697,7 @@ func (w *Watcher) Handler(gatherer prometheus.Gatherer) http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { write(rw, http.StatusOK) })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		if w.Health().Ready {
+		if w.Health().ready() {
 			write(rw, http.StatusOK)
 			return
 		}

@@ -99,6 +99,7 @@ func startWatcher(t testing.TB, paths []string, configure func(*Watcher)) *rig {
 		Interval: time.Hour,
 		Logger:   slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:  r.metrics,
+		Source:   "dir:test",
 	}
 	if configure != nil {
 		configure(r.w)
@@ -170,8 +171,8 @@ func TestWatchRenameIntoPlace(t *testing.T) {
 		}
 	}
 	// A plain in-place write is seen too.
-	writeFile(t, file, hooksYAML("blog", "e"))
-	r.waitNodes(t, "e")
+	writeFile(t, file, hooksYAML("blog", "a", "c", "e"))
+	r.waitNodes(t, "a", "c", "e")
 }
 
 func TestWatchManyFilesAtOnce(t *testing.T) {
@@ -380,11 +381,16 @@ func TestWatchCorrectsDrift(t *testing.T) {
 	}
 	r.waitNodes(t, "a", "b")
 	// The metric moves before the health detail (both in one round).
-	waitFor(t, "drift counted in metrics and health", func() bool {
+	waitFor(t, "drift counted in metrics, correction in health", func() bool {
+		h := r.w.Health()
 		return value(t, r.metrics.drift.WithLabelValues("create")) >= 1 &&
 			value(t, r.metrics.drift.WithLabelValues("delete")) >= 1 &&
-			r.w.Health().Drift >= 1
+			h.LastCorrection != nil && h.LastCorrection.Changes == 2
 	})
+	// Corrected: no drift now.
+	if h := r.w.Health(); h.Drift != 0 || !strings.Contains(h.LastCorrection.Detail, "missing default pubsub.localhost a") {
+		t.Errorf("health after correction: drift %d, last correction %+v", h.Drift, h.LastCorrection)
+	}
 }
 
 func TestWatchReportsDriftOnly(t *testing.T) {
@@ -407,6 +413,8 @@ func TestWatchReportsDriftOnly(t *testing.T) {
 	if got := r.nodes(t); !slices.Equal(got, []string{"b"}) {
 		t.Errorf("registry %v, want [b]: --drift report must not restore", got)
 	}
+	// The drift that is there now, not a running total.
+	waitFor(t, "current drift in health", func() bool { h := r.w.Health(); return h.Drift == 1 && h.LastCorrection == nil })
 	// A file change is applied even in report mode, and it brings the
 	// registry back in line as a whole.
 	writeAtomic(t, file, hooksYAML("blog", "a", "b", "c"))
@@ -493,4 +501,70 @@ func BenchmarkWatchEditToRegistry(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "median-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// TestWatchRefusedSetIsNotDrift: while one set is refused (emptied), the
+// other set is applied, its drift is reported as drift, and the refused
+// set's pending deletions are reported as its refusal, not as drift.
+func TestWatchRefusedSetIsNotDrift(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "big.yaml"), hooksYAML("big", "b1", "b2"))
+	writeFile(t, filepath.Join(dir, "small.yaml"), hooksYAML("small", "s1"))
+	r := startWatcher(t, []string{dir}, func(w *Watcher) {
+		w.Interval = 100 * time.Millisecond
+		w.Jitter = 10 * time.Millisecond
+		w.Drift = DriftReport
+	})
+	r.waitNodes(t, "b1", "b2", "s1")
+	writeAtomic(t, filepath.Join(dir, "big.yaml"), hooksYAML("big"))
+	writeAtomic(t, filepath.Join(dir, "small.yaml"), hooksYAML("small", "s1", "s2"))
+	r.waitNodes(t, "b1", "b2", "s1", "s2")
+	waitFor(t, "big refused", func() bool { return strings.Contains(r.w.Health().SetErrors["big"], "set big declares no hooks") })
+	if h := r.w.Health(); h.Ready || h.Drift != 0 {
+		t.Errorf("health %+v: want not ready, no drift", h)
+	}
+	if _, err := r.store.Remove(context.Background(), hookctl.Match{Profile: "default", Service: "pubsub.localhost", Node: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "small's drift reported alone", func() bool {
+		h := r.w.Health()
+		return h.Drift == 1 && h.DriftDetail == "missing default pubsub.localhost s1 exec /bin/true" && h.SetErrors["big"] != ""
+	})
+	r.waitNodes(t, "b1", "b2", "s2")
+}
+
+// TestWatchInvalidFileHoldsItsSetOnly: an invalid file holds its own set at
+// its last good hooks (even the set's valid files wait), while another
+// set's change is applied; fixed, everything applies.
+func TestWatchInvalidFileHoldsItsSetOnly(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "blog1.yaml"), hooksYAML("blog", "a"))
+	writeFile(t, filepath.Join(dir, "blog2.yaml"), hooksYAML("blog", "b"))
+	writeFile(t, filepath.Join(dir, "news.yaml"), hooksYAML("news", "n1"))
+	r := startWatcher(t, []string{dir}, func(w *Watcher) { w.Partial = PartialLoader(w.Paths, false) })
+	r.waitNodes(t, "a", "b", "n1")
+
+	writeAtomic(t, filepath.Join(dir, "blog1.yaml"), hooksYAML("blog", "a", "c"))
+	writeAtomic(t, filepath.Join(dir, "blog2.yaml"), strings.Replace(hooksYAML("blog", "b"), "node:", "nod:", 1))
+	writeAtomic(t, filepath.Join(dir, "news.yaml"), hooksYAML("news", "n1", "n2"))
+	r.waitNodes(t, "a", "b", "n1", "n2")
+	waitFor(t, "blog held in health", func() bool {
+		h := r.w.Health()
+		return strings.Contains(h.SetErrors["blog"], "files invalid, its last good hooks stay: "+filepath.Join(dir, "blog2.yaml")+":4:5") &&
+			strings.Contains(h.FilesError, "unknown field") && h.Ready
+	})
+	for _, h := range listAll(t, r.store) {
+		if h.Node == "n2" && h.Source != filepath.Join(dir, "news.yaml")+":8" {
+			t.Errorf("n2's source %q, want the file as given", h.Source)
+		}
+	}
+	// A file broken past its set line: its set is known from the last
+	// good hooks.
+	writeAtomic(t, filepath.Join(dir, "news.yaml"), "vers")
+	writeAtomic(t, filepath.Join(dir, "blog2.yaml"), hooksYAML("blog", "b"))
+	r.waitNodes(t, "a", "b", "c", "n1", "n2")
+	waitFor(t, "news held", func() bool { _, ok := r.w.Health().SetErrors["news"]; return ok })
+	writeAtomic(t, filepath.Join(dir, "news.yaml"), hooksYAML("news", "n1"))
+	r.waitNodes(t, "a", "b", "c", "n1")
+	waitFor(t, "nothing held", func() bool { h := r.w.Health(); return h.SetErrors == nil && h.FilesError == "" })
 }

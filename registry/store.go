@@ -412,8 +412,11 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 	if b.Revision != cur {
 		return 0, fmt.Errorf("%w: batch planned at revision %d, registry is at %d", hookctl.ErrStale, b.Revision, cur)
 	}
-	if b.Empty() {
+	if b.Empty() && b.Inventory == nil {
 		return cur, nil
+	}
+	if err := checkInventory(b.Inventory); err != nil {
+		return 0, err
 	}
 
 	seen := make(map[hookctl.Key]struct{}, len(creates)+len(updates)+len(deletes))
@@ -461,6 +464,7 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 		}
 		c.del = append(c.del, old)
 	}
+	c.inv = b.Inventory
 	if err := s.commit(c); err != nil {
 		return 0, err
 	}
@@ -471,8 +475,9 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 // (an update moving a hook from persistent to temporary): del is applied
 // first.
 type change struct {
-	del []hookctl.Hook // hooks as stored; persistent ones leave the file
-	put []hookctl.Hook // hooks to store; persistent ones go to the file
+	del []hookctl.Hook           // hooks as stored; persistent ones leave the file
+	put []hookctl.Hook           // hooks to store; persistent ones go to the file
+	inv *hookctl.InventoryChange // set records, in the same transaction
 }
 
 // commit writes c and the next revision in one bbolt transaction, then
@@ -516,6 +521,9 @@ func (s *Store) commit(c change) error {
 			if err := hb.Put(p.k, p.v); err != nil {
 				return err
 			}
+		}
+		if err := writeInventory(tx, c.inv, s.now()); err != nil {
+			return err
 		}
 		return putRevision(tx.Bucket(bucketMeta), rev)
 	})

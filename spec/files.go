@@ -281,3 +281,26 @@ func (l *loader) result() (*Set, error) {
 	s.Sets = slices.Compact(s.Sets)
 	return s, nil
 }
+
+// File is a hooks file as Load reads it: its name as Load names it (in
+// diagnostics and sources), and the absolute root its relative script
+// paths are stored against.
+type File struct{ Name, Root string }
+
+// Files returns the files Load would read for paths, in order, with the
+// problems finding them (a Diagnostics error). It reads no file: a caller
+// that must know which files belong to a load that failed (the watcher,
+// keeping each set's last good hooks apart) asks here.
+func Files(paths []string, opts Options) ([]File, error) {
+	l := newLoader(opts)
+	refs := l.collect(paths)
+	out := make([]File, len(refs))
+	for i, f := range refs {
+		out[i] = File{Name: f.name, Root: f.root}
+	}
+	if len(l.diags) > 0 {
+		l.diags.sort()
+		return out, l.diags
+	}
+	return out, nil
+}

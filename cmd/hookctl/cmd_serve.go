@@ -24,6 +24,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		watch                                       []string
 		recursive                                   bool
 		interval                                    time.Duration
+		pf                                          planFlags
 	)
 	c := &cobra.Command{
 		Use:   "serve [--config FILE] [--data-dir DIR] [--socket PATH] [--watch PATH]...",
@@ -57,11 +58,20 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 			if err != nil {
 				return exitCode(2, err)
 			}
+			wo := daemon.WatchOptions{Paths: watch, Recursive: recursive, Interval: interval, Drift: drift}
+			if len(watch) > 0 {
+				pf.files, pf.recursive = watch, recursive
+				if wo.Watcher, err = pf.watcher(cmd, drift); err != nil {
+					return err
+				}
+				wo.Watcher.Interval = interval
+				pf.logMode(logger, wo.Watcher)
+			}
 			d, err := daemon.New(daemon.Options{
 				Config:  cfg,
 				Logger:  logger,
 				Version: version,
-				Watch:   daemon.WatchOptions{Paths: watch, Recursive: recursive, Interval: interval, Drift: drift},
+				Watch:   wo,
 			})
 			if err != nil {
 				return exitCode(2, err)
@@ -76,6 +86,7 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 	f.BoolVarP(&recursive, "recursive", "R", false, "with --watch: read subdirectories too")
 	f.DurationVar(&interval, "watch-interval", time.Minute, "with --watch: resync period that corrects drift")
 	f.StringVar(&drift, "drift", "correct", "with --watch: correct or report drift")
+	pf.bindPlan(f) // with --watch: --prune, --adopt, --allow-empty, the guards, --git
 	f.StringVar(&logLevel, "log-level", envOr("HOOKCTL_LOG_LEVEL", "info"), "debug, info, warn or error (env HOOKCTL_LOG_LEVEL)")
 	f.StringVar(&logFormat, "log-format", envOr("HOOKCTL_LOG_FORMAT", "text"), "text or json (env HOOKCTL_LOG_FORMAT)")
 	return c

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 )
 
@@ -88,6 +91,36 @@ func printStatus(w io.Writer, st api.Status) {
 		fmt.Fprintf(w, "problem: %s: %s\n", cell(e.Hook.String()), cell(e.Error))
 	}
 	printSuspensions(w, st.Suspended)
+	printWatchStatus(w, st.Watch)
+}
+
+// printWatchStatus shows serve --watch's reconciler: ready or not, and
+// each set whose changes are refused, with why.
+func printWatchStatus(w io.Writer, ws *hookctl.WatchStatus) {
+	if ws == nil {
+		return
+	}
+	state := "ready"
+	if !ws.Ready {
+		state = "not ready"
+	}
+	fmt.Fprintf(w, "\nGitOps (serve --watch): %s, files at %s, drift %d\n", state, valueOr(ws.Revision, "-"), ws.Drift)
+	if ws.LastError != "" && len(ws.SetErrors) == 0 {
+		fmt.Fprintf(w, "last round failed: %s\n", ws.LastError)
+	}
+	if ws.FilesError != "" {
+		fmt.Fprintf(w, "files invalid (last good set kept): %s\n", ws.FilesError)
+	}
+	for _, set := range slices.Sorted(maps.Keys(ws.SetErrors)) {
+		fmt.Fprintf(w, "set %s refused: %s\n", set, ws.SetErrors[set])
+	}
+}
+
+func valueOr(s, dflt string) string {
+	if s == "" {
+		return dflt
+	}
+	return s
 }
 
 func writeJSON(w io.Writer, v any) error {

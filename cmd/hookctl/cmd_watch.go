@@ -23,7 +23,7 @@ type watchFlags struct {
 	interval, debounce  time.Duration
 	jitter              time.Duration
 	drift, listen       string
-	once, allowEmpty    bool
+	once                bool
 	logLevel, logFormat string
 }
 
@@ -35,14 +35,24 @@ func newWatchCmd(g *globals) *cobra.Command {
 		Long: `Watch the directories holding the hooks files and, after each burst of
 changes, re-read the whole set, validate it, plan and apply it. Editors'
 rename-into-place, git checkouts and Kubernetes ConfigMap volumes are
-handled. An invalid edit keeps the last good set applied and is reported
-(log, hookctl_watch_reload_failures_total, /healthz detail). A resync every
+handled. An invalid edit keeps the last good hooks of its set applied (the
+other sets' changes go ahead) and is reported (log,
+hookctl_watch_reload_failures_total, /healthz files_error and set_errors). A resync every
 --interval (plus jitter) corrects drift, such as a hook deleted by hand or
-temporary hooks lost on a disconnect; --drift report only reports it.
+temporary hooks lost on a disconnect; --drift report only reports it. The
+backend is asked every 2s who it is: after a restart the files are applied
+at once (temporary hooks come back).
 
---listen serves /healthz (200 while running), /readyz (200 once a reconcile
-succeeded; 503 while the first set is invalid or the backend unreachable)
-and /metrics. --once reconciles once and exits: 0 done, 1 conflicts left,
+When the files are in a git work tree, they are read from the committed
+tree of --git-ref (HEAD), never from the work tree: an uncommitted or
+half-written file is not applied (--git=false reads the work tree). Each
+set is applied on its own: a set refused by a guard or claimed by another
+source waits, and /healthz names it (set_errors); the others go ahead.
+
+--listen serves /healthz (200 while running, the state as JSON), /readyz
+(200 while the registry matches the files: 503 while the last round
+failed, a set is refused, the files are invalid or the backend does not
+answer) and /metrics. --once reconciles once and exits: 0 done, 1 conflicts left,
 2 error (invalid files, backend unreachable).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return wf.run(cmd, g) },
@@ -55,7 +65,6 @@ and /metrics. --once reconciles once and exits: 0 done, 1 conflicts left,
 	f.StringVar(&wf.drift, "drift", reconcile.DriftCorrect, "on drift: correct it, or only report it")
 	f.StringVar(&wf.listen, "listen", "", "address for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9091")
 	f.BoolVar(&wf.once, "once", false, "reconcile once and exit (for CI)")
-	f.BoolVar(&wf.allowEmpty, "allow-empty", false, "let a set without hooks delete its live hooks")
 	f.StringVar(&wf.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&wf.logFormat, "log-format", "text", "text or json")
 	return c
@@ -64,11 +73,9 @@ and /metrics. --once reconciles once and exits: 0 done, 1 conflicts left,
 // run checks the flags, builds the watcher on the control API and runs it
 // (once, or until the command's context ends).
 func (wf *watchFlags) run(cmd *cobra.Command, g *globals) error {
-	if wf.drift != reconcile.DriftCorrect && wf.drift != reconcile.DriftReport {
-		return exitCode(2, fmt.Errorf("%w: --drift %q (want correct or report)", hookctl.ErrInvalid, wf.drift))
-	}
-	if len(wf.pf.files) == 0 {
-		return exitCode(2, fmt.Errorf("%w: no hooks files: give -f PATH", hookctl.ErrInvalid))
+	w, err := wf.pf.watcher(cmd, wf.drift)
+	if err != nil {
+		return err
 	}
 	logger, err := newLogger(cmd, wf.logLevel, wf.logFormat)
 	if err != nil {
@@ -81,34 +88,74 @@ func (wf *watchFlags) run(cmd *cobra.Command, g *globals) error {
 	defer client.Close()
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w := &reconcile.Watcher{
-		Paths:     wf.pf.files,
-		Recursive: wf.pf.recursive,
-		Load:      reconcile.SpecLoaderWith(wf.pf.files, wf.pf.specOptions()),
-		Registry:  watchSource{client, wf.pf.files}, // cmd_events.go: audited with its commit
-		JIDs:      func(ctx context.Context) (map[string]string, error) { return profileJIDs(ctx, client) },
-		Options:   reconcile.ApplyOptions{Options: wf.pf.options(nil), AllowEmpty: wf.allowEmpty},
-		Interval:  wf.interval,
-		Jitter:    wf.jitter,
-		Debounce:  wf.debounce,
-		Drift:     wf.drift,
-		Logger:    logger,
-		Metrics:   reconcile.NewMetrics(prom),
+	w.Registry = watchSource{client, wf.pf.files} // cmd_events.go: audited with its commit
+	w.JIDs = func(ctx context.Context) (map[string]string, error) { return profileJIDs(ctx, client) }
+	w.Epoch = func(ctx context.Context) (string, error) {
+		st, err := client.Status(ctx)
+		return st.Started.String(), err
 	}
+	w.Interval, w.Jitter, w.Debounce = wf.interval, wf.jitter, wf.debounce
+	w.Logger, w.Metrics = logger, reconcile.NewMetrics(prom)
+	wf.pf.logMode(logger, w)
 	if wf.once {
 		return watchOnce(cmd, w)
 	}
 	return wf.serve(cmd.Context(), w, prom, logger)
 }
 
+// watcher builds the watcher the plan flags describe, without its
+// registry (watch and serve --watch share it): files read from the
+// committed tree when they are in a git work tree (unless --git=false),
+// the inventory source, the guards.
+func (p *planFlags) watcher(cmd *cobra.Command, drift string) (*reconcile.Watcher, error) {
+	if drift != reconcile.DriftCorrect && drift != reconcile.DriftReport {
+		return nil, exitCode(2, fmt.Errorf("%w: --drift %q (want correct or report)", hookctl.ErrInvalid, drift))
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	ctx := cmd.Context()
+	if !cmd.Flags().Changed("git") {
+		p.git = reconcile.InGitWorkTree(ctx, p.files)
+	}
+	w := &reconcile.Watcher{
+		Paths:     p.files,
+		Recursive: p.recursive,
+		Load:      p.loader(),
+		Options:   reconcile.ApplyOptions{Options: p.options(nil)},
+		Drift:     drift,
+		Source:    p.sourceName(ctx),
+	}
+	if p.git {
+		w.WatchDirs = reconcile.GitWatchDirs(ctx, p.files)
+	} else {
+		w.Partial = reconcile.PartialLoader(p.files, p.recursive)
+	}
+	return w, nil
+}
+
+// logMode says where the files are read from and the source they are
+// recorded under, so that a checkout inside another repository (etckeeper's
+// /etc) that hides uncommitted files is seen at once.
+func (p *planFlags) logMode(logger *slog.Logger, w *reconcile.Watcher) {
+	if p.git {
+		logger.Info("reading hooks files from the committed tree (--git=false reads the work tree)", "ref", p.gitRef, "source", w.Source)
+		return
+	}
+	logger.Info("reading hooks files from the file system", "source", w.Source)
+}
+
 // watchOnce reconciles once (--once): exit 1 when conflicts are left.
 func watchOnce(cmd *cobra.Command, w *reconcile.Watcher) error {
 	r, err := w.Reconcile(cmd.Context())
-	if err != nil {
+	if err != nil && r.Result.Refused == nil {
 		return exitCode(2, err)
 	}
 	cnt := r.Result.Plan.Counts()
 	fmt.Fprintf(cmd.OutOrStdout(), "%s applied=%v revision=%d\n", r.Result.Plan.Summary(), r.Result.Applied, r.Result.Revision)
+	if err != nil {
+		return exitCode(2, err)
+	}
 	if cnt.Conflict > 0 {
 		return exitCode(1, fmt.Errorf("%d desired hook(s) not applied: in conflict", cnt.Conflict))
 	}
