@@ -19,7 +19,7 @@ import (
 // exhaust the process's file descriptors and starve the others.
 const (
 	ReadHeaderTimeout = 5 * time.Second
-	// ReadTimeout covers the whole request, body included: an 8 MiB batch
+	// ReadTimeout covers the whole request, body included: a 32 MiB batch
 	// takes milliseconds on loopback, seconds on a slow link.
 	ReadTimeout = 60 * time.Second
 	// WriteTimeout runs from the end of the request's headers to the end

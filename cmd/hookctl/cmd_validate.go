@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/spec"
 )
 
@@ -39,6 +41,11 @@ summary on stdout and exits 0. The backend is not contacted.`,
 					return err
 				}
 				fmt.Fprintln(cmd.ErrOrStderr(), ds.Error())
+				return exitCode(1, nil)
+			}
+			// What validate accepts, apply must be able to send.
+			if err := api.CheckBatchSize(hookctl.Batch{Create: set.Hooks}); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitCode(1, nil)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), validSummary(set))
