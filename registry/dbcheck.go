@@ -60,8 +60,8 @@ func checkPageHeader(f *os.File, m boltMeta, id uint64, flags uint16) error {
 
 // boltMeta is the part of a meta page the check needs.
 type boltMeta struct {
-	pageSize             uint64
-	root, freelist, pgid uint64
+	pageSize                   uint64
+	root, freelist, pgid, txid uint64
 }
 
 // checkDBFile refuses a store file that bbolt would crash on: bbolt maps
@@ -91,8 +91,8 @@ func damaged(path string, err error) error {
 		"registry and apply your hooks files again (hookctl apply -f …)", path, err, path, path)
 }
 
-// checkMeta reads both meta pages and checks that every valid one points
-// inside the file.
+// checkMeta reads both meta pages and checks that the one bbolt will use
+// points inside the file, at pages of the right kind.
 func checkMeta(path string, size int64) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -108,26 +108,28 @@ func checkMeta(path string, size int64) error {
 	if err0 != nil && err1 != nil {
 		return fmt.Errorf("no valid meta page (file of %d bytes: %v)", size, err0)
 	}
-	for i, m := range []boltMeta{m0, m1} {
-		if []error{err0, err1}[i] != nil {
-			continue
-		}
-		need := m.pgid * m.pageSize
-		switch {
-		case m.pageSize != pageSize && err0 == nil:
-			return fmt.Errorf("meta pages disagree on the page size (%d, %d)", pageSize, m.pageSize)
-		case m.root >= m.pgid || (m.freelist >= m.pgid && m.freelist != boltNoFreelist):
-			return fmt.Errorf("meta page %d points beyond its own high-water mark", i)
-		case uint64(size) < need:
-			return fmt.Errorf("file is truncated: %d bytes, its meta page %d needs %d", size, i, need)
-		}
-		if err := checkPageHeader(f, m, m.root, boltBranchPage|boltLeafPage); err != nil {
-			return fmt.Errorf("meta page %d: root %w", i, err)
-		}
-		if m.freelist != boltNoFreelist {
-			if err := checkPageHeader(f, m, m.freelist, boltFreelistPage); err != nil {
-				return fmt.Errorf("meta page %d: freelist %w", i, err)
-			}
+	// bbolt uses the valid meta page with the highest txid; the other
+	// one may be stale after a crash (its pages reused), which is normal.
+	m, i := m0, 0
+	if err0 != nil || (err1 == nil && m1.txid > m0.txid) {
+		m, i = m1, 1
+	}
+	if err0 == nil && err1 == nil && m0.pageSize != m1.pageSize {
+		return fmt.Errorf("meta pages disagree on the page size (%d, %d)", m0.pageSize, m1.pageSize)
+	}
+	need := m.pgid * m.pageSize
+	switch {
+	case m.root >= m.pgid || (m.freelist >= m.pgid && m.freelist != boltNoFreelist):
+		return fmt.Errorf("meta page %d points beyond its own high-water mark", i)
+	case uint64(size) < need:
+		return fmt.Errorf("file is truncated: %d bytes, its meta page %d needs %d", size, i, need)
+	}
+	if err := checkPageHeader(f, m, m.root, boltBranchPage|boltLeafPage); err != nil {
+		return fmt.Errorf("meta page %d: root %w", i, err)
+	}
+	if m.freelist != boltNoFreelist {
+		if err := checkPageHeader(f, m, m.freelist, boltFreelistPage); err != nil {
+			return fmt.Errorf("meta page %d: freelist %w", i, err)
 		}
 	}
 	return nil
@@ -154,7 +156,7 @@ func readMeta(f *os.File, off int64) (boltMeta, error) {
 	case u64(56) != h.Sum64():
 		return boltMeta{}, fmt.Errorf("meta page at offset %d has a bad checksum", off)
 	}
-	m := boltMeta{pageSize: uint64(u32(8)), root: u64(16), freelist: u64(32), pgid: u64(40)}
+	m := boltMeta{pageSize: uint64(u32(8)), root: u64(16), freelist: u64(32), pgid: u64(40), txid: u64(48)}
 	if m.pageSize < boltMinPageSize || m.pageSize > boltMaxPageSize || m.pageSize&(m.pageSize-1) != 0 {
 		return boltMeta{}, fmt.Errorf("meta page at offset %d has a bad page size %d", off, m.pageSize)
 	}

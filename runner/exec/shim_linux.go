@@ -141,9 +141,18 @@ func runShim(parent string, args []string) int {
 	killDescendants()
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
-		signal.Reset()
-		_ = syscall.Kill(os.Getpid(), ws.Signal())
-		time.Sleep(time.Second) // the signal ends the process
+		// Die of the same signal, so that the run says "killed by signal
+		// X", for the signals whose default action the Go runtime leaves
+		// alone; the others (SIGSEGV, SIGQUIT, SIGPIPE…) would make it
+		// print a trace or ignore them: exit 128+n as a shell does.
+		switch sig := ws.Signal(); sig {
+		case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM:
+			signal.Reset()
+			_ = syscall.Kill(os.Getpid(), sig)
+			time.Sleep(time.Second) // the signal ends the process
+		default:
+			return 128 + int(sig)
+		}
 	}
 	return cmd.ProcessState.ExitCode()
 }
