@@ -164,9 +164,8 @@ func killDescendants() {
 	self := os.Getpid()
 	deadline := time.Now().Add(shimCleanupDeadline)
 	for time.Now().Before(deadline) {
-		for _, pid := range childrenOf(self) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+		// Reap what has exited; no child at all (the common case: the
+		// program left nothing behind) ends it without scanning /proc.
 		for {
 			var ws syscall.WaitStatus
 			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
@@ -176,6 +175,9 @@ func killDescendants() {
 			if pid <= 0 {
 				break
 			}
+		}
+		for _, pid := range childrenOf(self) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
