@@ -53,6 +53,8 @@ func run() error {
 	}
 	cfg := fmt.Sprintf(`# Written by devserver: a backend for the private Prosody at %s.
 data_dir: %s
+secrets:        # what http hooks may name as ${NAME}: examples/hooks.yaml's webhook
+  HOOK_TOKEN: {env: HOOK_TOKEN}
 profiles:
   default:
     jid: bot@localhost
