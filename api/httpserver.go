@@ -26,7 +26,7 @@ const (
 	// of the answer, so it bounds the handler too: above the longest
 	// request (a big batch with Python checks, a PubSub request and its
 	// XMPP deadline).
-	WriteTimeout = 5 * time.Minute
+	WriteTimeout = 10 * time.Minute
 	IdleTimeout  = 60 * time.Second
 	// MaxHeaderBytes is far above any real client's header.
 	MaxHeaderBytes = 16 << 10
