@@ -161,3 +161,23 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	r.n -= k
 	return k, nil
 }
+
+// CheckBatchSize, which validate and the client call, agrees with the
+// server's limit: 100,000 small hooks fit, 34 MB of hooks do not.
+func TestCheckBatchSize(t *testing.T) {
+	var small hookctl.Batch
+	for i := range 100000 {
+		small.Create = append(small.Create, hookctl.Hook{Key: hookctl.Key{Profile: "default", Node: "n" + strconv.Itoa(i), Type: hookctl.TypeExpr, Arg: "true"}})
+	}
+	if err := api.CheckBatchSize(small); err != nil {
+		t.Errorf("100,000 small hooks: %v", err)
+	}
+	var big hookctl.Batch
+	arg := strings.Repeat("x", 16<<10)
+	for i := range api.MaxBatchBody/(16<<10) + 10 {
+		big.Create = append(big.Create, hookctl.Hook{Key: hookctl.Key{Node: "n" + strconv.Itoa(i), Type: hookctl.TypeExpr, Arg: arg}})
+	}
+	if err := api.CheckBatchSize(big); !errors.Is(err, api.ErrTooLarge) || !strings.Contains(err.Error(), "apply them in parts") {
+		t.Errorf("a batch over MaxBatchBody: %v, want ErrTooLarge", err)
+	}
+}
