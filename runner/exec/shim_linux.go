@@ -60,6 +60,14 @@ func shimCommand(path string, args, env []string) (*exec.Cmd, *os.File, *os.File
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		// No /proc (a bare container): run the program directly, in its
+		// own group, as before the shim; w's EOF reads as "started".
+		cmd := exec.Command(path, args...)
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		return cmd, r, w, nil
+	}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       append([]string{shimArgv0, path}, args...),
