@@ -263,6 +263,12 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		if err != nil {
 			return fmt.Errorf("encoding the request: %w", err)
 		}
+		if int64(len(b)) > bodyLimit(path) {
+			if batch, ok := in.(hookctl.Batch); ok {
+				return CheckBatchSize(batch)
+			}
+			return fmt.Errorf("%w: request of %d bytes is over the control API's limit of %d", ErrTooLarge, len(b), bodyLimit(path))
+		}
 		body = bytes.NewReader(b)
 	}
 	if _, ok := ctx.Deadline(); !ok {

@@ -19,14 +19,14 @@ import (
 // exhaust the process's file descriptors and starve the others.
 const (
 	ReadHeaderTimeout = 5 * time.Second
-	// ReadTimeout covers the whole request, body included: an 8 MiB batch
+	// ReadTimeout covers the whole request, body included: a 32 MiB batch
 	// takes milliseconds on loopback, seconds on a slow link.
 	ReadTimeout = 60 * time.Second
 	// WriteTimeout runs from the end of the request's headers to the end
 	// of the answer, so it bounds the handler too: above the longest
 	// request (a big batch with Python checks, a PubSub request and its
 	// XMPP deadline).
-	WriteTimeout = 5 * time.Minute
+	WriteTimeout = 10 * time.Minute
 	IdleTimeout  = 60 * time.Second
 	// MaxHeaderBytes is far above any real client's header.
 	MaxHeaderBytes = 16 << 10

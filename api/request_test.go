@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,21 +98,20 @@ func TestOversizedBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Through the client: a batch of about 9 MiB.
+	// Through the client: a batch of about MaxBatchBody + 1 MiB, refused
+	// by the client before sending (the server's own refusal is the
+	// chunked case below).
 	big := strings.Repeat("a", 1<<20)
 	var batch hookctl.Batch
 	batch.Revision = rev
-	for i := range 9 {
+	for i := range api.MaxBatchBody>>20 + 1 {
 		h := hook("n", "/bin/"+strconv.Itoa(i))
 		h.Args = []string{big}
 		batch.Create = append(batch.Create, h)
 	}
 	_, err = e.client.Apply(ctx, batch)
 	if !errors.Is(err, api.ErrTooLarge) || !errors.Is(err, hookctl.ErrInvalid) {
-		t.Fatalf("Apply of a 9 MiB batch: %v, want ErrTooLarge", err)
-	}
-	if ae := apiError(t, err); ae.Status != http.StatusRequestEntityTooLarge || ae.Code != api.CodeTooLarge {
-		t.Errorf("got %d %s, want 413 too_large", ae.Status, ae.Code)
+		t.Fatalf("Apply of a batch over MaxBatchBody: %v, want ErrTooLarge", err)
 	}
 	// A batch under the limit with hooks over MaxBody each is fine: the
 	// batch limit is the larger one.
@@ -170,4 +168,24 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	copy(p[:k], bytes.Repeat([]byte{r.b}, k))
 	r.n -= k
 	return k, nil
+}
+
+// CheckBatchSize, which validate and the client call, agrees with the
+// server's limit: 100,000 small hooks fit, 34 MB of hooks do not.
+func TestCheckBatchSize(t *testing.T) {
+	var small hookctl.Batch
+	for i := range 100000 {
+		small.Create = append(small.Create, hookctl.Hook{Key: hookctl.Key{Profile: "default", Node: "n" + strconv.Itoa(i), Type: hookctl.TypeExpr, Arg: "true"}})
+	}
+	if err := api.CheckBatchSize(small); err != nil {
+		t.Errorf("100,000 small hooks: %v", err)
+	}
+	var big hookctl.Batch
+	arg := strings.Repeat("x", 16<<10)
+	for i := range api.MaxBatchBody/(16<<10) + 10 {
+		big.Create = append(big.Create, hookctl.Hook{Key: hookctl.Key{Node: "n" + strconv.Itoa(i), Type: hookctl.TypeExpr, Arg: arg}})
+	}
+	if err := api.CheckBatchSize(big); !errors.Is(err, api.ErrTooLarge) || !strings.Contains(err.Error(), "apply them in parts") {
+		t.Errorf("a batch over MaxBatchBody: %v, want ErrTooLarge", err)
+	}
 }

@@ -44,11 +44,41 @@ import (
 
 // Body size limits.
 const (
-	// MaxBatchBody bounds POST /v1/batch: a whole declared set.
-	MaxBatchBody = 8 << 20
+	// MaxBatchBody bounds POST /v1/batch: a whole declared set. 100,000
+	// hooks take about 14 MB; validate refuses a set whose batch would
+	// not fit (CheckBatchSize), so that what it accepts apply can send.
+	MaxBatchBody = 32 << 20
 	// MaxBody bounds the other request bodies.
 	MaxBody = 1 << 20
 )
+
+// bodyLimit is the body limit of path, for the server and the client.
+func bodyLimit(path string) int64 {
+	if path == "/v1/batch" {
+		return MaxBatchBody
+	}
+	return MaxBody
+}
+
+// CheckBatchSize refuses a batch whose request body would be over
+// MaxBatchBody, saying so before anything is sent. validate calls it on a
+// whole set, the client on every batch.
+func CheckBatchSize(b hookctl.Batch) error {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encoding the batch: %w", err)
+	}
+	return checkBodySize("/v1/batch", len(data), len(b.Create)+len(b.Update)+len(b.Delete))
+}
+
+func checkBodySize(path string, size, hooks int) error {
+	if limit := bodyLimit(path); int64(size) > limit {
+		return fmt.Errorf("%w: %d hook change(s) encode to %d bytes, over the control API's limit of %d MiB "+
+			"for one request: apply them in parts (separate hooks files and apply -f runs)",
+			ErrTooLarge, hooks, size, limit>>20)
+	}
+	return nil
+}
 
 // shutdownTimeout bounds the graceful shutdown: in-flight requests get this
 // long to finish once the serving context ends.
@@ -275,7 +305,7 @@ type revisionResponse struct {
 
 func (s *Server) applyBatch(w http.ResponseWriter, r *http.Request) {
 	var b hookctl.Batch
-	if !s.decode(w, r, &b, MaxBatchBody) {
+	if !s.decode(w, r, &b, bodyLimit(r.URL.Path)) {
 		return
 	}
 	rev, err := s.backend.Apply(r.Context(), b)

@@ -60,9 +60,8 @@ func checkPageHeader(f *os.File, m boltMeta, id uint64, flags uint16) error {
 
 // boltMeta is the part of a meta page the check needs.
 type boltMeta struct {
-	pageSize             uint64
-	root, freelist, pgid uint64
-	txid                 uint64
+	pageSize                   uint64
+	root, freelist, pgid, txid uint64
 }
 
 // checkDBFile refuses a store file that bbolt would crash on: bbolt maps
@@ -92,10 +91,8 @@ func damaged(path string, err error) error {
 		"registry and apply your hooks files again (hookctl apply -f …)", path, err, path, path)
 }
 
-// checkMeta reads both meta pages and checks the one bbolt will use: the
-// valid one with the highest transaction id. The other is an older state
-// whose pages a later commit may have reused, as after a kill -9 between
-// two commits: checking it would refuse a healthy file.
+// checkMeta reads both meta pages and checks that the one bbolt will use
+// points inside the file, at pages of the right kind.
 func checkMeta(path string, size int64) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -111,30 +108,28 @@ func checkMeta(path string, size int64) error {
 	if err0 != nil && err1 != nil {
 		return fmt.Errorf("no valid meta page (file of %d bytes: %v)", size, err0)
 	}
-	use := 0
+	// bbolt uses the valid meta page with the highest txid; the other
+	// one may be stale after a crash (its pages reused), which is normal.
+	m, i := m0, 0
 	if err0 != nil || (err1 == nil && m1.txid > m0.txid) {
-		use = 1
+		m, i = m1, 1
 	}
-	for i, m := range []boltMeta{m0, m1} {
-		if i != use {
-			continue
-		}
-		need := m.pgid * m.pageSize
-		switch {
-		case m.pageSize != pageSize && err0 == nil:
-			return fmt.Errorf("meta pages disagree on the page size (%d, %d)", pageSize, m.pageSize)
-		case m.root >= m.pgid || (m.freelist >= m.pgid && m.freelist != boltNoFreelist):
-			return fmt.Errorf("meta page %d points beyond its own high-water mark", i)
-		case uint64(size) < need:
-			return fmt.Errorf("file is truncated: %d bytes, its meta page %d needs %d", size, i, need)
-		}
-		if err := checkPageHeader(f, m, m.root, boltBranchPage|boltLeafPage); err != nil {
-			return fmt.Errorf("meta page %d: root %w", i, err)
-		}
-		if m.freelist != boltNoFreelist {
-			if err := checkPageHeader(f, m, m.freelist, boltFreelistPage); err != nil {
-				return fmt.Errorf("meta page %d: freelist %w", i, err)
-			}
+	if err0 == nil && err1 == nil && m0.pageSize != m1.pageSize {
+		return fmt.Errorf("meta pages disagree on the page size (%d, %d)", m0.pageSize, m1.pageSize)
+	}
+	need := m.pgid * m.pageSize
+	switch {
+	case m.root >= m.pgid || (m.freelist >= m.pgid && m.freelist != boltNoFreelist):
+		return fmt.Errorf("meta page %d points beyond its own high-water mark", i)
+	case uint64(size) < need:
+		return fmt.Errorf("file is truncated: %d bytes, its meta page %d needs %d", size, i, need)
+	}
+	if err := checkPageHeader(f, m, m.root, boltBranchPage|boltLeafPage); err != nil {
+		return fmt.Errorf("meta page %d: root %w", i, err)
+	}
+	if m.freelist != boltNoFreelist {
+		if err := checkPageHeader(f, m, m.freelist, boltFreelistPage); err != nil {
+			return fmt.Errorf("meta page %d: freelist %w", i, err)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/spec"
 )
 
@@ -44,6 +45,13 @@ summary on stdout and exits 0. The backend is not contacted.`,
 			var ds spec.Diagnostics
 			if err != nil && !errors.As(err, &ds) {
 				return err
+			}
+			// What validate accepts, apply must be able to send.
+			if err == nil {
+				if berr := api.CheckBatchSize(hookctl.Batch{Create: set.Hooks}); berr != nil {
+					ds = spec.Diagnostics{{File: strings.Join(set.Files, ","), Message: berr.Error()}}
+					err = ds
+				}
 			}
 			if output == "json" {
 				if err := printValidateJSON(cmd, set, ds); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/reconcile"
 )
 
@@ -172,9 +173,9 @@ func (wf *watchFlags) serve(ctx context.Context, w *reconcile.Watcher, prom *pro
 		if err != nil {
 			return exitCode(2, fmt.Errorf("--listen: %w", err))
 		}
-		srv = &http.Server{Handler: w.Handler(prom), ReadHeaderTimeout: 10 * time.Second}
+		srv = api.NewHTTPServer(api.RefuseBody(w.Handler(prom)), logger)
 		srvDone = make(chan error, 1)
-		go func() { srvDone <- srv.Serve(ln) }()
+		go func() { srvDone <- srv.Serve(api.LimitListener(ln, api.MaxConns)) }()
 		logger.Info("serving health and metrics", "addr", ln.Addr().String())
 	}
 	runErr := w.Run(ctx)

@@ -61,6 +61,14 @@ func TestScripts(t *testing.T) {
 			"backendpid": cmdBackendPID,
 		},
 		RequireExplicitExec: true,
+		// [race]: the binary has the race detector (harden_bigapply
+		// scales down under it).
+		Condition: func(cond string) (bool, error) {
+			if cond == "race" {
+				return raceEnabled, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 	})
 }
 

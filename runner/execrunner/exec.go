@@ -1,7 +1,10 @@
 // Package execrunner runs exec hooks: a program started directly (no shell)
 // per event, with the event as JSON on stdin and HOOK_* variables in a
-// minimal environment. The program runs in its own process group, which is
-// killed when the run ends, so nothing it forked outlives the run.
+// minimal environment. The program runs under a shim (shim_linux.go), a
+// child subreaper in its own process group: when the run ends, is stopped,
+// or the backend dies (even by kill -9), the shim kills every descendant
+// of the program, those that called setsid included, so nothing it forked
+// outlives the run or the backend.
 //
 // The stdin document is the hookctl.Event encoded with its JSON tags, nothing
 // added or wrapped, for example:
@@ -138,21 +141,31 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 	}
 
 	out := runner.NewTailWriter(runner.OutputTail)
-	cmd := exec.Command(r.path, r.args...)
+	// The program runs under the shim (shim_linux.go), which keeps its
+	// descendants from outliving the run or the backend.
+	cmd, startR, startW, err := shimCommand(r.path, r.args, hookEnv(r.env, ev))
+	if err != nil {
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("starting %s: %w", r.path, err)}
+	}
+	defer startR.Close()
 	cmd.Dir = filepath.Dir(r.path)
-	cmd.Env = hookEnv(r.env, ev)
 	cmd.Stdin = bytes.NewReader(input)
 	// One writer for both streams: exec then uses a single pipe, so the
 	// tail keeps stdout and stderr interleaved as the program wrote them.
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Wait returns at most WaitDelay after the process exits even if an
 	// escaped descendant still holds the output pipe.
 	cmd.WaitDelay = r.waitDelay
 
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	startW.Close()
+	if err != nil {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("starting %s: %w", r.path, err)}
+	}
+	if msg := readStartError(startR); msg != "" {
+		r.wait(ctx, cmd)
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("%s", msg)}
 	}
 	stopped := r.wait(ctx, cmd)
 
@@ -188,7 +201,7 @@ func (r *Runner) wait(ctx context.Context, cmd *exec.Cmd) (stopped bool) {
 	case err = <-exited:
 	case <-ctx.Done():
 		stopped = true
-		killGroup(pid)
+		stopShim(pid, exited)
 		err = <-exited
 	}
 	if err != nil {
@@ -237,6 +250,21 @@ func hookEnv(base []string, ev hookctl.Event) []string {
 		env = append(env, "HOOK_CATCHUP=1")
 	}
 	return env
+}
+
+// stopShim asks the shim to end the run (it kills every descendant,
+// setsid ones included), and kills its group if it has not exited within
+// a second. exited is re-filled for the caller.
+func stopShim(pid int, exited chan error) {
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case err := <-exited:
+		exited <- err
+	case <-t.C:
+		killGroup(pid)
+	}
 }
 
 // killGroup sends SIGKILL to the process group pgid; an empty group (ESRCH)

@@ -201,8 +201,9 @@ func TestChildOutlivingProgramIsKilled(t *testing.T) {
 
 func TestEscapedChildDoesNotBlockRun(t *testing.T) {
 	dir := t.TempDir()
-	// setsid leaves the process group, so the group kill misses it: this is
-	// the documented limit. WaitDelay still bounds the run.
+	// setsid leaves the process group, so the group kill misses it (the
+	// shim kills it, see TestSetsidChildIsKilledAtRunEnd). WaitDelay
+	// bounds the run whatever holds the output pipe.
 	prog := runnertest.Script(t, dir, "escape.sh", `setsid sh -c 'echo $$ > escaped.pid; exec sleep 100' & sleep 0.2; echo bye`)
 	r := newRunner(t, execrunner.Options{WaitDelay: 300 * time.Millisecond}, prog)
 	res := run(t, r, 10*time.Second, runnertest.Event())
@@ -210,6 +211,37 @@ func TestEscapedChildDoesNotBlockRun(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	if res.Outcome != runner.OK || res.Output != "bye\n" {
 		t.Fatalf("result = %+v, want ok", res)
+	}
+}
+
+// A descendant that left the process group (setsid) is killed when the
+// run ends, by the run's shim, rather than outliving it.
+func TestSetsidChildIsKilledAtRunEnd(t *testing.T) {
+	dir := t.TempDir()
+	prog := runnertest.Script(t, dir, "escape.sh", `setsid sh -c 'echo $$ > escaped.pid; exec sleep 100' & while [ ! -s escaped.pid ]; do sleep 0.01; done; echo bye`)
+	res := run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
+	pid := runnertest.ReadPID(t, filepath.Join(dir, "escaped.pid"))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if res.Outcome != runner.OK || res.Output != "bye\n" {
+		t.Fatalf("result = %+v, want ok", res)
+	}
+	if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
+		t.Errorf("setsid child %d still exists after the run (kill 0: %v)", pid, err)
+	}
+}
+
+// The same on a timeout: the shim kills the whole tree.
+func TestSetsidChildIsKilledOnTimeout(t *testing.T) {
+	dir := t.TempDir()
+	prog := runnertest.Script(t, dir, "escape.sh", `setsid sh -c 'echo $$ > escaped.pid; exec sleep 100' & sleep 100`)
+	res := run(t, newRunner(t, execrunner.Options{}, prog), 500*time.Millisecond, runnertest.Event())
+	pid := runnertest.ReadPID(t, filepath.Join(dir, "escaped.pid"))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if res.Outcome != runner.Timeout {
+		t.Fatalf("result = %+v, want timeout", res)
+	}
+	if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
+		t.Errorf("setsid child %d still exists after the timeout (kill 0: %v)", pid, err)
 	}
 }
 
