@@ -15,6 +15,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/rules"
 )
 
 // Config is the backend's configuration. The zero value plus Defaults is
@@ -202,6 +203,9 @@ func (c *Config) validate(path string) error {
 	}
 	if c.MaxPublishBytes < 0 || c.MaxPublishBytes > maxPublishBytesLimit {
 		bad("max_publish_bytes", "%d is out of range (1 to %d; 0 or unset: %d)", c.MaxPublishBytes, maxPublishBytesLimit, DefaultMaxPublishBytes)
+	}
+	if max := rules.DefaultLimits().MaxTimeout; time.Duration(c.DefaultTimeout) > max {
+		bad("default_timeout", "%s is longer than a hook's timeout may be (%s)", time.Duration(c.DefaultTimeout), max)
 	}
 	if c.RunsKeep < 0 {
 		bad("runs_keep", "must be positive (0 = the default, 10000)")

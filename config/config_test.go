@@ -79,6 +79,7 @@ func TestLoadErrorsNameFileAndField(t *testing.T) {
 		{"api_listen: 127.0.0.1:70000\napi_token_file: t\n", `port "70000" is not a number from 0 to 65535`},
 		{"api_tls_cert: c\n", "api_tls_cert and api_tls_key go together"},
 		{"max_publish_bytes: -1\n", "max_publish_bytes: -1 is out of range"},
+		{"default_timeout: 1000000h\n", "default_timeout: 1000000h0m0s is longer than a hook's timeout may be (24h0m0s)"},
 		{"max_publish_bytes: 2000000\n", "max_publish_bytes: 2000000 is out of range"},
 		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    server: h:0\n", `port "0" is not a number from 1 to 65535`},
 		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    request_timeout: 1h\n", "request_timeout: 1h0m0s is out of range"},
