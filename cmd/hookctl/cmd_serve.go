@@ -23,7 +23,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		dataDir, listen, logLevel, logFormat, drift string
 		watch                                       []string
 		recursive                                   bool
-		interval                                    time.Duration
+		interval, debounce, jitter                  time.Duration
 		pf                                          planFlags
 	)
 	c := &cobra.Command{
@@ -64,7 +64,7 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 				if wo.Watcher, err = pf.watcher(cmd, drift); err != nil {
 					return err
 				}
-				wo.Watcher.Interval = interval
+				wo.Watcher.Interval, wo.Watcher.Debounce, wo.Watcher.Jitter = interval, debounce, jitter
 				pf.logMode(logger, wo.Watcher)
 			}
 			d, err := daemon.New(daemon.Options{
@@ -84,7 +84,13 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 	f.StringVar(&listen, "listen", "", "address for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9090")
 	f.StringArrayVar(&watch, "watch", nil, "hooks file or directory to keep applied (repeatable)")
 	f.BoolVarP(&recursive, "recursive", "R", false, "with --watch: read subdirectories too")
-	f.DurationVar(&interval, "watch-interval", time.Minute, "with --watch: resync period that corrects drift")
+	// --interval, --debounce and --jitter as `hookctl watch` names them;
+	// --watch-interval was serve's name for the first and still works.
+	f.DurationVar(&interval, "interval", time.Minute, "with --watch: resync period that corrects drift")
+	f.DurationVar(&interval, "watch-interval", time.Minute, "")
+	_ = f.MarkHidden("watch-interval")
+	f.DurationVar(&debounce, "debounce", 150*time.Millisecond, "with --watch: quiet time after a file change before reloading")
+	f.DurationVar(&jitter, "jitter", 0, "with --watch: random extra delay up to this per resync (default interval/10)")
 	f.StringVar(&drift, "drift", "correct", "with --watch: correct or report drift")
 	pf.bindPlan(f) // with --watch: --prune, --adopt, --allow-empty, the guards, --git
 	f.StringVar(&logLevel, "log-level", envOr("HOOKCTL_LOG_LEVEL", "info"), "debug, info, warn or error (env HOOKCTL_LOG_LEVEL)")
@@ -100,7 +106,7 @@ func checkServeWatchFlags(drift string, interval time.Duration) error {
 		return fmt.Errorf("%w: --drift %q (want correct or report)", hookctl.ErrInvalid, drift)
 	}
 	if interval <= 0 {
-		return fmt.Errorf("%w: --watch-interval %v: want a positive duration", hookctl.ErrInvalid, interval)
+		return fmt.Errorf("%w: --interval %v: want a positive duration", hookctl.ErrInvalid, interval)
 	}
 	return nil
 }
