@@ -191,29 +191,33 @@ type Change struct {
 // is added to Hook and not here.
 func (h Hook) AttributeChanges(o Hook) []Change {
 	var out []Change
-	add := func(field, a, b string) {
-		if a != b {
-			out = append(out, Change{Field: field, Old: a, New: b})
+	a, b := h.Fields(), o.Fields()
+	for i := range a {
+		if a[i].Value != b[i].Value {
+			out = append(out, Change{Field: a[i].Name, Old: a[i].Value, New: b[i].Value})
 		}
 	}
-	add("profile", h.Profile, o.Profile)
-	add("service", h.Service, o.Service)
-	add("node", h.Node, o.Node)
-	add("type", string(h.Type), string(o.Type))
-	add("arg", h.Arg, o.Arg)
-	add("persistent", fmt.Sprint(h.Persistent), fmt.Sprint(o.Persistent))
-	add("owner", h.Owner, o.Owner)
-	add("name", h.Name, o.Name)
-	add("args", jsonString(h.Args), jsonString(o.Args))
-	add("headers", jsonString(h.Headers), jsonString(o.Headers))
-	add("events", eventsString(h.EffectiveEvents()), eventsString(o.EffectiveEvents()))
-	add("filter", h.Filter, o.Filter)
-	add("timeout", h.Timeout.String(), o.Timeout.String())
-	add("concurrency", fmt.Sprint(max(h.Concurrency, 1)), fmt.Sprint(max(o.Concurrency, 1)))
-	add("catchup", catchupString(h.Catchup), catchupString(o.Catchup))
-	add("memory", h.Memory, o.Memory)
-	add("enabled", fmt.Sprint(!h.Suspended), fmt.Sprint(!o.Suspended))
 	return out
+}
+
+// Field is one declared field of a hook, as AttributeChanges compares it
+// and plans print it.
+type Field struct{ Name, Value string }
+
+// Fields lists every declared field of h in a fixed order, identity
+// first, each as the text plans compare and print ("" for unset; defaults
+// applied where a zero value means one, as for events and concurrency).
+func (h Hook) Fields() []Field {
+	return []Field{
+		{"profile", h.Profile}, {"service", h.Service}, {"node", h.Node},
+		{"type", string(h.Type)}, {"arg", h.Arg},
+		{"persistent", fmt.Sprint(h.Persistent)}, {"owner", h.Owner}, {"name", h.Name},
+		{"args", jsonString(h.Args)}, {"headers", jsonString(h.Headers)},
+		{"events", eventsString(h.EffectiveEvents())}, {"filter", h.Filter},
+		{"timeout", h.Timeout.String()}, {"concurrency", fmt.Sprint(max(h.Concurrency, 1))},
+		{"catchup", catchupString(h.Catchup)}, {"memory", h.Memory},
+		{"enabled", fmt.Sprint(!h.Suspended)},
+	}
 }
 
 // SameAttributes reports whether AttributeChanges finds nothing, cheaply

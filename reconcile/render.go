@@ -87,6 +87,9 @@ type TextOptions struct {
 	// the sets' own hooks kept by NoPrune. Other sets' hooks are only
 	// counted, so that the output does not grow with the registry.
 	LeftAlone bool
+	// Verbose lists every attribute of a hook to create, defaults too;
+	// otherwise only those set apart from the defaults.
+	Verbose bool
 }
 
 const (
@@ -142,6 +145,9 @@ func (p Changeset) WriteText(w io.Writer, o TextOptions) error {
 		for _, c := range e.Changes {
 			fmt.Fprintf(&b, "    %s: %s → %s\n", c.Field, valueText(c.Old), valueText(c.New))
 		}
+		if e.Action == ActionCreate {
+			writeAttributes(&b, *e.Desired, o.Verbose)
+		}
 	}
 	for _, sp := range p.SetPlans {
 		if sp.Err != nil {
@@ -153,6 +159,22 @@ func (p Changeset) WriteText(w io.Writer, o TextOptions) error {
 	b.WriteByte('\n')
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeAttributes lists, below a `+` line, the name and the attributes of
+// the hook to create that are not the defaults (all with verbose), so a
+// reviewer sees what the hook will do.
+func writeAttributes(b *strings.Builder, h hookctl.Hook, verbose bool) {
+	defaults := hookctl.Hook{Key: h.Key, Owner: h.Owner, Persistent: true}.Fields()
+	for i, f := range h.Fields() {
+		switch f.Name {
+		case "profile", "service", "node", "type", "arg", "owner":
+			continue // on the line above, or the set's
+		}
+		if verbose || f.Value != defaults[i].Value {
+			fmt.Fprintf(b, "    %s: %s\n", f.Name, valueText(f.Value))
+		}
+	}
 }
 
 // keyText is the key as in `hook list`: profile service node type arg,

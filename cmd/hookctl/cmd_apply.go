@@ -13,9 +13,9 @@ import (
 
 func newApplyCmd(g *globals) *cobra.Command {
 	var (
-		pf              planFlags
-		output          string
-		noColor, dryRun bool
+		pf                       planFlags
+		output                   string
+		noColor, dryRun, verbose bool
 	)
 	c := &cobra.Command{
 		Use:   "apply -f PATH... [-R] [--dry-run] [--prune=false] [--prune-unowned] [--adopt] [--allow-empty] [--allow-mass-delete] [--git] [-o json]",
@@ -53,7 +53,8 @@ another source manages (the inventory names it). Exit status: 0 applied,
 				doc.Applied, doc.NewRevision = &res.Applied, &res.Revision
 				err = writeJSON(out, doc)
 			} else {
-				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor)})
+				// The same text as diff, so that --dry-run shows what diff shows.
+				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor), LeftAlone: true, Verbose: verbose})
 				noteSuspended(cmd, g, res.Plan.Sets)
 				switch {
 				case err != nil:
@@ -83,5 +84,6 @@ another source manages (the inventory names it). Exit status: 0 applied,
 	f.BoolVar(&dryRun, "dry-run", false, "show the plan against the live registry, change nothing")
 	f.StringVarP(&output, "output", "o", "simple", "output format: simple or json")
 	f.BoolVar(&noColor, "no-color", false, "no colours even on a terminal (also env NO_COLOR)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "list every attribute of the hooks to create, defaults too")
 	return c
 }

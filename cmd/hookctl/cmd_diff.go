@@ -172,9 +172,9 @@ func useColor(w io.Writer, noColor bool) bool {
 
 func newDiffCmd(g *globals) *cobra.Command {
 	var (
-		pf      planFlags
-		output  string
-		noColor bool
+		pf               planFlags
+		output           string
+		noColor, verbose bool
 	)
 	c := &cobra.Command{
 		Use:   "diff -f PATH... [-R] [--git] [-o json]",
@@ -203,7 +203,7 @@ without contacting the backend).`,
 			} else {
 				// Hooks left alone are listed too: diff is where a user looks
 				// for what the files do not manage.
-				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor), LeftAlone: true})
+				err = res.Plan.WriteText(out, reconcile.TextOptions{Color: useColor(out, noColor), LeftAlone: true, Verbose: verbose})
 				noteSuspended(cmd, g, res.Plan.Sets)
 			}
 			if err != nil {
@@ -221,5 +221,6 @@ without contacting the backend).`,
 	pf.bind(c)
 	c.Flags().StringVarP(&output, "output", "o", "simple", "output format: simple or json")
 	c.Flags().BoolVar(&noColor, "no-color", false, "no colours even on a terminal (also env NO_COLOR)")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "list every attribute of the hooks to create, defaults too")
 	return c
 }

@@ -29,7 +29,10 @@ func TestMain(m *testing.M) {
 // starts one with `prosody start`).
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+		// HOOKCTL_UPDATE_SCRIPTS=1 rewrites the files that cmp compares
+		// against with what the commands printed (review the diff).
+		UpdateScripts: os.Getenv("HOOKCTL_UPDATE_SCRIPTS") == "1",
+		Dir:           "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			// Unix socket paths are limited to 108 bytes: keep them short.
 			dir, err := os.MkdirTemp("", "hk")
