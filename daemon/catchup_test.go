@@ -366,6 +366,15 @@ func TestCatchupGapIsReported(t *testing.T) {
 	b.waitSubscribed("default", 1)
 	pub.publish("small", "seen", 10*time.Second)
 	waitTally(t, out, []string{"seen"}, 20*time.Second)
+	// The hook's output comes before its run ends and the item is marked
+	// finished: wait for the mark, or it is caught up again after the stop.
+	waitUntil(t, 10*time.Second, "seen marked finished", func() (bool, string) {
+		st, err := b.client.Status(context.Background())
+		if err != nil || len(st.Nodes) != 1 {
+			return false, fmt.Sprint(err)
+		}
+		return st.Nodes[0].Finished == 1, fmt.Sprintf("%+v", st.Nodes[0])
+	})
 	b.stop()
 	missed := ids("m", 0, 25)
 	for _, id := range missed {
