@@ -26,6 +26,9 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Socket is the control API's Unix socket.
 	Socket string `yaml:"socket"`
+	// MetricsHookNames adds hookctl_hook_runs_total{set,name,outcome},
+	// one series per named hook and outcome (off: bounded cardinality).
+	MetricsHookNames bool `yaml:"metrics_hook_names"`
 	// SocketGroup, when set, makes the socket 0660 and owned by this group,
 	// so that operators in it can use the CLI (default: 0600, the
 	// backend's user only).

@@ -257,6 +257,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		DefaultTimeout: time.Duration(d.cfg.DefaultTimeout),
 		Metrics:        d.metrics,
 		HooksRoot:      d.cfg.HooksRoot,
+		HookMetrics:    d.cfg.MetricsHookNames,
 		CheckScript: func(path string, executable bool) error {
 			return rules.ScriptFile(path, executable, d.cfg.AllowInsecureScripts)
 		},

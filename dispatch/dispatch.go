@@ -51,6 +51,9 @@ type Options struct {
 	// HooksRoot is where relative python_file and exec paths (hooks
 	// declared in files) are found; see rules.Resolve.
 	HooksRoot string
+	// HookMetrics adds hookctl_hook_runs_total{set,name,outcome} for named
+	// hooks: off by default, as its cardinality is the user's to bound.
+	HookMetrics bool
 	// CheckScript, when set, may refuse the resolved script or program of
 	// a python_file or exec hook before its runner starts (the backend
 	// passes rules.ScriptFile); a refused hook is reported, not run.
@@ -167,6 +170,9 @@ func New(opts Options) *Dispatcher {
 		retiredByKey: make(map[hookctl.Key]*worker),
 		handoff:      make(chan *worker),
 		quit:         make(chan struct{}),
+	}
+	if opts.HookMetrics {
+		d.m.enableHookMetrics(opts.Metrics, log)
 	}
 	d.snap.Store(&snapshot{
 		index:   map[nodeKey][]*entry{},
@@ -493,6 +499,7 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	}
 	tm := e.tm
 	d.m.countRun(e.hook.Type, tm, res.Outcome)
+	d.m.countHookRun(e.hook, res.Outcome)
 	if res.Outcome != runner.Dropped {
 		tm.duration.Observe(dur.Seconds())
 	}

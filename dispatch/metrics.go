@@ -20,6 +20,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec // type
 	drops    *prometheus.CounterVec   // type
 	depth    prometheus.Gauge         // runs waiting in every queue
+	// byHook counts runs per named hook (set, name, outcome); nil unless
+	// Options.HookMetrics: its cardinality is the user's hooks.
+	byHook *prometheus.CounterVec
 
 	// byProfile caches received's children: WithLabelValues hashes its
 	// labels, a sync.Map load is cheaper on the hot path.
@@ -130,4 +133,22 @@ func (m *metrics) countRun(t hookctl.Type, tm *typeMetrics, o runner.Outcome) {
 		return
 	}
 	m.runs.WithLabelValues(string(t), string(o)).Inc()
+}
+
+// enableHookMetrics adds hookctl_hook_runs_total{set,name,outcome}.
+func (m *metrics) enableHookMetrics(reg prometheus.Registerer, log *slog.Logger) {
+	m.byHook = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hookctl_hook_runs_total",
+		Help: "Runs of each named hook, by set, name and outcome (opt-in: config metrics_hook_names).",
+	}, []string{"set", "name", "outcome"})
+	if reg != nil {
+		m.byHook = register(reg, m.byHook, log)
+	}
+}
+
+// countHookRun counts a run of a named hook when per-hook metrics are on.
+func (m *metrics) countHookRun(h hookctl.Hook, o runner.Outcome) {
+	if m.byHook != nil && h.Name != "" {
+		m.byHook.WithLabelValues(h.Owner, h.Name, string(o)).Inc()
+	}
 }
