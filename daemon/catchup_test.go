@@ -400,9 +400,11 @@ func TestCatchupGapIsReported(t *testing.T) {
 		t.Fatalf("status nodes = %+v, want the one node", st.Nodes)
 	}
 	n := st.Nodes[0]
+	// Finished: the 10 caught up, and "seen" until the marks of items the
+	// node no longer holds are trimmed (either is right).
 	if n.Node != "small" || n.Service != srv.PubSub || n.Hooks != 1 || !n.Subscribed || n.Gaps != 1 || n.CaughtUp != 10 ||
-		n.Finished != 11 || n.LastCatchup.IsZero() || !strings.Contains(n.MaybeMissed, "all 10 items the node held were new") {
-		t.Errorf("node status = %+v, want 1 gap, 10 caught up, 11 finished, subscribed", n)
+		(n.Finished != 10 && n.Finished != 11) || n.LastCatchup.IsZero() || !strings.Contains(n.MaybeMissed, "all 10 items the node held were new") {
+		t.Errorf("node status = %+v, want 1 gap, 10 caught up, 10 or 11 finished, subscribed", n)
 	}
 	t.Logf("published %d, run %d (the ones kept), caught up %d, gaps %d: %s", len(missed), len(tl.order)-1, tl.catchup, n.Gaps, n.MaybeMissed)
 }
