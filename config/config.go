@@ -236,7 +236,7 @@ func (c *Config) validate(path string) error {
 	for name, sd := range c.SecretDecls {
 		field := "secrets." + name
 		switch {
-		case !validSecretName(name):
+		case !ValidSecretName(name):
 			bad(field, "name must be letters, digits and _, not starting with a digit")
 		case (sd.File == "") == (sd.Env == ""):
 			bad(field, "needs exactly one of file or env")
@@ -274,8 +274,9 @@ func (c *Config) validate(path string) error {
 	return errors.Join(errs...)
 }
 
-// validSecretName: the names ${NAME} can hold.
-func validSecretName(s string) bool {
+// ValidSecretName reports whether s can be a secret's name, the NAME of
+// ${NAME}: letters, digits and '_', not starting with a digit.
+func ValidSecretName(s string) bool {
 	if s == "" || '0' <= s[0] && s[0] <= '9' {
 		return false
 	}

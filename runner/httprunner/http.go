@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/runner"
 )
 
@@ -284,7 +285,7 @@ func expand(s string, lookup func(string) (string, error)) (string, error) {
 			return "", errors.New("unclosed ${")
 		}
 		name := s[i+2 : i+end]
-		if !validVarName(name) {
+		if !config.ValidSecretName(name) {
 			return "", fmt.Errorf("bad variable name %q in ${...}", name)
 		}
 		v, err := lookup(name)
@@ -294,16 +295,4 @@ func expand(s string, lookup func(string) (string, error)) (string, error) {
 		b.WriteString(v)
 		s = s[i+end+1:]
 	}
-}
-
-func validVarName(s string) bool {
-	if s == "" || '0' <= s[0] && s[0] <= '9' {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
