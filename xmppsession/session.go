@@ -138,6 +138,39 @@ type conn struct {
 	xs   *xmpp.Session
 	ctx  context.Context // ends when the connection ends
 	full jid.JID
+	// drop closes the connection (Run then reconnects): after a write that
+	// failed or was cut short by its deadline, the stream may hold half a
+	// stanza, and the server then answers nothing more on it.
+	drop func()
+	// writeFailed reports whether a write on the connection failed.
+	writeFailed func() bool
+}
+
+// watchedConn remembers that a write failed: mellium cuts a write short
+// (a deadline in the past) when a request's context ends during it, and
+// the request then reports only its context's error.
+type watchedConn struct {
+	net.Conn
+	failed atomic.Bool
+}
+
+func (w *watchedConn) Write(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	if err != nil {
+		w.failed.Store(true)
+	}
+	return n, err
+}
+
+// writeFailedOf finds the watchedConn under nc (itself, or under TLS).
+func writeFailedOf(nc net.Conn) func() bool {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if w, ok := nc.(*watchedConn); ok {
+		return w.failed.Load
+	}
+	return func() bool { return false }
 }
 
 // New checks cfg and returns a session; Run connects it.
@@ -370,10 +403,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (s *Session) dial(ctx context.Context) (*xmpp.Session, net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	nc, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(dctx, "tcp", s.cfg.Server)
+	raw, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(dctx, "tcp", s.cfg.Server)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dialing %s: %w", s.cfg.Server, err)
 	}
+	var nc net.Conn = &watchedConn{Conn: raw}
 	tlsCfg := &tls.Config{
 		ServerName:         s.origin.Domainpart(),
 		InsecureSkipVerify: s.cfg.InsecureSkipVerify, // #nosec G402 -- opt-in, for test servers
@@ -480,7 +514,7 @@ func (s *Session) serve(ctx context.Context, xs *xmpp.Session, nc net.Conn, reco
 		return fmt.Errorf("sending presence: %w", err)
 	}
 
-	c := &conn{xs: xs, ctx: cctx, full: xs.LocalAddr()}
+	c := &conn{xs: xs, ctx: cctx, full: xs.LocalAddr(), drop: func() { nc.Close() }, writeFailed: writeFailedOf(nc)}
 	s.mu.Lock()
 	s.conn = c
 	s.state.State, s.state.Since, s.state.JID = StateConnected, time.Now(), c.full.String()
@@ -601,6 +635,12 @@ func (s *Session) reqErr(ctx context.Context, c *conn, what string, err error) e
 	if errors.As(err, &se) {
 		return fmt.Errorf("%s: %w", what, newStanzaError(se))
 	}
+	if brokenWrite(err) || c.writeFailed() {
+		s.log.Warn("xmpp write failed; reconnecting", "request", what, "err", err)
+		c.drop()
+		return fmt.Errorf("%s: %w: writing to the XMPP server failed (%v); reconnecting "+
+			"(the request may or may not have been carried out)", what, hookctl.ErrUnavailable, err)
+	}
 	// ctx is the request's own context (see current): it also ends when
 	// the connection does, so the connection is asked first.
 	switch {
@@ -613,6 +653,13 @@ func (s *Session) reqErr(ctx context.Context, c *conn, what string, err error) e
 			what, ErrTimeout, s.cfg.RequestTimeout)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// brokenWrite reports whether err is a failed or interrupted write on the
+// connection, after which the XML stream cannot be trusted.
+func brokenWrite(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &oe) && oe.Op == "write")
 }
 
 // ErrTimeout is a request the server did not answer in time. It wraps
