@@ -125,16 +125,23 @@ type Suspender interface {
 }
 
 func (s *Server) suspend(w http.ResponseWriter, r *http.Request) {
-	var req SuspendRequest
+	postOp(s, w, r, "suspending hooks", Suspender.Suspend)
+}
+
+// postOp is a POST endpoint served by an optional part of the backend:
+// decode the body, check the backend implements B, call it, write its
+// result.
+func postOp[B, Req, Res any](s *Server, w http.ResponseWriter, r *http.Request, what string, call func(B, context.Context, Req) (Res, error)) {
+	var req Req
 	if !s.decode(w, r, &req, MaxBody) {
 		return
 	}
-	b, ok := s.backend.(Suspender)
+	b, ok := any(s.backend).(B)
 	if !ok {
-		s.writeError(w, r, unsupported("suspending hooks"))
+		s.writeError(w, r, unsupported(what))
 		return
 	}
-	res, err := b.Suspend(r.Context(), req)
+	res, err := call(b, r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -201,43 +208,16 @@ type ManualRunner interface {
 }
 
 func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
-	var req TriggerRequest
-	if !s.decode(w, r, &req, MaxBody) {
-		return
-	}
-	b, ok := s.backend.(ManualRunner)
-	if !ok {
-		s.writeError(w, r, unsupported("running hooks by hand"))
-		return
-	}
-	run, err := b.Trigger(r.Context(), req)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, run)
+	postOp(s, w, r, "running hooks by hand", ManualRunner.Trigger)
 }
 
 func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
-	var req ReplayRequest
-	if !s.decode(w, r, &req, MaxBody) {
-		return
-	}
-	b, ok := s.backend.(ManualRunner)
-	if !ok {
-		s.writeError(w, r, unsupported("running hooks by hand"))
-		return
-	}
-	if req.ID == 0 {
-		s.writeError(w, r, fmt.Errorf("%w: run id is required", hookctl.ErrInvalid))
-		return
-	}
-	run, err := b.Replay(r.Context(), req.ID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, run)
+	postOp(s, w, r, "running hooks by hand", func(b ManualRunner, ctx context.Context, req ReplayRequest) (hookctl.Run, error) {
+		if req.ID == 0 {
+			return hookctl.Run{}, fmt.Errorf("%w: run id is required", hookctl.ErrInvalid)
+		}
+		return b.Replay(ctx, req.ID)
+	})
 }
 
 // Trigger runs a hook once on an item fetched from its node.
