@@ -19,6 +19,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/internal/prosodytest"
 	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/xmppsession"
@@ -188,7 +189,7 @@ func TestHostileHooksNoLeaks(t *testing.T) {
 	waitUntil(t, 5*time.Second, "children of the fork hook gone", func() (bool, string) {
 		var live []string
 		for _, s := range children {
-			if pid, _ := strconv.Atoi(s); pid > 0 && alive(pid) {
+			if pid, _ := strconv.Atoi(s); pid > 0 && proctest.Alive(pid) {
 				live = append(live, s)
 			}
 		}

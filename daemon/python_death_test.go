@@ -12,6 +12,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/internal/prosodytest"
 )
 
@@ -63,7 +64,7 @@ time.sleep(120)
 	})
 	sleeps := []string{"303.25", "304.25", "305.25"}
 	for _, arg := range sleeps {
-		if procWithArgs("sleep", arg) == 0 {
+		if proctest.Find("sleep", arg) == 0 {
 			t.Fatalf("sleep %s not running before the kill", arg)
 		}
 	}
@@ -71,41 +72,13 @@ time.sleep(120)
 	waitUntil(t, 10*time.Second, "hook processes gone", func() (bool, string) {
 		var left []string
 		for _, arg := range sleeps {
-			if pid := procWithArgs("sleep", arg); pid != 0 {
+			if pid := proctest.Find("sleep", arg); pid != 0 {
 				left = append(left, fmt.Sprintf("sleep %s (pid %d)", arg, pid))
 			}
 		}
-		if procAlive(worker) {
+		if proctest.Alive(worker) {
 			left = append(left, fmt.Sprintf("python worker (pid %d)", worker))
 		}
 		return len(left) == 0, strings.Join(left, ", ")
 	})
-}
-
-// procWithArgs returns the pid of a live process whose command line is
-// exactly name and arg, or 0.
-func procWithArgs(name, arg string) int {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && string(b) == name+"\x00"+arg+"\x00" && procAlive(pid) {
-			return pid
-		}
-	}
-	return 0
-}
-
-// procAlive reports whether pid exists and is not a zombie.
-func procAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

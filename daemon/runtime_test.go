@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,12 +12,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
+	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/internal/prosodytest"
 )
 
@@ -70,23 +69,6 @@ func itemIDs(runs []hookctl.Run) []string {
 		out[i] = string(r.Event) + ":" + r.ItemID
 	}
 	return out
-}
-
-// alive reports whether pid is a live (not zombie) process.
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return !errors.Is(err, os.ErrNotExist)
-	}
-	// Field 3 is the state, after "pid (comm)".
-	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
 }
 
 func readPID(t *testing.T, path string) int {
@@ -288,7 +270,7 @@ echo "$HOOK_ITEM_ID" >> `+out+"\n")
 			t.Errorf("run after the timeout = %+v", runs[1])
 		}
 		waitUntil(t, 5*time.Second, "hook processes gone", func() (bool, string) {
-			return !alive(shPID) && !alive(childPID), fmt.Sprintf("sh %d alive %v, child %d alive %v", shPID, alive(shPID), childPID, alive(childPID))
+			return !proctest.Alive(shPID) && !proctest.Alive(childPID), fmt.Sprintf("sh %d alive %v, child %d alive %v", shPID, proctest.Alive(shPID), childPID, proctest.Alive(childPID))
 		})
 		data, _ := os.ReadFile(out)
 		if got := strings.Fields(string(data)); !slices.Equal(got, []string{"next"}) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/runner"
 )
 
@@ -240,33 +241,16 @@ open(%q, "w").write("%%d %%d" %% (a.pid, b.pid))
 	}
 	for _, f := range strings.Fields(string(b)) {
 		pid, _ := strconv.Atoi(f)
-		if alive(pid) {
+		if proctest.Alive(pid) {
 			t.Errorf("process %d of the run still running", pid)
 		}
 	}
 	// Looked for in /proc, not in the runner's bookkeeping.
 	for _, arg := range []string{"300", "301", "302"} {
-		if p := findProcess("sleep", arg); p != 0 {
+		if p := proctest.Find("sleep", arg); p != 0 {
 			t.Errorf("sleep %s (pid %d) outlived the run", arg, p)
 		}
 	}
-}
-
-// findProcess returns the pid of a live process whose command line is
-// exactly name arg, or 0.
-func findProcess(name, arg string) int {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && string(b) == name+"\x00"+arg+"\x00" && alive(pid) {
-			return pid
-		}
-	}
-	return 0
 }
 
 // A hook's memory is bounded: allocating 4 GB fails the run clearly, and

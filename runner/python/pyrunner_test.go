@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
@@ -591,14 +592,14 @@ func TestCloseKillsWorkers(t *testing.T) {
 	if _, err := fmt.Sscan(res.Output, &worker, &child); err != nil {
 		t.Fatalf("output %q", res.Output)
 	}
-	if !alive(worker) {
+	if !proctest.Alive(worker) {
 		t.Fatal("worker not running before Close")
 	}
 	waitGone(t, child) // what a run started ends with the run
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if alive(worker) {
+	if proctest.Alive(worker) {
 		t.Errorf("worker %d alive after Close", worker)
 	}
 	if res := run(t, r, publishEvent("b")); res.Outcome != runner.Error {
@@ -636,23 +637,11 @@ def hook(host, client, item):
 	}
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return syscall.Kill(pid, 0) == nil
-	}
-	// The state follows the parenthesised command name.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // waitGone waits until pid has exited, failing after a few seconds.
 func waitGone(tb testing.TB, pid int) {
 	tb.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
+	for proctest.Alive(pid) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("process %d still running", pid)
 		}
