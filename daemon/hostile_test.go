@@ -19,9 +19,9 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/internal/prosodytest"
 	"hookctl.dev/hookctl/runner"
+	"hookctl.dev/hookctl/runner/runnertest"
 	"hookctl.dev/hookctl/xmppsession"
 )
 
@@ -189,7 +189,7 @@ func TestHostileHooksNoLeaks(t *testing.T) {
 	waitUntil(t, 5*time.Second, "children of the fork hook gone", func() (bool, string) {
 		var live []string
 		for _, s := range children {
-			if pid, _ := strconv.Atoi(s); pid > 0 && proctest.Alive(pid) {
+			if pid, _ := strconv.Atoi(s); pid > 0 && runnertest.Alive(pid) {
 				live = append(live, s)
 			}
 		}

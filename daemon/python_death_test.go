@@ -12,8 +12,8 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/runner/runnertest"
 )
 
 // TestKill9LeavesNoPythonProcess: the backend is killed with SIGKILL while
@@ -64,7 +64,7 @@ time.sleep(120)
 	})
 	sleeps := []string{"303.25", "304.25", "305.25"}
 	for _, arg := range sleeps {
-		if proctest.Find("sleep", arg) == 0 {
+		if runnertest.FindProcess("sleep", arg) == 0 {
 			t.Fatalf("sleep %s not running before the kill", arg)
 		}
 	}
@@ -72,11 +72,11 @@ time.sleep(120)
 	waitUntil(t, 10*time.Second, "hook processes gone", func() (bool, string) {
 		var left []string
 		for _, arg := range sleeps {
-			if pid := proctest.Find("sleep", arg); pid != 0 {
+			if pid := runnertest.FindProcess("sleep", arg); pid != 0 {
 				left = append(left, fmt.Sprintf("sleep %s (pid %d)", arg, pid))
 			}
 		}
-		if proctest.Alive(worker) {
+		if runnertest.Alive(worker) {
 			left = append(left, fmt.Sprintf("python worker (pid %d)", worker))
 		}
 		return len(left) == 0, strings.Join(left, ", ")

@@ -17,8 +17,8 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/runner/runnertest"
 )
 
 // The runtime tests: events from a real Prosody reach the hooks through the
@@ -270,7 +270,7 @@ echo "$HOOK_ITEM_ID" >> `+out+"\n")
 			t.Errorf("run after the timeout = %+v", runs[1])
 		}
 		waitUntil(t, 5*time.Second, "hook processes gone", func() (bool, string) {
-			return !proctest.Alive(shPID) && !proctest.Alive(childPID), fmt.Sprintf("sh %d alive %v, child %d alive %v", shPID, proctest.Alive(shPID), childPID, proctest.Alive(childPID))
+			return !runnertest.Alive(shPID) && !runnertest.Alive(childPID), fmt.Sprintf("sh %d alive %v, child %d alive %v", shPID, runnertest.Alive(shPID), childPID, runnertest.Alive(childPID))
 		})
 		data, _ := os.ReadFile(out)
 		if got := strings.Fields(string(data)); !slices.Equal(got, []string{"next"}) {

@@ -33,13 +33,6 @@ func newRunner(t testing.TB, opts execrunner.Options, path string, args ...strin
 	return r
 }
 
-func run(t testing.TB, r runner.Runner, timeout time.Duration, ev hookctl.Event) runner.Result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return r.Run(ctx, ev)
-}
-
 func TestEnvStdinArgs(t *testing.T) {
 	t.Setenv("HOOKCTL_TEST_SECRET", "s3cret")
 	dir := t.TempDir()
@@ -54,7 +47,7 @@ echo done`)
 	ev := runnertest.Event()
 	ev.Catchup = true
 
-	res := run(t, r, 10*time.Second, ev)
+	res := runnertest.Run(t, r, 10*time.Second, ev)
 	if res.Outcome != runner.OK || res.ExitCode != 0 || res.Err != nil {
 		t.Fatalf("result = %+v, want ok", res)
 	}
@@ -109,7 +102,7 @@ echo done`)
 func TestNoCatchupVariableForLiveEvents(t *testing.T) {
 	dir := t.TempDir()
 	prog := runnertest.Script(t, dir, "hook.sh", `env`)
-	res := run(t, newRunner(t, execrunner.Options{Env: []string{"PATH=/usr/bin:/bin", "X=1"}}, prog), 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, newRunner(t, execrunner.Options{Env: []string{"PATH=/usr/bin:/bin", "X=1"}}, prog), 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.OK {
 		t.Fatalf("result = %+v", res)
 	}
@@ -123,7 +116,7 @@ func TestNoCatchupVariableForLiveEvents(t *testing.T) {
 
 func TestNonZeroExit(t *testing.T) {
 	prog := runnertest.Script(t, t.TempDir(), "fail.sh", `echo out; echo oops >&2; exit 3`)
-	res := run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.Failed || res.ExitCode != 3 {
 		t.Fatalf("result = %+v, want failed with 3", res)
 	}
@@ -137,7 +130,7 @@ func TestNonZeroExit(t *testing.T) {
 
 func TestKilledBySignal(t *testing.T) {
 	prog := runnertest.Script(t, t.TempDir(), "sig.sh", `kill -TERM $$`)
-	res := run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.Failed || res.ExitCode != -1 {
 		t.Fatalf("result = %+v, want failed with -1", res)
 	}
@@ -156,7 +149,7 @@ echo started
 sleep 100`)
 	r := newRunner(t, execrunner.Options{}, prog)
 	start := time.Now()
-	res := run(t, r, 500*time.Millisecond, runnertest.Event())
+	res := runnertest.Run(t, r, 500*time.Millisecond, runnertest.Event())
 	if res.Outcome != runner.Timeout || res.ExitCode != -1 || !errors.Is(res.Err, context.DeadlineExceeded) {
 		t.Fatalf("result = %+v, want timeout", res)
 	}
@@ -192,7 +185,7 @@ func TestChildOutlivingProgramIsKilled(t *testing.T) {
 	// would block for the whole WaitDelay and the child would survive it.
 	prog := runnertest.Script(t, dir, "fork.sh", `sleep 100 & echo $! > child.pid; echo bye`)
 	r := newRunner(t, execrunner.Options{WaitDelay: 20 * time.Second}, prog)
-	res := run(t, r, 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.OK || res.Output != "bye\n" {
 		t.Fatalf("result = %+v, want ok", res)
 	}
@@ -206,7 +199,7 @@ func TestEscapedChildDoesNotBlockRun(t *testing.T) {
 	// bounds the run whatever holds the output pipe.
 	prog := runnertest.Script(t, dir, "escape.sh", `setsid sh -c 'echo $$ > escaped.pid; exec sleep 100' & sleep 0.2; echo bye`)
 	r := newRunner(t, execrunner.Options{WaitDelay: 300 * time.Millisecond}, prog)
-	res := run(t, r, 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	pid := runnertest.ReadPID(t, filepath.Join(dir, "escaped.pid"))
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	if res.Outcome != runner.OK || res.Output != "bye\n" {
@@ -219,7 +212,7 @@ func TestEscapedChildDoesNotBlockRun(t *testing.T) {
 func TestSetsidChildIsKilledAtRunEnd(t *testing.T) {
 	dir := t.TempDir()
 	prog := runnertest.Script(t, dir, "escape.sh", `setsid sh -c 'echo $$ > escaped.pid; exec sleep 100' & while [ ! -s escaped.pid ]; do sleep 0.01; done; echo bye`)
-	res := run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
 	pid := runnertest.ReadPID(t, filepath.Join(dir, "escaped.pid"))
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	if res.Outcome != runner.OK || res.Output != "bye\n" {
@@ -234,7 +227,7 @@ func TestSetsidChildIsKilledAtRunEnd(t *testing.T) {
 func TestSetsidChildIsKilledOnTimeout(t *testing.T) {
 	dir := t.TempDir()
 	prog := runnertest.Script(t, dir, "escape.sh", `setsid sh -c 'echo $$ > escaped.pid; exec sleep 100' & sleep 100`)
-	res := run(t, newRunner(t, execrunner.Options{}, prog), 500*time.Millisecond, runnertest.Event())
+	res := runnertest.Run(t, newRunner(t, execrunner.Options{}, prog), 500*time.Millisecond, runnertest.Event())
 	pid := runnertest.ReadPID(t, filepath.Join(dir, "escaped.pid"))
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	if res.Outcome != runner.Timeout {
@@ -250,7 +243,7 @@ func TestOutputFloodIsBounded(t *testing.T) {
 	r := newRunner(t, execrunner.Options{}, prog)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	res := run(t, r, 30*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 30*time.Second, runnertest.Event())
 	runtime.ReadMemStats(&after)
 	if res.Outcome != runner.OK {
 		t.Fatalf("result = %+v", res)
@@ -268,7 +261,7 @@ func TestTailCutsAtRuneBoundary(t *testing.T) {
 	// 4095 ASCII bytes then "é" (2 bytes) then more: the cut lands inside
 	// no rune, and the output stays valid UTF-8 whatever the split.
 	prog := runnertest.Script(t, t.TempDir(), "utf8.sh", `i=0; while [ $i -lt 3000 ]; do printf 'é'; i=$((i+1)); done; printf x`)
-	res := run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, newRunner(t, execrunner.Options{}, prog), 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.OK {
 		t.Fatalf("result = %+v", res)
 	}
@@ -284,7 +277,7 @@ func TestStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{filepath.Join(dir, "missing"), notExec, dir} {
-		res := run(t, newRunner(t, execrunner.Options{}, path), 10*time.Second, runnertest.Event())
+		res := runnertest.Run(t, newRunner(t, execrunner.Options{}, path), 10*time.Second, runnertest.Event())
 		if res.Outcome != runner.Error || res.ExitCode != -1 || res.Err == nil {
 			t.Errorf("%s: result = %+v, want error", path, res)
 		}
@@ -323,20 +316,20 @@ func TestNoLeaks(t *testing.T) {
 	rOK := newRunner(t, execrunner.Options{}, ok)
 	rFail := newRunner(t, execrunner.Options{}, fail)
 	rHang := newRunner(t, execrunner.Options{}, hang)
-	run(t, rOK, 10*time.Second, runnertest.Event()) // warm up lazily opened fds
+	runnertest.Run(t, rOK, 10*time.Second, runnertest.Event()) // warm up lazily opened fds
 	fds, goroutines := runnertest.FDCount(t), runtime.NumGoroutine()
 	for i := range 50 {
 		switch i % 10 {
 		case 0:
-			if res := run(t, rHang, 50*time.Millisecond, runnertest.Event()); res.Outcome != runner.Timeout {
+			if res := runnertest.Run(t, rHang, 50*time.Millisecond, runnertest.Event()); res.Outcome != runner.Timeout {
 				t.Fatalf("hang: %+v", res)
 			}
 		case 1:
-			if res := run(t, rFail, 10*time.Second, runnertest.Event()); res.Outcome != runner.Failed {
+			if res := runnertest.Run(t, rFail, 10*time.Second, runnertest.Event()); res.Outcome != runner.Failed {
 				t.Fatalf("fail: %+v", res)
 			}
 		default:
-			if res := run(t, rOK, 10*time.Second, runnertest.Event()); res.Outcome != runner.OK {
+			if res := runnertest.Run(t, rOK, 10*time.Second, runnertest.Event()); res.Outcome != runner.OK {
 				t.Fatalf("ok: %+v", res)
 			}
 		}

@@ -33,13 +33,6 @@ func newRunner(t testing.TB, opts exprrunner.Options, src string, host runner.Ho
 	return r
 }
 
-func run(t testing.TB, r runner.Runner, timeout time.Duration, ev hookctl.Event) runner.Result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return r.Run(ctx, ev)
-}
-
 func TestLogAndPublish(t *testing.T) {
 	var logs runnertest.SyncBuffer
 	host := runnertest.NewHost(&logs)
@@ -50,7 +43,7 @@ let gen = publish(event.service, "other", "<x xmlns='urn:x'/>");
 log("published", id, gen)`, host)
 
 	ev := runnertest.Event()
-	res := run(t, r, 10*time.Second, ev)
+	res := runnertest.Run(t, r, 10*time.Second, ev)
 	if res.Outcome != runner.OK || res.Err != nil || res.ExitCode != -1 {
 		t.Fatalf("result = %+v, want ok", res)
 	}
@@ -74,7 +67,7 @@ func TestFilterEnvironment(t *testing.T) {
 	r := newRunner(t, exprrunner.Options{}, `log(event.profile, event.service, event.node, event.item_id, item.publisher, item.payload contains "Atom")`, host)
 	ev := runnertest.Event()
 	ev.Catchup = true
-	res := run(t, r, 10*time.Second, ev)
+	res := runnertest.Run(t, r, 10*time.Second, ev)
 	if want := "default pubsub.example.org urn:xmpp:microblog:0 post-1 alice@example.org true\n"; res.Output != want {
 		t.Errorf("output = %q, want %q (result %+v)", res.Output, want, res)
 	}
@@ -84,7 +77,7 @@ func TestPublishFailureFailsRun(t *testing.T) {
 	host := runnertest.NewHost(nil)
 	host.Err = fmt.Errorf("session: %w", hookctl.ErrUnavailable)
 	r := newRunner(t, exprrunner.Options{}, `log("before"); publish("svc", "node", "<p/>"); log("after")`, host)
-	res := run(t, r, 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.Failed || !errors.Is(res.Err, hookctl.ErrUnavailable) {
 		t.Fatalf("result = %+v, want failed wrapping ErrUnavailable", res)
 	}
@@ -101,7 +94,7 @@ func TestAddKeepsSemantics(t *testing.T) {
 log(1 + 2, 1.5 + 1, "a" + "b", 1 + 2 == 3);
 log(("x" + item.id) startsWith "xpost", upper("p" + "q"), duration("1s") + duration("2s"));
 log(reduce(1..3, #acc + #, 0), reduce(["a", "b"], #acc + #, ""))`, runnertest.NewHost(nil))
-	res := run(t, r, 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	if want := "3 2.5 ab true\ntrue PQ 3s\n6 ab\n"; res.Output != want || res.Outcome != runner.OK {
 		t.Errorf("result = %+v, want output %q", res, want)
 	}
@@ -109,7 +102,7 @@ log(reduce(1..3, #acc + #, 0), reduce(["a", "b"], #acc + #, ""))`, runnertest.Ne
 
 func TestStringBudgetOption(t *testing.T) {
 	r := newRunner(t, exprrunner.Options{StringBudget: 10}, `log("12345" + "6789"); log("12" + "3")`, runnertest.NewHost(nil))
-	res := run(t, r, 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.Failed || res.Output != "123456789\n" || !strings.Contains(res.Err.Error(), "string budget exceeded") {
 		t.Errorf("result = %+v, want failed on the second +", res)
 	}
@@ -117,7 +110,7 @@ func TestStringBudgetOption(t *testing.T) {
 
 func TestRuntimeErrorFailsRun(t *testing.T) {
 	r := newRunner(t, exprrunner.Options{}, `int(item.id) > 3`, runnertest.NewHost(nil))
-	res := run(t, r, 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.Failed || res.Err == nil {
 		t.Fatalf("result = %+v, want failed", res)
 	}
@@ -163,7 +156,7 @@ func TestRunawayHitsBudget(t *testing.T) {
 		r := newRunner(t, exprrunner.Options{}, src, host)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		res := run(t, r, 20*time.Second, runnertest.Event())
+		res := runnertest.Run(t, r, 20*time.Second, runnertest.Event())
 		runtime.ReadMemStats(&after)
 		if res.Outcome != runner.Failed || res.Err == nil {
 			t.Errorf("%s: result = %+v, want failed", src, res)
@@ -187,7 +180,7 @@ func TestTimeoutWhileBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := run(t, r, 100*time.Millisecond, runnertest.Event())
+	res := runnertest.Run(t, r, 100*time.Millisecond, runnertest.Event())
 	if res.Outcome != runner.Timeout || !errors.Is(res.Err, context.DeadlineExceeded) || res.Output != "start\n" {
 		t.Fatalf("result = %+v, want timeout after start", res)
 	}
@@ -224,7 +217,7 @@ func TestConcurrentRunsDoNotShareState(t *testing.T) {
 		wg.Go(func() {
 			ev := runnertest.Event()
 			ev.ItemID = fmt.Sprint("id-", i)
-			res := run(t, r, 10*time.Second, ev)
+			res := runnertest.Run(t, r, 10*time.Second, ev)
 			if want := ev.ItemID + "\n" + ev.ItemID + "\n"; res.Outcome != runner.OK || res.Output != want {
 				t.Errorf("run %d: %+v, want output %q", i, res, want)
 			}
@@ -238,7 +231,7 @@ func TestConcurrentRunsDoNotShareState(t *testing.T) {
 
 func TestOutputIsBounded(t *testing.T) {
 	r := newRunner(t, exprrunner.Options{}, `all(1..2000, {log("line", #)})`, runnertest.NewHost(nil))
-	res := run(t, r, 10*time.Second, runnertest.Event())
+	res := runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	if res.Outcome != runner.OK || len(res.Output) > runner.OutputTail || !strings.HasSuffix(res.Output, "line 2000\n") {
 		t.Errorf("result: %v, %d bytes ending %q", res.Outcome, len(res.Output), res.Output[max(0, len(res.Output)-20):])
 	}
@@ -248,7 +241,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	r := newRunner(t, exprrunner.Options{}, `log(item.id)`, runnertest.NewHost(nil))
 	goroutines := runtime.NumGoroutine()
 	for range 50 {
-		run(t, r, 10*time.Second, runnertest.Event())
+		runnertest.Run(t, r, 10*time.Second, runnertest.Event())
 	}
 	runnertest.Settle(t, goroutines)
 }

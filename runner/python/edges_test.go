@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/runner"
+	"hookctl.dev/hookctl/runner/runnertest"
 )
 
 // Each run starts in the worker's directory with the sys.path of the load,
@@ -241,13 +241,13 @@ open(%q, "w").write("%%d %%d" %% (a.pid, b.pid))
 	}
 	for _, f := range strings.Fields(string(b)) {
 		pid, _ := strconv.Atoi(f)
-		if proctest.Alive(pid) {
+		if runnertest.Alive(pid) {
 			t.Errorf("process %d of the run still running", pid)
 		}
 	}
 	// Looked for in /proc, not in the runner's bookkeeping.
 	for _, arg := range []string{"300", "301", "302"} {
-		if p := proctest.Find("sleep", arg); p != 0 {
+		if p := runnertest.FindProcess("sleep", arg); p != 0 {
 			t.Errorf("sleep %s (pid %d) outlived the run", arg, p)
 		}
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/internal/proctest"
 	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
@@ -592,14 +591,14 @@ func TestCloseKillsWorkers(t *testing.T) {
 	if _, err := fmt.Sscan(res.Output, &worker, &child); err != nil {
 		t.Fatalf("output %q", res.Output)
 	}
-	if !proctest.Alive(worker) {
+	if !runnertest.Alive(worker) {
 		t.Fatal("worker not running before Close")
 	}
 	waitGone(t, child) // what a run started ends with the run
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if proctest.Alive(worker) {
+	if runnertest.Alive(worker) {
 		t.Errorf("worker %d alive after Close", worker)
 	}
 	if res := run(t, r, publishEvent("b")); res.Outcome != runner.Error {
@@ -641,7 +640,7 @@ def hook(host, client, item):
 func waitGone(tb testing.TB, pid int) {
 	tb.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for proctest.Alive(pid) {
+	for runnertest.Alive(pid) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("process %d still running", pid)
 		}

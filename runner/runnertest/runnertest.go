@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/runner"
 )
 
 // Script writes an executable shell script named name into dir and returns
@@ -77,7 +78,9 @@ func Settle(tb testing.TB, want int) {
 	}
 }
 
-// Alive reports whether process pid exists and is not a zombie.
+// Alive reports whether process pid exists and is neither a zombie nor
+// dead. Tests check with it, as ps would, that no hook process outlives
+// its run or the backend.
 func Alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil {
 		return false
@@ -89,7 +92,24 @@ func Alive(pid int) bool {
 	// The state follows the parenthesised command name.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
+}
+
+// FindProcess returns the pid of a live process whose command line is
+// exactly name and arg, or 0.
+func FindProcess(name, arg string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && string(b) == name+"\x00"+arg+"\x00" && Alive(pid) {
+			return pid
+		}
+	}
+	return 0
 }
 
 // ReadPID waits for a script to write a pid into path and returns it.
@@ -226,4 +246,13 @@ func Children(tb testing.TB) []int {
 		}
 	}
 	return out
+}
+
+// Run runs ev through r under a deadline of timeout, as the dispatcher
+// would, and returns the result.
+func Run(tb testing.TB, r runner.Runner, timeout time.Duration, ev hookctl.Event) runner.Result {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return r.Run(ctx, ev)
 }
