@@ -503,18 +503,22 @@ func (d *Dispatcher) record(e *entry, ev *hookctl.Event, started time.Time, dur 
 	if res.Outcome != runner.Dropped {
 		tm.duration.Observe(dur.Seconds())
 	}
-	attrs := []any{"hook", e.hook.Key.String(), "name", e.hook.Name, "set", e.hook.Owner,
-		"node", ev.Node, "event", ev.Kind, "item_id", ev.ItemID, "run_id", r.ID}
+	// Built only for a line that is logged: an ok run at info level, the
+	// common case, allocates nothing here.
+	attrs := func(more ...any) []any {
+		return append([]any{"hook", e.hook.Key.String(), "name", e.hook.Name, "set", e.hook.Owner,
+			"node", ev.Node, "event", ev.Kind, "item_id", ev.ItemID, "run_id", r.ID}, more...)
+	}
 	switch {
 	case res.Outcome == runner.Dropped:
 		// logged by logDrop (queue full) or the closing dispatcher
 	case res.Outcome == runner.Skipped:
-		d.log.Info("hook run skipped", append(attrs, "reason", r.Error)...)
+		d.log.Info("hook run skipped", attrs("reason", r.Error)...)
 	case res.Outcome != runner.OK:
-		d.log.Warn("hook run failed", append(attrs, "outcome", res.Outcome,
+		d.log.Warn("hook run failed", attrs("outcome", res.Outcome,
 			"exit_code", res.ExitCode, "duration", dur, "error", r.Error)...)
 	case d.log.Enabled(context.Background(), slog.LevelDebug):
-		d.log.Debug("hook ran", append(attrs, "duration", dur)...)
+		d.log.Debug("hook ran", attrs("duration", dur)...)
 	}
 	return r
 }
