@@ -247,8 +247,6 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 // through the host under ctx.
 func (r *Runner) env(ctx context.Context, ev hookctl.Event, out *runner.TailWriter) Env {
 	fe := filter.NewEnv(ev)
-	log := r.host.Logger().With("hook", r.hook.Key.String(), "name", r.hook.Name, "set", r.hook.Owner,
-		"node", ev.Node, "item_id", ev.ItemID)
 	sb := &stringBudget{left: r.strings}
 	return Env{
 		Add:   sb.add,
@@ -261,7 +259,9 @@ func (r *Runner) env(ctx context.Context, ev hookctl.Event, out *runner.TailWrit
 			}
 			line := runner.Tail(strings.Join(parts, " "), runner.OutputTail)
 			out.WriteString(line + "\n")
-			log.Info(line)
+			// The attributes only when the program logs: most runs do not.
+			r.host.Logger().Info(line, "hook", r.hook.Key.String(), "name", r.hook.Name, "set", r.hook.Owner,
+				"node", ev.Node, "item_id", ev.ItemID)
 			return true
 		},
 		Publish: func(service, node, payloadXML string, itemID ...string) (string, error) {
