@@ -126,6 +126,15 @@ type Hook struct {
 	// backend's environment variable NAME when the hook runs, so secrets
 	// stay out of files and the registry.
 	Headers map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
+	// Env are literal environment variables given to exec and Python
+	// hooks (on top of the clean base environment). Not for secrets: the
+	// values are in the hooks file and the registry.
+	Env map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
+	// Secrets name secrets of the backend's config (secrets:) given to
+	// exec and Python hooks as environment variables of the same name.
+	// Only the names are stored; values are read by the backend and
+	// redacted wherever they show.
+	Secrets []string `json:"secrets,omitempty" yaml:"secrets,omitempty"`
 	// Persistent hooks are stored and survive restarts; temporary ones live
 	// in memory until their profile disconnects or the backend stops.
 	Persistent bool `json:"persistent" yaml:"persistent"`
@@ -213,6 +222,7 @@ func (h Hook) Fields() []Field {
 		{"type", string(h.Type)}, {"arg", h.Arg},
 		{"persistent", fmt.Sprint(h.Persistent)}, {"owner", h.Owner}, {"name", h.Name},
 		{"args", jsonString(h.Args)}, {"headers", jsonString(h.Headers)},
+		{"env", jsonString(h.Env)}, {"secrets", jsonString(h.Secrets)},
 		{"events", eventsString(h.EffectiveEvents())}, {"filter", h.Filter},
 		{"timeout", h.Timeout.String()}, {"concurrency", fmt.Sprint(max(h.Concurrency, 1))},
 		{"catchup", catchupString(h.Catchup)}, {"memory", h.Memory},
@@ -227,6 +237,7 @@ func (h Hook) SameAttributes(o Hook) bool {
 	if h.Key == o.Key && h.Persistent == o.Persistent && h.Owner == o.Owner && h.Name == o.Name &&
 		h.Filter == o.Filter && h.Timeout == o.Timeout && h.Concurrency == o.Concurrency &&
 		h.Catchup == o.Catchup && slices.Equal(h.Args, o.Args) && maps.Equal(h.Headers, o.Headers) &&
+		maps.Equal(h.Env, o.Env) && slices.Equal(h.Secrets, o.Secrets) &&
 		slices.Equal(h.Events, o.Events) && h.Memory == o.Memory && h.Suspended == o.Suspended {
 		return true
 	}

@@ -274,19 +274,10 @@ func (c *Config) validate(path string) error {
 	return errors.Join(errs...)
 }
 
-// ValidSecretName reports whether s can be a secret's name, the NAME of
-// ${NAME}: letters, digits and '_', not starting with a digit.
-func ValidSecretName(s string) bool {
-	if s == "" || '0' <= s[0] && s[0] <= '9' {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// ValidSecretName reports whether s can be a secret's name: the rule of
+// environment variable names (rules.ValidVarName), as a secret is given to
+// hooks as the variable of its name.
+func ValidSecretName(s string) bool { return rules.ValidVarName(s) }
 
 // checkAPIListen refuses a TCP control API reachable from other hosts in
 // plain HTTP: its bearer token and every hook would cross the network in

@@ -11,6 +11,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/rules"
+	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/xmppsession"
 )
 
@@ -88,6 +89,9 @@ func (d *Daemon) check(ctx context.Context, h hookctl.Hook) error {
 	}
 	if !d.cfg.Allowed(h.Type) {
 		return fmt.Errorf("%w: %s (this backend allows %v)", hookctl.ErrTypeNotAllowed, h.Type, d.cfg.AllowTypes)
+	}
+	if err := runner.CheckSecrets(h, d.secrets); err != nil {
+		return fmt.Errorf("%w: hook %s: %v", hookctl.ErrInvalid, rules.IDOf(h), err)
 	}
 	f, ok := d.factories[h.Type]
 	if !ok {

@@ -216,13 +216,14 @@ func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 		PythonPath: d.cfg.PythonPath,
 		WorkDir:    d.cfg.DataDir,
 		ProfileJID: func(p string) string { return jids[p] },
+		Secrets:    d.secrets,
 		Logger:     d.log,
 	})
 	all := map[hookctl.Type]runner.Factory{
 		hookctl.TypePython:     py,
 		hookctl.TypePythonFile: py,
 		hookctl.TypePythonCode: py,
-		hookctl.TypeExec:       execrunner.NewFactory(execrunner.Options{}),
+		hookctl.TypeExec:       execrunner.NewFactory(execrunner.Options{Secrets: d.secrets}),
 		hookctl.TypeExpr:       exprrunner.NewFactory(exprrunner.Options{}),
 		hookctl.TypeHTTP:       httprunner.NewFactory(httprunner.Options{Secrets: d.secrets}),
 	}

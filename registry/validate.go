@@ -118,5 +118,11 @@ func cloneHook(h hookctl.Hook) hookctl.Hook {
 	if h.Headers != nil {
 		h.Headers = maps.Clone(h.Headers)
 	}
+	if h.Env != nil {
+		h.Env = maps.Clone(h.Env)
+	}
+	if h.Secrets != nil {
+		h.Secrets = slices.Clone(h.Secrets)
+	}
 	return h
 }

@@ -8,6 +8,7 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -34,6 +35,8 @@ type Limits struct {
 	MaxArgsBytes   int           // bytes of all exec arguments together
 	MaxHeaders     int           // http headers
 	MaxHeaderBytes int           // bytes of one header value
+	MaxEnv         int           // env entries plus secrets
+	MaxEnvBytes    int           // bytes of all env names and values together
 	MaxSource      int           // bytes of the recorded source
 }
 
@@ -51,6 +54,8 @@ func DefaultLimits() Limits {
 		MaxArgsBytes:   64 << 10,
 		MaxHeaders:     64,
 		MaxHeaderBytes: 8 << 10,
+		MaxEnv:         64,
+		MaxEnvBytes:    64 << 10,
 		MaxSource:      4096,
 	}
 }
@@ -85,6 +90,25 @@ var (
 	nameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	pyModuleRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 )
+
+// ValidVarName reports whether s can name an environment variable or a
+// secret: an ASCII letter or '_', then letters, digits or '_'. A secret is
+// given to hooks as the variable of its name, so both follow one rule.
+func ValidVarName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ReservedEnvPrefix starts the variables the backend sets for each event
+// (HOOK_NODE, HOOK_ITEM_ID, …): a hook may not declare its own.
+const ReservedEnvPrefix = "HOOK_"
 
 // ValidName reports whether s is a valid hook or set name: letters, digits,
 // '.', '_' and '-', starting with a letter or digit.
@@ -188,6 +212,7 @@ func (c *checker) attributes(h hookctl.Hook) {
 	}
 	c.args(h)
 	c.headers(h)
+	c.env(h)
 	if len(h.Source) > c.lim.MaxSource {
 		c.add("source", "is %d bytes, at most %d", len(h.Source), c.lim.MaxSource)
 	}
@@ -334,4 +359,67 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+// env checks a hook's own environment: literal env values and the names
+// of the backend's secrets, given only to the types that have an
+// environment (exec and Python).
+func (c *checker) env(h hookctl.Hook) {
+	if len(h.Env) == 0 && len(h.Secrets) == 0 {
+		return
+	}
+	if !hasEnvironment(h.Type) && h.Type.Valid() {
+		what := "env"
+		if len(h.Env) == 0 {
+			what = "secrets"
+		}
+		hint := ""
+		if h.Type == hookctl.TypeHTTP {
+			hint = `; an http hook names secrets in header values as "${NAME}"`
+		}
+		c.add(what, "only exec and Python hooks have an environment (this hook is %s)%s", h.Type, hint)
+	}
+	total := 0
+	for _, name := range slices.Sorted(maps.Keys(h.Env)) {
+		v := h.Env[name]
+		total += len(name) + len(v)
+		field := "env." + name
+		switch {
+		case !ValidVarName(name):
+			c.add(field, "%q is not a variable name (letters, digits and '_', not starting with a digit)", name)
+		case strings.HasPrefix(name, ReservedEnvPrefix):
+			c.add(field, "variables starting with %s are set by the backend for each event", ReservedEnvPrefix)
+		case strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v):
+			c.add(field, "must be valid UTF-8 without NUL")
+		}
+	}
+	for i, name := range h.Secrets {
+		field := fmt.Sprintf("secrets[%d]", i)
+		total += len(name)
+		switch {
+		case !ValidVarName(name):
+			c.add(field, "%q is not a secret name (letters, digits and '_', not starting with a digit)", name)
+		case strings.HasPrefix(name, ReservedEnvPrefix):
+			c.add(field, "variables starting with %s are set by the backend for each event", ReservedEnvPrefix)
+		case slices.Contains(h.Secrets[:i], name):
+			c.add(field, "%q is listed twice", name)
+		default:
+			if _, ok := h.Env[name]; ok {
+				c.add(field, "%q is also set in env: a variable comes from one place", name)
+			}
+		}
+	}
+	if n := len(h.Env) + len(h.Secrets); n > c.lim.MaxEnv || total > c.lim.MaxEnvBytes {
+		c.add("env", "%d variables of %d bytes, at most %d variables of %d bytes", n, total, c.lim.MaxEnv, c.lim.MaxEnvBytes)
+	}
+}
+
+// hasEnvironment reports whether hooks of type t run as processes that
+// receive environment variables.
+func hasEnvironment(t hookctl.Type) bool {
+	switch t {
+	case hookctl.TypeExec, hookctl.TypePython, hookctl.TypePythonFile, hookctl.TypePythonCode:
+		return true
+	}
+	return false
 }

@@ -109,3 +109,45 @@ func TestResolve(t *testing.T) {
 		t.Errorf("Resolve(rel, no root) = %v, want ErrInvalid", err)
 	}
 }
+
+// TestCheckEnvironment: a hook's own env and secrets, for the types that
+// have an environment, with valid, unreserved, unrepeated names.
+func TestCheckEnvironment(t *testing.T) {
+	execHook := func() hookctl.Hook {
+		h := valid()
+		h.Type, h.Arg = hookctl.TypeExec, "/bin/true"
+		return h
+	}
+	ok := execHook()
+	ok.Env = map[string]string{"MODE": "prod", "_X1": ""}
+	ok.Secrets = []string{"API_TOKEN"}
+	if err := Check(ok, DefaultLimits()); err != nil {
+		t.Errorf("Check(env and secrets) = %v, want valid", err)
+	}
+	many := map[string]string{}
+	for i := range 65 {
+		many["V"+strings.Repeat("x", i)] = "v"
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*hookctl.Hook)
+		want string // "field: message fragment"
+	}{
+		{"bad name", func(h *hookctl.Hook) { h.Env = map[string]string{"1X": "v"} }, `env.1X: "1X" is not a variable name`},
+		{"reserved", func(h *hookctl.Hook) { h.Env = map[string]string{"HOOK_NODE": "v"} }, "env.HOOK_NODE: variables starting with HOOK_"},
+		{"nul", func(h *hookctl.Hook) { h.Env = map[string]string{"A": "x\x00y"} }, "env.A: must be valid UTF-8 without NUL"},
+		{"secret name", func(h *hookctl.Hook) { h.Secrets = []string{"a-b"} }, `secrets[0]: "a-b" is not a secret name`},
+		{"secret twice", func(h *hookctl.Hook) { h.Secrets = []string{"A", "A"} }, `secrets[1]: "A" is listed twice`},
+		{"both places", func(h *hookctl.Hook) { h.Env, h.Secrets = map[string]string{"A": "x"}, []string{"A"} }, `secrets[0]: "A" is also set in env`},
+		{"too many", func(h *hookctl.Hook) { h.Env = many }, "env: 65 variables"},
+		{"expr", func(h *hookctl.Hook) { h.Type, h.Arg, h.Env = hookctl.TypeExpr, "true", map[string]string{"A": "x"} }, "env: only exec and Python hooks have an environment"},
+		{"http", func(h *hookctl.Hook) { h.Type, h.Arg, h.Secrets = hookctl.TypeHTTP, "http://127.0.0.1/", []string{"A"} }, `secrets: only exec and Python hooks have an environment (this hook is http); an http hook names secrets in header values as "${NAME}"`},
+	} {
+		h := execHook()
+		tc.edit(&h)
+		err := Check(h, DefaultLimits())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Check = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -23,7 +23,7 @@ import (
 var (
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	topFields    = []string{"version", "set", "profile", "hooks"}
-	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "persistent", "events", "filter", "timeout", "concurrency", "catchup", "memory", "enabled"}
+	hookFields   = []string{"name", "profile", "service", "node", "type", "arg", "args", "headers", "env", "secrets", "persistent", "events", "filter", "timeout", "concurrency", "catchup", "memory", "enabled"}
 	errNoAliases = "aliases are not allowed in hooks files"
 )
 
@@ -282,10 +282,11 @@ func (p *fileParser) events(v *yaml.Node, path string) []hookctl.EventKind {
 	return out
 }
 
-// headers decodes a mapping of HTTP header names to values.
-func (p *fileParser) headers(v *yaml.Node, path string) (map[string]string, bool) {
+// stringMap decodes a mapping of names to string values (http headers,
+// environment variables); what names the keys in the error.
+func (p *fileParser) stringMap(v *yaml.Node, path, what string) (map[string]string, bool) {
 	if v.Kind != yaml.MappingNode {
-		p.errorAt(v, path, "must be a mapping of header names to values (got %s)", describe(v))
+		p.errorAt(v, path, "must be a mapping of %s to values (got %s)", what, describe(v))
 		return nil, false
 	}
 	out := make(map[string]string, len(v.Content)/2)

@@ -17,6 +17,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/filter"
 	"hookctl.dev/hookctl/rules"
+	"hookctl.dev/hookctl/runner"
 )
 
 // pendingHook is a decoded hook waiting for the rules, with the YAML nodes
@@ -95,7 +96,13 @@ func (p *fileParser) decodeAttributes(get func(string) (*yaml.Node, string, bool
 		h.Args, _ = p.strings(v, fp)
 	}
 	if v, fp, ok := get("headers"); ok {
-		h.Headers, _ = p.headers(v, fp)
+		h.Headers, _ = p.stringMap(v, fp, "header names")
+	}
+	if v, fp, ok := get("env"); ok {
+		h.Env, _ = p.stringMap(v, fp, "variable names")
+	}
+	if v, fp, ok := get("secrets"); ok {
+		h.Secrets, _ = p.strings(v, fp)
 	}
 	if v, fp, ok := get("persistent"); ok {
 		if b, ok := p.boolean(v, fp); ok {
@@ -151,7 +158,7 @@ func (p *fileParser) checkPending() {
 	for range workers {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
-				jobs[i].err = rules.Check(jobs[i].hook, lim)
+				jobs[i].err = p.check(jobs[i].hook, lim)
 			}
 		})
 	}
@@ -174,6 +181,19 @@ func (p *fileParser) checkPending() {
 		}
 	}
 	p.pending = nil
+}
+
+// check is rules.Check plus, when the backend's secrets are known, the
+// check that every secret the hook names is declared.
+func (p *fileParser) check(h hookctl.Hook, lim rules.Limits) error {
+	if err := rules.Check(h, lim); err != nil || p.l.opts.Secrets == nil {
+		return err
+	}
+	var ue *runner.UndeclaredSecretError
+	if errors.As(runner.CheckSecrets(h, p.l.opts.Secrets), &ue) {
+		return rules.Problems{{Field: ue.Field(), Message: ue.Reason()}}
+	}
+	return nil
 }
 
 // problem reports one rules problem at the node of its field (the hook's

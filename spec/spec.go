@@ -42,6 +42,7 @@ import (
 	"strings"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/runner"
 )
 
 // MaxFileSize is the largest hooks file read (4 MiB). Larger files are
@@ -67,6 +68,10 @@ type Options struct {
 	// a directory lead to outside it; by default they are refused, so that
 	// a link to a secret never has its content read into a message.
 	FollowExternalSymlinks bool
+	// Secrets, when set, are the secrets of the backend's config: a hook
+	// naming another one (secrets:) is a problem here, as at apply. Nil
+	// leaves that check to the backend.
+	Secrets runner.SecretSource
 }
 
 // DefaultOptions returns the options of `hookctl validate`: paths checked,

@@ -180,6 +180,10 @@ type listedHook struct {
 	Events  []string `json:"events" yaml:"events"`
 	Filter  string   `json:"filter,omitempty" yaml:"filter,omitempty"`
 	Timeout string   `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// Env and Secrets are the hook's own environment: literal values, and
+	// the names (never the values) of the backend's secrets.
+	Env     map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
+	Secrets []string          `json:"secrets,omitempty" yaml:"secrets,omitempty"`
 	// Quarantined says why a stored hook is not run (see registry).
 	Quarantined string `json:"quarantined,omitempty" yaml:"quarantined,omitempty"`
 	// Suspended says who suspended the hook (cmd_suspend.go).
@@ -225,7 +229,7 @@ func newHookListCmd(g *globals) *cobra.Command {
 				rows[i] = listedHook{Service: h.Service, Node: h.Node, Type: string(h.Type), Arg: h.Arg,
 					Persistent: fmt.Sprint(h.Persistent), Profile: h.Profile, Owner: h.Owner,
 					Name: h.Name, Set: h.Owner, Events: eventNames(h.EffectiveEvents()), Filter: h.Filter,
-					Timeout: h.Timeout.String(), Quarantined: h.Quarantined}
+					Timeout: h.Timeout.String(), Env: h.Env, Secrets: h.Secrets, Quarantined: h.Quarantined}
 			}
 			if list, err := client.Suspensions(cmd.Context()); err == nil {
 				markSuspended(rows, hooks, list)

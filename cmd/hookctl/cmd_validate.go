@@ -29,7 +29,9 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Long: `Validate reads hooks files (a file, or the *.yaml and *.yml files of a
 directory; -R for subdirectories) and checks them strictly: unknown fields,
 wrong types, malformed JIDs and durations, duplicate hooks, missing scripts,
-filters that do not compile. Every problem is printed on stderr as
+filters that do not compile. When a backend config is found (--config,
+HOOKCTL_CONFIG, or the system config, as serve finds it), the secrets hooks
+name must be declared in it. Every problem is printed on stderr as
 FILE:LINE:COL: PATH: MESSAGE and the exit code is 1; a valid set prints a
 summary on stdout and exits 0. The backend is not contacted.`,
 		Args: cobra.NoArgs,
@@ -38,6 +40,13 @@ summary on stdout and exits 0. The backend is not contacted.`,
 			opts.Recursive = recursive
 			opts.CheckPaths = !skipChecks
 			opts.FollowExternalSymlinks = followExt
+			secrets, err := g.backendSecrets()
+			if err != nil {
+				return err
+			}
+			if secrets != nil { // a nil *config.Secrets is not a nil interface
+				opts.Secrets = secrets
+			}
 			if output != "text" && output != "json" {
 				return exitCode(2, fmt.Errorf("%w: unknown output %q (want text or json)", hookctl.ErrInvalid, output))
 			}

@@ -54,6 +54,21 @@ func (g *globals) socketPath() (string, error) {
 	return config.DefaultSocket(config.DefaultDataDir()), nil
 }
 
+// backendSecrets returns the secrets the backend's config declares (as
+// serve finds the config), so that files naming others are refused before
+// apply; nil when no config is found.
+func (g *globals) backendSecrets() (*config.Secrets, error) {
+	path := config.Find(g.configFile, os.Getenv)
+	if path == "" {
+		return nil, nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, exitCode(2, err)
+	}
+	return cfg.Secrets(os.Getenv), nil
+}
+
 // client returns a control API client for the backend these flags name.
 func (g *globals) client() (*api.Client, error) {
 	if g.timeout <= 0 {

@@ -48,6 +48,9 @@ type Options struct {
 	// WaitDelay bounds the wait for the output pipe after the process group
 	// is killed; zero means DefaultWaitDelay.
 	WaitDelay time.Duration
+	// Secrets are what a hook's secrets: may name, read at each run (a
+	// rotated file takes effect at the next run); nil declares none.
+	Secrets runner.SecretSource
 }
 
 // DefaultEnv is the base environment used when Options.Env is nil: a fixed
@@ -109,6 +112,8 @@ func (f *factory) New(h hookctl.Hook, _ runner.Host) (runner.Runner, error) {
 		path:      h.Arg,
 		args:      append([]string(nil), h.Args...),
 		env:       f.opts.Env,
+		own:       h,
+		secrets:   f.opts.Secrets,
 		waitDelay: f.opts.WaitDelay,
 		timeout:   time.Duration(h.Timeout),
 	}, nil
@@ -120,6 +125,8 @@ type Runner struct {
 	path      string
 	args      []string
 	env       []string
+	own       hookctl.Hook // its Env and Secrets: the hook's own environment
+	secrets   runner.SecretSource
 	waitDelay time.Duration
 	timeout   time.Duration // used only when ctx has no deadline
 }
@@ -140,10 +147,14 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("encoding event: %w", err)}
 	}
 
+	base, err := runner.HookEnv(r.env, r.own, r.secrets)
+	if err != nil {
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("environment: %w", err)}
+	}
 	out := runner.NewTailWriter(runner.OutputTail)
 	// The program runs under the shim (shim_linux.go), which keeps its
 	// descendants from outliving the run or the backend.
-	cmd, startR, startW, err := shimCommand(r.path, r.args, hookEnv(r.env, ev))
+	cmd, startR, startW, err := shimCommand(r.path, r.args, hookEnv(base, ev))
 	if err != nil {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("starting %s: %w", r.path, err)}
 	}

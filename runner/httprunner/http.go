@@ -59,10 +59,7 @@ type Options struct {
 
 // SecretSource is the allow-list of secrets hooks may name, and their
 // values (config.Secrets).
-type SecretSource interface {
-	Has(name string) bool
-	Read(name string) (string, error)
-}
+type SecretSource = runner.SecretSource
 
 // NewFactory returns the Factory of http hooks.
 func NewFactory(opts Options) runner.Factory {

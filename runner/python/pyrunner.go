@@ -53,7 +53,8 @@
 //
 // Workers run with a clean environment: PATH=/usr/local/bin:/usr/bin:/bin,
 // HOME (the backend's), LANG=C.UTF-8, PYTHONPATH (Options.PythonPath, then
-// the backend's PYTHONPATH), PYTHONDONTWRITEBYTECODE=1, PYTHONUNBUFFERED=1.
+// the backend's PYTHONPATH), PYTHONDONTWRITEBYTECODE=1, PYTHONUNBUFFERED=1,
+// then the hook's own env and secrets (runner.HookEnv), which win.
 // Their working directory is the script's directory for python_file, else
 // Options.WorkDir.
 package python
@@ -99,6 +100,10 @@ type Options struct {
 	// the backend config's python_memory), 0 or less for none. A hook's
 	// own memory field overrides it.
 	Memory int64
+	// Secrets are what a hook's secrets: may name; they are read when a
+	// worker starts (a rotated file takes effect at the next worker).
+	// nil declares none.
+	Secrets runner.SecretSource
 	// Logger receives the runner's own messages (worker restarts); host.log
 	// lines go to the Host's logger. Default: discard.
 	Logger *slog.Logger
@@ -276,7 +281,11 @@ func (f *factory) start(h hookctl.Hook, memory int64) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return startWorker(python, f.env(), f.workDir(h), string(h.Type), memory)
+	env, err := runner.HookEnv(f.env(), h, f.opts.Secrets)
+	if err != nil {
+		return nil, fmt.Errorf("environment: %w", err)
+	}
+	return startWorker(python, env, f.workDir(h), string(h.Type), memory)
 }
 
 // memory is h's memory limit in bytes: its own, else the default; 0 for
