@@ -96,9 +96,11 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// isPythonWorker tells the backend's long-lived Python workers (which the
-// Python hooks keep by design) from anything else.
-func isPythonWorker(p proc) bool { return strings.Contains(p.cmd, "python") }
+// isKeptWorker tells the backend's long-lived processes, which hooks keep
+// by design (Python workers, exec keepers), from anything else.
+func isKeptWorker(p proc) bool {
+	return strings.Contains(p.cmd, "python") || strings.HasPrefix(p.cmd, "hookctl-exec-keeper")
+}
 
 // TestHostileHooksNoLeaks: hooks that hang, exit non-zero, flood their
 // output or leave a child behind, in exec and Python, share a node with a
@@ -197,6 +199,13 @@ func TestHostileHooksNoLeaks(t *testing.T) {
 	})
 	afterFDs, afterG, afterProcs := settle(t, srv.PID(), fds, goroutines, len(procs))
 	t.Logf("after %d items: %d fds (baseline %d), %d goroutines (baseline %d), processes %v", want, afterFDs, fds, afterG, goroutines, afterProcs)
+
+	// A stopped backend leaves no process at all: workers and keepers too.
+	b.stop()
+	waitUntil(t, 10*time.Second, "no process left after the backend stopped", func() (bool, string) {
+		left := descendants(t, srv.PID())
+		return len(left) == 0, fmt.Sprintf("left: %v", left)
+	})
 }
 
 // settle waits until the process tree below the test holds only Python
@@ -211,7 +220,7 @@ func settle(t *testing.T, prosody, wantFDs, wantG, wantProcs int) (fds, goroutin
 		var names, others []string
 		for _, p := range descendants(t, prosody) {
 			names = append(names, fmt.Sprintf("%d:%s", p.pid, p.cmd))
-			if !isPythonWorker(p) {
+			if !isKeptWorker(p) {
 				others = append(others, fmt.Sprintf("%d:%s", p.pid, p.cmd))
 			}
 		}

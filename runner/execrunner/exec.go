@@ -1,10 +1,11 @@
 // Package execrunner runs exec hooks: a program started directly (no shell)
 // per event, with the event as JSON on stdin and HOOK_* variables in a
-// minimal environment. The program runs under a shim (shim_linux.go), a
-// child subreaper in its own process group: when the run ends, is stopped,
-// or the backend dies (even by kill -9), the shim kills every descendant
-// of the program, those that called setsid included, so nothing it forked
-// outlives the run or the backend.
+// minimal environment. The program is started by a keeper
+// (keeper_linux.go), a long-lived child subreaper of the backend, one per
+// run slot of the hook: when the run ends, is stopped, or the backend dies
+// (even by kill -9), the keeper kills every descendant of the program,
+// those that called setsid included, so nothing it forked outlives the run
+// or the backend.
 //
 // The stdin document is the hookctl.Event encoded with its JSON tags, nothing
 // added or wrapped, for example:
@@ -24,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +111,7 @@ func (f *factory) New(h hookctl.Hook, _ runner.Host) (runner.Runner, error) {
 		return nil, fmt.Errorf("%w: exec program %q is not an absolute path", hookctl.ErrInvalid, h.Arg)
 	}
 	return &Runner{
+		keepers:   &pool{max: max(h.Concurrency, 1)},
 		path:      h.Arg,
 		args:      append([]string(nil), h.Args...),
 		env:       f.opts.Env,
@@ -119,9 +122,10 @@ func (f *factory) New(h hookctl.Hook, _ runner.Host) (runner.Runner, error) {
 	}, nil
 }
 
-// Runner runs one exec hook; it holds no resources between runs and is safe
-// for concurrent use.
+// Runner runs one exec hook; it keeps an idle keeper per run slot between
+// runs (Close ends them) and is safe for concurrent use.
 type Runner struct {
+	keepers   *pool
 	path      string
 	args      []string
 	env       []string
@@ -133,8 +137,12 @@ type Runner struct {
 
 var _ runner.Runner = (*Runner)(nil)
 
-// Close does nothing: every run releases what it started before returning.
-func (r *Runner) Close() error { return nil }
+// Close ends the idle keepers; a keeper busy with a run ends when the run
+// does. Every run releases the processes it started before returning.
+func (r *Runner) Close() error {
+	r.keepers.close()
+	return nil
+}
 
 // Run starts the program for ev and waits for it, or kills its process group
 // when ctx ends. Exit 0 is OK, another status Failed, a killed run Timeout
@@ -152,45 +160,89 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("environment: %w", err)}
 	}
 	out := runner.NewTailWriter(runner.OutputTail)
-	// The program runs under the shim (shim_linux.go), which keeps its
-	// descendants from outliving the run or the backend.
-	cmd, startR, startW, err := shimCommand(r.path, r.args, hookEnv(base, ev))
-	if err != nil {
-		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("starting %s: %w", r.path, err)}
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		return r.runDirect(ctx, input, hookEnv(base, ev), out)
 	}
-	defer startR.Close()
-	cmd.Dir = filepath.Dir(r.path)
+	req := request{Path: r.path, Args: r.args, Env: hookEnv(base, ev), Dir: filepath.Dir(r.path)}
+	kr, err := r.runKept(ctx, req, input, out)
+	if err != nil {
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Output: out.String(), Err: err}
+	}
+	res := runner.Result{ExitCode: kr.code, Output: out.String()}
+	switch {
+	case kr.startErr != "":
+		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: errors.New(kr.startErr)}
+	case kr.stopped:
+		return stoppedResult(ctx, res)
+	case kr.signal != 0:
+		res.Outcome, res.ExitCode = runner.Failed, -1
+		res.Err = fmt.Errorf("killed by signal %s", kr.signal)
+	case kr.code == 0:
+		res.Outcome = runner.OK
+	default:
+		res.Outcome = runner.Failed
+		res.Err = fmt.Errorf("exit status %d", kr.code)
+	}
+	return res
+}
+
+// runKept runs req through a keeper of the pool; a keeper that turns out
+// to be gone before it took the run (its idle timeout) is replaced once.
+func (r *Runner) runKept(ctx context.Context, req request, input []byte, out io.Writer) (keeperRun, error) {
+	for attempt := 0; ; attempt++ {
+		k, err := r.keepers.get()
+		if err != nil {
+			return keeperRun{}, err
+		}
+		kr, err := k.run(ctx, req, input, out, r.waitDelay)
+		if kr.broken {
+			k.close()
+		} else {
+			r.keepers.put(k)
+		}
+		if errors.Is(err, errKeeperGone) && attempt == 0 {
+			continue
+		}
+		return kr, err
+	}
+}
+
+// stoppedResult is the result of a run that ctx ended: Timeout at its
+// deadline, Failed when cancelled.
+func stoppedResult(ctx context.Context, res runner.Result) runner.Result {
+	res.ExitCode = -1
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		res.Outcome = runner.Timeout
+		res.Err = fmt.Errorf("killed after timeout: %w", ctx.Err())
+	} else {
+		res.Outcome = runner.Failed
+		res.Err = fmt.Errorf("killed: %w", ctx.Err())
+	}
+	return res
+}
+
+// runDirect runs the program without a keeper, where /proc is missing (a
+// bare container): in its own process group, killed as a group, so that
+// only descendants that left the group (setsid) can outlive the run.
+func (r *Runner) runDirect(ctx context.Context, input []byte, env []string, out *runner.TailWriter) runner.Result {
+	cmd := exec.Command(r.path, r.args...)
+	cmd.Env, cmd.Dir = env, filepath.Dir(r.path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdin = bytes.NewReader(input)
 	// One writer for both streams: exec then uses a single pipe, so the
 	// tail keeps stdout and stderr interleaved as the program wrote them.
-	cmd.Stdout = out
-	cmd.Stderr = out
+	cmd.Stdout, cmd.Stderr = out, out
 	// Wait returns at most WaitDelay after the process exits even if an
 	// escaped descendant still holds the output pipe.
 	cmd.WaitDelay = r.waitDelay
-
-	err = cmd.Start()
-	startW.Close()
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("starting %s: %w", r.path, err)}
 	}
-	if msg := readStartError(startR); msg != "" {
-		r.wait(ctx, cmd)
-		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("%s", msg)}
-	}
 	stopped := r.wait(ctx, cmd)
-
 	res := runner.Result{ExitCode: cmd.ProcessState.ExitCode(), Output: out.String()}
 	switch {
 	case stopped:
-		res.ExitCode = -1
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			res.Outcome = runner.Timeout
-			res.Err = fmt.Errorf("killed after timeout: %w", ctx.Err())
-		} else {
-			res.Outcome = runner.Failed
-			res.Err = fmt.Errorf("killed: %w", ctx.Err())
-		}
+		return stoppedResult(ctx, res)
 	case cmd.ProcessState.Success():
 		res.Outcome = runner.OK
 	default:
@@ -212,7 +264,7 @@ func (r *Runner) wait(ctx context.Context, cmd *exec.Cmd) (stopped bool) {
 	case err = <-exited:
 	case <-ctx.Done():
 		stopped = true
-		stopShim(pid, exited)
+		killGroup(pid)
 		err = <-exited
 	}
 	if err != nil {
@@ -261,21 +313,6 @@ func hookEnv(base []string, ev hookctl.Event) []string {
 		env = append(env, "HOOK_CATCHUP=1")
 	}
 	return env
-}
-
-// stopShim asks the shim to end the run (it kills every descendant,
-// setsid ones included), and kills its group if it has not exited within
-// a second. exited is re-filled for the caller.
-func stopShim(pid int, exited chan error) {
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
-	select {
-	case err := <-exited:
-		exited <- err
-	case <-t.C:
-		killGroup(pid)
-	}
 }
 
 // killGroup sends SIGKILL to the process group pgid; an empty group (ESRCH)

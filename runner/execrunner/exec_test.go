@@ -308,16 +308,22 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestNoLeaks: runs of every outcome leave one keeper per runner (reused,
+// not one per run), and closing the runners leaves no process, descriptor
+// or goroutine behind.
 func TestNoLeaks(t *testing.T) {
 	dir := t.TempDir()
 	ok := runnertest.Script(t, dir, "ok.sh", `cat >/dev/null; echo hi`)
 	fail := runnertest.Script(t, dir, "fail.sh", `sleep 100 & exit 1`)
 	hang := runnertest.Script(t, dir, "hang.sh", `sleep 100`)
+	warm := newRunner(t, execrunner.Options{}, ok)
+	runnertest.Run(t, warm, 10*time.Second, runnertest.Event()) // warm up lazily opened fds
+	_ = warm.Close()
+	runnertest.Settle(t, runtime.NumGoroutine())
+	fds, goroutines := runnertest.FDCount(t), runtime.NumGoroutine()
 	rOK := newRunner(t, execrunner.Options{}, ok)
 	rFail := newRunner(t, execrunner.Options{}, fail)
 	rHang := newRunner(t, execrunner.Options{}, hang)
-	runnertest.Run(t, rOK, 10*time.Second, runnertest.Event()) // warm up lazily opened fds
-	fds, goroutines := runnertest.FDCount(t), runtime.NumGoroutine()
 	for i := range 50 {
 		switch i % 10 {
 		case 0:
@@ -333,6 +339,12 @@ func TestNoLeaks(t *testing.T) {
 				t.Fatalf("ok: %+v", res)
 			}
 		}
+	}
+	if kids := runnertest.Children(t); len(kids) != 3 {
+		t.Errorf("%d child processes between runs (%v), want 3: one keeper per runner", len(kids), kids)
+	}
+	for _, r := range []runner.Runner{rOK, rFail, rHang} {
+		_ = r.Close()
 	}
 	if got := runnertest.FDCount(t); got != fds {
 		t.Errorf("open fds: %d before, %d after", fds, got)
@@ -373,6 +385,83 @@ func BenchmarkForkExecBaseline(b *testing.B) {
 	for b.Loop() {
 		if err := exec.Command(prog).Run(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A keeper that died while idle (killed, or its idle timeout) is replaced
+// for the next run, which runs once; one killed during a run fails that
+// run with a clear error, and the next run gets a new keeper.
+func TestKeeperDeathIsSurvived(t *testing.T) {
+	dir := t.TempDir()
+	prog := runnertest.Script(t, dir, "count.sh", `echo x >> runs.txt; [ -z "$SLOW" ] || sleep 100`)
+	r := newRunner(t, execrunner.Options{}, prog)
+	if res := runnertest.Run(t, r, 10*time.Second, runnertest.Event()); res.Outcome != runner.OK {
+		t.Fatalf("first run: %+v", res)
+	}
+	killChildren(t)
+	if res := runnertest.Run(t, r, 10*time.Second, runnertest.Event()); res.Outcome != runner.OK {
+		t.Fatalf("run after the idle keeper died: %+v", res)
+	}
+	if got := strings.Count(string(readFile(t, dir, "runs.txt")), "x"); got != 2 {
+		t.Errorf("program ran %d times for 2 runs", got)
+	}
+
+	slow := runnertest.Script(t, dir, "slow.sh", `echo started; exec sleep 100`)
+	rs := newRunner(t, execrunner.Options{}, slow)
+	done := make(chan runner.Result, 1)
+	go func() { done <- runnertest.Run(t, rs, 20*time.Second, runnertest.Event()) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(runnertest.Children(t)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // r's idle keeper and rs's busy one
+	}
+	time.Sleep(100 * time.Millisecond)
+	killChildren(t)
+	res := <-done
+	if res.Outcome != runner.Error || !strings.Contains(res.Err.Error(), "exec keeper died during the run") {
+		t.Fatalf("run whose keeper was killed: %+v, want error naming the keeper", res)
+	}
+	if res := runnertest.Run(t, r, 10*time.Second, runnertest.Event()); res.Outcome != runner.OK {
+		t.Fatalf("run after a keeper was killed: %+v", res)
+	}
+}
+
+// killChildren SIGKILLs this process's children (the keepers) and waits
+// until they are reaped.
+func killChildren(t *testing.T) {
+	t.Helper()
+	for _, pid := range runnertest.Children(t) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(runnertest.Children(t)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Overlapping runs of a hook with concurrency N get a keeper each, and
+// give them back for the next runs.
+func TestConcurrentRunsShareKeepers(t *testing.T) {
+	dir := t.TempDir()
+	prog := runnertest.Script(t, dir, "nap.sh", `cat >/dev/null; sleep 0.2; echo "$HOOK_ITEM_ID"`)
+	h := hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypeExec, Arg: prog}, Concurrency: 4}
+	r, err := execrunner.NewFactory(execrunner.Options{}).New(h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for round := range 2 {
+		results := make(chan runner.Result, 4)
+		for range 4 {
+			go func() { results <- runnertest.Run(t, r, 10*time.Second, runnertest.Event()) }()
+		}
+		for range 4 {
+			if res := <-results; res.Outcome != runner.OK {
+				t.Fatalf("round %d: %+v", round, res)
+			}
+		}
+		if kids := runnertest.Children(t); len(kids) > 4 {
+			t.Errorf("round %d: %d keepers for concurrency 4", round, len(kids))
 		}
 	}
 }
