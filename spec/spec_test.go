@@ -60,16 +60,17 @@ func TestExample(t *testing.T) {
 	want := []hookctl.Hook{{
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExec, Arg: "hooks/notify.sh"},
 		Args:       []string{"--verbose"},
+		Env:        map[string]string{"NOTIFY_CHANNEL": "blog"},
 		Persistent: true, Owner: "blog", Name: "notify", Source: src + "29",
 		Events: []hookctl.EventKind{"publish", "retract", "purge", "delete"},
 		Filter: "event.kind in [\"publish\", \"retract\"]\n  && not event.catchup\n",
 	}, {
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeExpr, Arg: `log("got " + event.item_id)`},
-		Persistent: false, Owner: "blog", Name: "log-items", Catchup: hookctl.CatchupNone, Source: src + "42",
+		Persistent: false, Owner: "blog", Name: "log-items", Catchup: hookctl.CatchupNone, Source: src + "44",
 	}, {
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypeHTTP, Arg: "http://127.0.0.1:8080/hook"},
 		Headers:    map[string]string{"Authorization": "Bearer ${HOOK_TOKEN}"},
-		Persistent: true, Owner: "blog", Name: "webhook", Source: src + "54",
+		Persistent: true, Owner: "blog", Name: "webhook", Source: src + "56",
 		Timeout: hookctl.Duration(10 * time.Second), Concurrency: 4,
 	}, {
 		Key:        hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "blog", Type: hookctl.TypePythonFile, Arg: "hooks/rebuild.py"},
