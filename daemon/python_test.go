@@ -64,6 +64,7 @@ func TestPythonHooks(t *testing.T) {
 	run("MemoryLimit", e.memoryLimit)
 	run("DuplicateItemRecordedSkipped", e.duplicateRecorded)
 	run("DeleteCarriesItsNamespace", e.deleteElement)
+	run("LiberviaStyleHook", e.liberviaStyle)
 }
 
 // hook creates the node on the PubSub component (when the hook is on it)
