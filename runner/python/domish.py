@@ -77,13 +77,28 @@ def item_kids(el):
 
 
 def item_tree(el):
-    """Make every element below el an Item."""
+    """Make every element below el an Item (item_kids, inlined: this is
+    the cost of a hook's first find or iter)."""
+    get, put = ET.Element.__getitem__, ET.Element.__setitem__
     todo = [el]
     while todo:
         e = todo.pop()
-        if e._done < 2:
-            todo.extend(c for c in item_kids(e) if type(c) is Item)
-            e._done = 2
+        if e._done == 2:
+            continue
+        e._done = 2
+        kids = get(e, ALL)
+        if not kids:
+            continue
+        for i, c in enumerate(kids):
+            if type(c) is not Item:
+                if not isinstance(c.tag, str):
+                    continue
+                it = kids[i] = Item(c.tag)
+                it.attrib, it.text, it.tail = c.attrib, c.text, c.tail
+                put(it, ALL, get(c, ALL))
+                it._parent, it._done = e, 0
+        put(e, ALL, kids)
+        todo.extend(kids)
 
 
 def child_elements(el):
@@ -242,7 +257,9 @@ class Item(ET.Element):
     def __iter__(self):
         # ElementTree's C Element iterates through __getitem__; this is one
         # call instead of one per child.
-        return iter(item_kids(self))
+        if self._done < 1:
+            return iter(item_kids(self))
+        return iter(ET.Element.__getitem__(self, ALL))
 
     def find(self, path, namespaces=None):
         if self._done < 2:
