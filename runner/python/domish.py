@@ -284,6 +284,12 @@ class Item(ET.Element):
     def __bool__(self):
         return True
 
+    def __reduce_ex__(self, protocol):
+        # Pickled as the plain ElementTree element it was before (C
+        # deepcopy makes plain Elements), so that any process can load it.
+        import copy
+        return copy.copy, (ET.Element.__deepcopy__(self, {}),)
+
     # --- domish.Element, read side.
 
     def __getattr__(self, key):

@@ -20,6 +20,8 @@ import (
 // Twisted domish.Element, client.jid as a Twisted JID. It prints what it
 // read as JSON.
 const liberviaHook = `import json
+import pickle
+import xml.etree.ElementTree as ET
 
 NS_ATOM = "http://www.w3.org/2005/Atom"
 
@@ -51,6 +53,7 @@ def hook(host, client, item):
         "et_tag": item.tag,
         "et_title": item.findtext("{%s}entry/{%s}title" % (NS_ATOM, NS_ATOM)),
         "et_same_child": item[0] is entry,
+        "et_pickle": type(pickle.loads(pickle.dumps(item))).__name__ + " " + str(ET.tostring(pickle.loads(pickle.dumps(item))) == ET.tostring(item)),
         "profile": client.profile,
         "jid": [client.jid, client.jid.userhost(), client.jid.user, client.jid.host],
     }))
@@ -81,6 +84,7 @@ type liberviaSeen struct {
 	ETTag               string            `json:"et_tag"`
 	ETTitle             string            `json:"et_title"`
 	ETSameChild         bool              `json:"et_same_child"`
+	ETPickle            string            `json:"et_pickle"`
 	Profile             string            `json:"profile"`
 	JID                 []string          `json:"jid"`
 }
@@ -105,7 +109,9 @@ func TestLiberviaStyleHookRunsUnchanged(t *testing.T) {
 			`<entry xmlns='` + nsAtom + `'><title>Hi &amp; bye</title><id>urn:uuid:9</id>` +
 			`<content type='xhtml'>one <b>two</b> three</content></entry></item>`,
 		ETTag: "{" + nsEvent + "}item", ETTitle: "Hi & bye", ETSameChild: true,
-		Profile: "default", JID: []string{"bot@example.org", "bot@example.org", "bot", "example.org"},
+		// Pickled as the plain Element it was, which any process can load.
+		ETPickle: "Element True",
+		Profile:  "default", JID: []string{"bot@example.org", "bot@example.org", "bot", "example.org"},
 	}
 	for _, tc := range []struct {
 		typ hookctl.Type
