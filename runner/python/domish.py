@@ -98,7 +98,7 @@ def item_tree(el):
                 put(it, ALL, get(c, ALL))
                 it._parent, it._done = e, 0
         put(e, ALL, kids)
-        todo.extend(kids)
+        todo.extend(k for k in kids if type(k) is Item)
 
 
 def child_elements(el):

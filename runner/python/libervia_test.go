@@ -223,3 +223,26 @@ func TestItemMatchesTwistedDomish(t *testing.T) {
 		t.Errorf("compared %d samples, want %d", n, lines)
 	}
 }
+
+// TestItemAfterHookEdits: elements and comments a hook adds itself (plain
+// ElementTree ones) are served by both sides.
+func TestItemAfterHookEdits(t *testing.T) {
+	requirePython(t)
+	code := `import xml.etree.ElementTree as ET
+item.append(ET.Comment("note"))
+item[1].tail = "after"
+ET.SubElement(item, "{urn:x}added", {"a": "1"})
+print([e.tag for e in item.iter() if isinstance(e.tag, str)])
+print([c if isinstance(c, str) else c.name for c in item.children], item.added["a"])
+print(item.toXml())
+`
+	r := newRunner(t, Options{}, hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: code}}, newHost())
+	res := run(t, r, publishEvent("e1"))
+	wantOK(t, res)
+	want := "['{" + nsEvent + "}item', '{" + nsAtom + "}entry', '{" + nsAtom + "}title', '{urn:x}added']\n" +
+		"['entry', 'after', 'added'] 1\n" +
+		"<item xmlns='" + nsEvent + "' id='e1'><entry xmlns='" + nsAtom + "'><title>Hi e1</title></entry>after<added xmlns='urn:x' a='1'/></item>\n"
+	if res.Output != want {
+		t.Errorf("output:\n%s\nwant:\n%s", res.Output, want)
+	}
+}
