@@ -107,11 +107,12 @@ def child_elements(el):
     return [c for c in ET.Element.__getitem__(el, ALL) if is_element(c)]
 
 
-def domish_children(el):
+def domish_children(el, convert=True):
     """domish's children: text and elements in document order, adjacent
-    text merged, no empty text."""
+    text merged, no empty text. convert=False leaves plain children plain
+    (for serialising, which hands nothing out)."""
     out = [el.text] if el.text else []
-    for c in (item_kids(el) if type(el) is Item else ET.Element.__getitem__(el, ALL)):
+    for c in (item_kids(el) if convert and type(el) is Item else ET.Element.__getitem__(el, ALL)):
         if is_element(c):
             out.append(c)
         if c.tail:
@@ -213,7 +214,7 @@ class DomishSerializer:
         if close == 0:
             write(">")
             return
-        children = domish_children(el)
+        children = domish_children(el, convert=False)
         if children:
             write(">")
             for c in children:
