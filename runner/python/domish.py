@@ -6,7 +6,8 @@
 # gets an xml.etree.ElementTree.Element. Item is both: a subclass of
 # ET.Element (every ElementTree use keeps working) that also has the read
 # side of domish.Element (twisted/words/xish/domish.py), written from that
-# file's behaviour. Where the two APIs use one name:
+# file's behaviour, and most of its write side in ElementTree terms. Where
+# the two APIs use one name:
 #   - item[key]: an int or a slice is ElementTree's child index, anything
 #     else (a str, or a (uri, name) tuple) a domish attribute (KeyError
 #     when absent); the same for item[key] = v and del item[key].
@@ -374,6 +375,56 @@ class Item(ET.Element):
         s = DomishSerializer(prefixes, prefixesInScope)
         s.serialize(self, close=closeElement, current=defaultUri)
         return "".join(s.out)
+
+    # --- domish.Element, write side, in ElementTree terms.
+
+    def addChild(self, node):
+        if isinstance(node, str):
+            self.addContent(node)
+            return node
+        if type(node) is Item:
+            node._parent = node._parent if node._parent is not None else self
+        ET.Element.append(self, node)
+        return node
+
+    def addContent(self, text):
+        if not isinstance(text, str):
+            raise TypeError("Expected str not %r (%s)" % (text, type(text).__name__))
+        kids = ET.Element.__getitem__(self, ALL)
+        if kids:
+            kids[-1].tail = (kids[-1].tail or "") + text
+            return kids[-1].tail
+        self.text = (self.text or "") + text
+        return self.text
+
+    def addElement(self, name, defaultUri=None, content=None):
+        if isinstance(name, tuple):
+            uri, name = name
+        else:
+            uri = self.defaultUri if defaultUri is None else defaultUri
+        child = Item("{%s}%s" % (uri, name) if uri else name)
+        child._parent, child._done = self, 2
+        ET.Element.append(self, child)
+        if content:
+            child.addContent(content)
+        return child
+
+    def addUniqueId(self):
+        global UNIQUE_ID
+        self.attrib["id"] = "H_%d" % UNIQUE_ID
+        UNIQUE_ID += 1
+
+    def swapAttributeValues(self, left, right):
+        a = self.attrib
+        a[left], a[right] = a[right], a[left]
+
+    def addRawXml(self, rawxmlstring):
+        raise NotLiberviaError(
+            "item.addRawXml: hookctl's item is an ElementTree Element, which holds no raw XML: "
+            "parse it (xml.etree.ElementTree.fromstring) and item.append() the element")
+
+
+UNIQUE_ID = 0  # addUniqueId's counter, for the worker's life as domish's is for the process's
 
 
 def item_from(root):

@@ -225,7 +225,8 @@ func TestItemMatchesTwistedDomish(t *testing.T) {
 }
 
 // TestItemAfterHookEdits: elements and comments a hook adds itself (plain
-// ElementTree ones) are served by both sides.
+// ElementTree ones) are served by both sides, and domish's write side
+// builds what Twisted's does.
 func TestItemAfterHookEdits(t *testing.T) {
 	requirePython(t)
 	code := `import xml.etree.ElementTree as ET
@@ -235,13 +236,24 @@ ET.SubElement(item, "{urn:x}added", {"a": "1"})
 print([e.tag for e in item.iter() if isinstance(e.tag, str)])
 print([c if isinstance(c, str) else c.name for c in item.children], item.added["a"])
 print(item.toXml())
+reply = item.addElement(("urn:r", "reply"), content="hi & bye")
+reply.addElement("sub", content="s")
+reply["k"] = "v"
+print(reply.toXml(), item[-1] is reply, reply.parent is item)
+try:
+    item.addRawXml("<x/>")
+except AttributeError as e:
+    print(type(e).__name__)
 `
 	r := newRunner(t, Options{}, hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: code}}, newHost())
 	res := run(t, r, publishEvent("e1"))
 	wantOK(t, res)
 	want := "['{" + nsEvent + "}item', '{" + nsAtom + "}entry', '{" + nsAtom + "}title', '{urn:x}added']\n" +
 		"['entry', 'after', 'added'] 1\n" +
-		"<item xmlns='" + nsEvent + "' id='e1'><entry xmlns='" + nsAtom + "'><title>Hi e1</title></entry>after<added xmlns='urn:x' a='1'/></item>\n"
+		"<item xmlns='" + nsEvent + "' id='e1'><entry xmlns='" + nsAtom + "'><title>Hi e1</title></entry>after<added xmlns='urn:x' a='1'/></item>\n" +
+		// domish's write side, as Twisted writes the same calls.
+		"<reply xmlns='urn:r' k='v'>hi &amp; bye<sub>s</sub></reply> True True\n" +
+		"NotLiberviaError\n"
 	if res.Output != want {
 		t.Errorf("output:\n%s\nwant:\n%s", res.Output, want)
 	}
