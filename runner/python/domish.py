@@ -383,7 +383,7 @@ class Item(ET.Element):
             self.addContent(node)
             return node
         if type(node) is Item:
-            node._parent = node._parent if node._parent is not None else self
+            node._parent = self
         ET.Element.append(self, node)
         return node
 
