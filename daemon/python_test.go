@@ -63,6 +63,8 @@ func TestPythonHooks(t *testing.T) {
 	run("SelfPublishIsNotALoop", e.selfPublish)
 	run("MemoryLimit", e.memoryLimit)
 	run("DuplicateItemRecordedSkipped", e.duplicateRecorded)
+	run("LiberviaStyleHook", e.liberviaStyle)
+	// Last: the node it deletes keeps a hook whose subscription then fails.
 	run("DeleteCarriesItsNamespace", e.deleteElement)
 }
 

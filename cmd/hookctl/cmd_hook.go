@@ -122,9 +122,12 @@ func newHookDeleteCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "delete -n NODE [-s SERVICE] [-t TYPE] [-a ARG]",
 		Short: "Delete the hooks of a node that match a type and argument",
-		Long: `Delete one hook or several. An empty --type or --arg matches any, so
-"delete -n NODE" removes every hook of the node. A relative --arg of a
-python_file or exec hook is made absolute, as create does.`,
+		Long: `Delete one hook or several, as the reference's delete does: the hooks of
+the node (and service) whose type is --type and whose argument is --arg,
+exactly as create stored it. An empty --type or --arg matches any, so
+"delete -n NODE" (or --type '' --arg '') removes every hook of the node.
+With --type python_file or exec, --arg is made absolute (~ expanded) as
+create does; unlike the reference's, the file need not exist any more.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fail := func(err error) error { return fmt.Errorf("can't delete hook: %w", err) }

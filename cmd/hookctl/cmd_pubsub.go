@@ -79,7 +79,15 @@ func newRetractCmd(g *globals) *cobra.Command {
 }
 
 func newNodeCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "node", Short: "Create or delete PubSub nodes"}
+	c := &cobra.Command{
+		Use:   "node",
+		Short: "Create or delete PubSub nodes",
+		Long: `Create or delete PubSub nodes.
+
+"pubsub node hook create|delete|list" is "pubsub hook create|delete|list"
+under the other spelling the reference's documentation uses.`,
+	}
+	c.AddCommand(newNodeHookCmd(g))
 	for _, op := range []struct{ name, op, short string }{
 		{"create", api.OpNodeCreate, "Create a node"},
 		{"delete", api.OpNodeDelete, "Delete a node (subscribers are notified)"},
@@ -101,6 +109,16 @@ func newNodeCmd(g *globals) *cobra.Command {
 		_ = sub.MarkFlagRequired("node")
 		c.AddCommand(sub)
 	}
+	return c
+}
+
+// newNodeHookCmd is `pubsub node hook`: the reference's documentation
+// writes its create and delete examples so (and its list example as
+// `pubsub hook list`), so both spellings run the same commands, with the
+// same flags. Hidden: help shows one spelling.
+func newNodeHookCmd(g *globals) *cobra.Command {
+	c := newHookCmd(g)
+	c.Hidden = true
 	return c
 }
 

@@ -111,6 +111,12 @@ class Host:
     def __repr__(self):
         return "<hookctl host>"
 
+    def __getattr__(self, name):
+        # What Libervia's backend has and this host does not (domish.py).
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise not_libervia_host(name)
+
 
 class LoadError(Exception):
     pass
@@ -306,17 +312,19 @@ class Worker:
 
     @staticmethod
     def item_of(ev, item_xml):
+        """The item a hook receives: an ElementTree Element that also reads
+        as Twisted's domish.Element (Item, in domish.py)."""
         if item_xml:
-            return ET.fromstring(item_xml)
+            return item_from(ET.fromstring(item_xml))
         kind = ev.get("kind", "")
         ns = "{http://jabber.org/protocol/pubsub#event}"
         if kind in ("publish", "retract"):
             el = ET.Element(ns + ("item" if kind == "publish" else "retract"))
             if ev.get("item_id"):
                 el.set("id", ev["item_id"])
-            return el
+            return item_from(el)
         # purge and delete have no item: the element names the node.
-        return ET.Element(ns + (kind or "event"), {"node": ev.get("node", "")})
+        return item_from(ET.Element(ns + (kind or "event"), {"node": ev.get("node", "")}))
 
     def reset(self):
         """Undo what the previous run changed of the process's shared state."""
@@ -328,11 +336,7 @@ class Worker:
         client = msg.get("client") or {}
         ev = msg.get("event") or {}
         item = self.item_of(ev, msg.get("item_xml"))
-        client = types.SimpleNamespace(
-            profile=client.get("profile", ""),
-            jid=client.get("jid", ""),
-            event=types.SimpleNamespace(**ev),
-        )
+        client = Client(client.get("profile", ""), JID(client.get("jid", "")), types.SimpleNamespace(**ev))
         if self.code is not None:
             self.ns["host"] = self.host
             self.ns["client"] = client
@@ -511,5 +515,4 @@ def main():
     os.write(1, marker)  # ready: what the Go side times starts now
     worker.serve()
 
-
-main()
+# worker.go appends domish.py and the call to main().

@@ -20,10 +20,16 @@ import (
 	"time"
 )
 
-// shim is the worker program, fed to python3 on its stdin at start.
-//
+// shim is the worker program, fed to python3 on its stdin at start: the
+// shim proper, then the item, client and host as Libervia hooks expect
+// them (domish.py), then the call to main.
+var shim = shimMain + shimDomish + "\nmain()\n"
+
 //go:embed shim.py
-var shim string
+var shimMain string
+
+//go:embed domish.py
+var shimDomish string
 
 // The protocol between Go and the shim: one JSON object per line, Go to
 // worker on the worker's fd 3, worker to Go on its fd 4.
