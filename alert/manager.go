@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,12 +36,15 @@ func (f SinkFunc) Send(ctx context.Context, m Message) error { return f(ctx, m) 
 
 var _ Sink = SinkFunc(nil)
 
+// DefaultTimeout is a send's deadline when its route sets none.
+const DefaultTimeout = 10 * time.Second
+
 // Route is a named sink, the kinds it takes and its deadline.
 type Route struct {
 	Name    string
 	Sink    Sink
 	Kinds   []Kind        // nil: every kind
-	Timeout time.Duration // each send's deadline (default 10s)
+	Timeout time.Duration // each send's deadline (default DefaultTimeout)
 }
 
 // Options configure a Manager.
@@ -173,6 +177,9 @@ func (m *Manager) HookRun(r hookctl.Run) {
 	if r.Error != "" {
 		detail += ": " + r.Error
 	}
+	if last := lastLine(r.Output); last != "" {
+		detail += "; output: " + last
+	}
 	m.Signal(Signal{Kind: HookFailure, Subject: HookSubject(r), OK: !fail, Detail: detail})
 }
 
@@ -252,7 +259,7 @@ func (m *Manager) route(queues []chan Message, msg Message) {
 func (m *Manager) sender(ctx context.Context, r Route, q <-chan Message) {
 	timeout := r.Timeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultTimeout
 	}
 	for {
 		select {
@@ -272,6 +279,15 @@ func (m *Manager) sender(ctx context.Context, r Route, q <-chan Message) {
 			m.sent.WithLabelValues(r.Name).Inc()
 		}
 	}
+}
+
+// lastLine is the last non-blank line of s, clipped.
+func lastLine(s string) string {
+	s = strings.TrimRight(s, " \t\r\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return clip(s)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
