@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +232,97 @@ func TestAlertsHookFailureBurst(t *testing.T) {
 	}
 	if sum != burst || len(msgs) != len(bodies) {
 		t.Errorf("webhook: %d messages whose counts add up to %d, want %d messages adding up to %d", len(msgs), sum, len(bodies), burst)
+	}
+}
+
+// waitWebhook waits for a webhook message matching ok.
+func (w *webhookRecorder) wait(t *testing.T, what string, ok func(alert.Message) bool) alert.Message {
+	t.Helper()
+	var found alert.Message
+	waitUntil(t, 20*time.Second, what, func() (bool, string) {
+		msgs, _ := w.get()
+		for _, m := range msgs {
+			if ok(m) {
+				found = m
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d messages: %+v", len(msgs), msgs)
+	})
+	return found
+}
+
+// The XMPP server gone for longer than session_down_after (1s): the
+// webhook hears that the profile is down, then that it is back.
+func TestAlertsSessionDown(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{})
+	hook := newWebhookRecorder(t)
+	cfg, getenv := alertConfig(t, srv, hook, time.Second)
+	startBackendWith(t, Options{Config: cfg, Getenv: getenv})
+	srv.Kill()
+	down := hook.wait(t, "session down alert", func(m alert.Message) bool { return m.Kind == alert.SessionDown && m.State == alert.Failing })
+	if !strings.HasPrefix(down.Text, "ALERT profile default is down: XMPP session down since ") {
+		t.Errorf("down alert = %q", down.Text)
+	}
+	srv.Restart(t)
+	up := hook.wait(t, "session back", func(m alert.Message) bool { return m.Kind == alert.SessionDown && m.State == alert.Recovered })
+	t.Logf("%s\n%s", down.Text, up.Text)
+	if msgs, _ := hook.get(); len(msgs) != 2 {
+		t.Errorf("%d messages, want 2: %+v", len(msgs), msgs)
+	}
+}
+
+// Hooks files that do not apply (serve --watch) are alerted, and their
+// recovery once fixed.
+func TestAlertsFilesRound(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{})
+	hook := newWebhookRecorder(t)
+	cfg, getenv := alertConfig(t, srv, hook, time.Second)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hooks.yaml")
+	if err := os.WriteFile(file, []byte("version: 1\nset: s\nhooks:\n  - name: a\n    node: n\n    typo: expr\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startBackendWith(t, Options{Config: cfg, Getenv: getenv, Watch: WatchOptions{Paths: []string{dir}}})
+	bad := hook.wait(t, "files alert", func(m alert.Message) bool { return m.Kind == alert.FilesFailing && m.State == alert.Failing })
+	if !strings.Contains(bad.Text, "ALERT hooks files failed to apply") || !strings.Contains(bad.Text, `unknown field "typo"`) {
+		t.Errorf("files alert = %q", bad.Text)
+	}
+	if err := os.WriteFile(file, []byte("version: 1\nset: s\nhooks:\n  - name: a\n    node: n\n    type: expr\n    arg: 'true'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := hook.wait(t, "files recovered", func(m alert.Message) bool { return m.Kind == alert.FilesFailing && m.State == alert.Recovered })
+	t.Logf("%s\n%s", bad.Text, good.Text)
+}
+
+// A catch-up that finds only unseen items (the node kept 10 of 25
+// published while the backend was down) is alerted as a gap.
+func TestAlertsCatchupGap(t *testing.T) {
+	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv.Register(t, "pub", "pw")
+	hook := newWebhookRecorder(t)
+	cfg, getenv := alertConfig(t, srv, hook, time.Second)
+	createNode(t, srv, "pub", "small", 10)
+	pub := newPublisher(t, srv, "pub")
+	b := startBackendWith(t, Options{Config: cfg, Getenv: getenv})
+	b.create(hookctl.Hook{Name: "count", Key: hookctl.Key{Service: srv.PubSub, Node: "small", Type: hookctl.TypeExpr, Arg: "true"}, Persistent: true})
+	b.waitSubscribed("default", 1)
+	pub.publish("small", "seen", 10*time.Second)
+	waitUntil(t, 10*time.Second, "seen marked finished", func() (bool, string) {
+		st, err := b.client.Status(context.Background())
+		if err != nil || len(st.Nodes) != 1 {
+			return false, fmt.Sprint(err)
+		}
+		return st.Nodes[0].Finished == 1, fmt.Sprintf("%+v", st.Nodes[0])
+	})
+	b.stop()
+	for _, id := range ids("m", 0, 25) {
+		pub.publish("small", id, 10*time.Second)
+	}
+	startBackendWith(t, Options{Config: cfg, Getenv: getenv})
+	gap := hook.wait(t, "gap alert", func(m alert.Message) bool { return m.Kind == alert.CatchupGap })
+	t.Log(gap.Text)
+	if gap.State != alert.Event || !strings.Contains(gap.Text, "ALERT node small on pubsub.localhost (profile default) may have missed items (catch-up gap): unknown, maybe some") {
+		t.Errorf("gap alert = %+v", gap)
 	}
 }
