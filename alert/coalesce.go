@@ -15,7 +15,9 @@ type Signal struct {
 	Subject string
 	// OK is a success: the condition clears.
 	OK bool
-	// Detail says why it failed (the run's error, the session's last error).
+	// Detail says why it failed (the run's error, the session's last error),
+	// or, on a success, how the condition ended when not by a success
+	// (e.g. "was removed").
 	Detail string
 	At     time.Time
 }
@@ -44,6 +46,9 @@ type Message struct {
 	At    time.Time `json:"at"`
 	// Detail is the last failure's detail.
 	Detail string `json:"detail,omitempty"`
+	// Resolution says how a recovered condition ended when not by a
+	// success (e.g. "was removed").
+	Resolution string `json:"resolution,omitempty"`
 	// Dropped counts signals lost because the alert queue was full (for
 	// every subject) since the previous message.
 	Dropped uint64 `json:"dropped,omitempty"`
@@ -80,6 +85,7 @@ type subject struct {
 	total     int       // failures of this episode
 	since     time.Time // the episode's first failure
 	detail    string    // the last failure's detail
+	resolved  string    // how it ended, when not by a success
 	lastSent  time.Time
 	burstFrom time.Time // start of the window that burst counts in
 	burst     int       // messages sent since burstFrom
@@ -99,7 +105,7 @@ func (c *Coalescer) Observe(sig Signal) (Message, bool) {
 		if s == nil || !s.failing {
 			return Message{}, false
 		}
-		s.failing = false
+		s.failing, s.resolved = false, sig.Detail
 		if s.announced {
 			s.cleared = true
 		}
@@ -185,7 +191,8 @@ func (c *Coalescer) emit(k subjectKey, s *subject, now time.Time) Message {
 		m.Total = m.Count
 		s.failing, s.announced, s.total = false, false, 0
 	case m.State == Recovered:
-		s.announced, s.total = false, 0
+		m.Resolution = s.resolved
+		s.announced, s.total, s.resolved = false, 0, ""
 	default:
 		s.announced = true
 	}

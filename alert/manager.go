@@ -84,11 +84,14 @@ type Manager struct {
 	// failingHooks are the hooks whose last run failed, so that a success
 	// is only queued when it is a recovery (runs succeed by thousands).
 	mu           sync.Mutex
-	failingHooks map[hookctl.Key]bool
+	failingHooks map[hookctl.Key]hookName
 	nFailing     atomic.Int32
 
 	sent, failed, lost *prometheus.CounterVec
 }
+
+// hookName is what a failing hook's subject is made of.
+type hookName struct{ name, set string }
 
 // New returns a manager; Run runs it.
 func New(o Options) *Manager {
@@ -117,7 +120,7 @@ func New(o Options) *Manager {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{opts: o, log: o.Logger.With("component", "alerts"), in: make(chan Signal, o.QueueSize),
-		failingHooks: map[hookctl.Key]bool{}}
+		failingHooks: map[hookctl.Key]hookName{}}
 	m.sent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookctl_alerts_sent_total",
 		Help: "Alert messages sent, by sink."}, []string{"sink"})
 	m.failed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookctl_alerts_failed_total",
@@ -160,10 +163,10 @@ func (m *Manager) HookRun(r hookctl.Run) {
 		return // skipped: neither
 	}
 	m.mu.Lock()
-	was := m.failingHooks[r.Hook]
+	_, was := m.failingHooks[r.Hook]
 	switch {
 	case fail && !was:
-		m.failingHooks[r.Hook] = true
+		m.failingHooks[r.Hook] = hookName{r.HookName, r.Set}
 		m.nFailing.Add(1)
 	case !fail && was:
 		delete(m.failingHooks, r.Hook)
@@ -181,6 +184,31 @@ func (m *Manager) HookRun(r hookctl.Run) {
 		detail += "; output: " + last
 	}
 	m.Signal(Signal{Kind: HookFailure, Subject: HookSubject(r), OK: !fail, Detail: detail})
+}
+
+// Hooks takes the registry's hooks after each change: a failing hook that
+// is gone will never succeed again, so its condition ends ("was removed").
+func (m *Manager) Hooks(hooks []hookctl.Hook) {
+	if m.nFailing.Load() == 0 {
+		return
+	}
+	present := make(map[hookctl.Key]bool, len(hooks))
+	for _, h := range hooks {
+		present[h.Key] = true
+	}
+	var gone []hookctl.Run
+	m.mu.Lock()
+	for k, name := range m.failingHooks {
+		if !present[k] {
+			delete(m.failingHooks, k)
+			m.nFailing.Add(-1)
+			gone = append(gone, hookctl.Run{Hook: k, HookName: name.name, Set: name.set})
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range gone {
+		m.Signal(Signal{Kind: HookFailure, Subject: HookSubject(r), OK: true, Detail: "was removed"})
+	}
 }
 
 // HookSubject names a run's hook in messages: its set and name, or its key.

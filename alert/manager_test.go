@@ -230,3 +230,29 @@ func TestWebhook(t *testing.T) {
 		t.Errorf("redirect was followed")
 	}
 }
+
+// A failing hook removed from the registry ends its condition: it would
+// never succeed again.
+func TestManagerHookRemoved(t *testing.T) {
+	sink := make(chanSink, 10)
+	m := New(Options{Window: time.Hour, Routes: []Route{{Name: "c", Sink: sink}}})
+	stop := run(t, m)
+	defer stop()
+	kept := hookctl.Hook{Key: hookctl.Key{Node: "kept"}}
+	m.HookRun(failRun("gone"))
+	m.HookRun(failRun("gone"))
+	m.HookRun(hookctl.Run{Hook: kept.Key, HookName: "kept", Outcome: "failed"})
+	recv(t, sink)
+	recv(t, sink)
+	m.Hooks([]hookctl.Hook{kept})
+	got := recv(t, sink)
+	if got.Subject != `hook "gone"` || got.State != Recovered || got.Resolution != "was removed" ||
+		!strings.HasPrefix(got.Text, `RECOVERED hook "gone" was removed after 2 failures since `) {
+		t.Fatalf("message = %+v", got)
+	}
+	select {
+	case m := <-sink:
+		t.Errorf("unexpected message %+v", m)
+	case <-time.After(50 * time.Millisecond):
+	}
+}

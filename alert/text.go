@@ -46,7 +46,11 @@ func Render(m Message) string {
 			fmt.Fprintf(&b, "RECOVERED %s %s (%s after the alert)", m.Subject, w.ok, m.At.Sub(m.Since).Round(time.Second))
 			break
 		}
-		fmt.Fprintf(&b, "RECOVERED %s %s after %d %s since %s (%s)", m.Subject, w.ok, m.Total, plural(m.Total, w.unit),
+		ok := w.ok
+		if m.Resolution != "" {
+			ok = m.Resolution
+		}
+		fmt.Fprintf(&b, "RECOVERED %s %s after %d %s since %s (%s)", m.Subject, ok, m.Total, plural(m.Total, w.unit),
 			since, m.At.Sub(m.Since).Round(time.Second))
 	}
 	if m.Dropped > 0 {

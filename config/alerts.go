@@ -125,6 +125,7 @@ func (c *Config) checkAlerts(path string, data []byte) error {
 func (c *Config) checkSink(p *positions, key, n *yaml.Node, name string, s AlertSink) {
 	field := "alerts.sinks." + name
 	if !validSinkName(name) {
+		field = "alerts.sinks." + quoteClip(name)
 		p.bad(key, field, "a sink name is 1 to 64 letters, digits, '_', '-' or '.'")
 	}
 	switch {
@@ -144,7 +145,7 @@ func (c *Config) checkSink(p *positions, key, n *yaml.Node, name string, s Alert
 		f := fmt.Sprintf("%s.on[%d]", field, i)
 		switch {
 		case !slices.Contains(alert.Kinds, k):
-			p.bad(item(on, i), f, "unknown alert kind %q (want one of %s)", k, kindList())
+			p.bad(item(on, i), f, "unknown alert kind %s (want one of %s)", quoteClip(string(k)), kindList())
 		case seen[k]:
 			p.bad(item(on, i), f, "%q is listed twice", k)
 		}
@@ -156,7 +157,7 @@ func (c *Config) checkXMPPSink(p *positions, n *yaml.Node, field string, s XMPPA
 	prof := child(n, "profile")
 	if _, ok := c.Profiles[s.Profile]; !ok {
 		names := slices.Sorted(maps.Keys(c.Profiles))
-		msg := fmt.Sprintf("unknown profile %q", s.Profile)
+		msg := fmt.Sprintf("unknown profile %s", quoteClip(s.Profile))
 		if s.Profile == "" {
 			msg = "missing: the profile whose session sends the messages"
 			prof = n
@@ -183,14 +184,14 @@ func (c *Config) checkXMPPSink(p *positions, n *yaml.Node, field string, s XMPPA
 		j, err := jid.Parse(s)
 		switch {
 		case err != nil:
-			p.bad(item(to, i), f, "malformed JID %q: %v", s, err)
+			p.bad(item(to, i), f, "malformed JID %s: %v", quoteClip(s), err)
 			continue
 		case j.Localpart() == "":
-			p.bad(item(to, i), f, "%q has no user part (want user@domain)", s)
+			p.bad(item(to, i), f, "%s has no user part (want user@domain)", quoteClip(s))
 			continue
 		}
 		if first, ok := seen[j.String()]; ok {
-			p.bad(item(to, i), f, "%q is the same JID as to[%d]", s, first)
+			p.bad(item(to, i), f, "%s is the same JID as to[%d]", quoteClip(s), first)
 		}
 		seen[j.String()] = i
 	}
@@ -209,7 +210,8 @@ func (c *Config) checkWebhook(p *positions, n *yaml.Node, field string, w Webhoo
 	for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
 		f, vn, v := field+".headers."+name, child(hn, name), w.Headers[name]
 		if !validHeaderName(name) {
-			p.bad(keyOf(hn, name), f, "%q is not a valid header name", name)
+			f = field + ".headers." + quoteClip(name)
+			p.bad(keyOf(hn, name), f, "%s is not a valid header name", quoteClip(name))
 		}
 		if len(v) > maxHeaderValue {
 			p.bad(vn, f, "value of %d bytes: at most %d", len(v), maxHeaderValue)
@@ -246,6 +248,8 @@ func checkWebhookURL(s string, insecure bool) error {
 		return fmt.Errorf("%q: want an http:// or https:// URL", s)
 	case u.Host == "" || u.Hostname() == "":
 		return fmt.Errorf("%q has no host", s)
+	case strings.HasSuffix(u.Host, ":"):
+		return fmt.Errorf("%q: empty port", s)
 	case u.User != nil:
 		return fmt.Errorf("%q: credentials in the URL would show in logs and status: send them in a header naming a secret (${NAME})", hookctl.RedactURLCredentials(s))
 	}
@@ -296,6 +300,15 @@ func ExpandSecrets(s string, lookup func(string) (string, error)) (string, error
 		b.WriteString(v)
 		s = s[i+end+1:]
 	}
+}
+
+// quoteClip quotes a value for an error, cut to its first 64 bytes: a
+// mistake of a megabyte is not repeated back whole.
+func quoteClip(s string) string {
+	if len(s) <= 64 {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", strings.ToValidUTF8(s[:64], ""), len(s))
 }
 
 func validSinkName(s string) bool {

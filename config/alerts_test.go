@@ -77,6 +77,7 @@ func TestLoadAlertsErrorsHavePositions(t *testing.T) {
 		{"  sinks:\n    w:\n      webhook: {url: \"https://u:pw@h/\"}\n", `credentials in the URL`},
 		{"  sinks:\n    w:\n      webhook: {url: \"https://h:99999/\"}\n", `port "99999" is not a number from 1 to 65535`},
 		{"  sinks:\n    w:\n      webhook: {url: \"https://h:0/\"}\n", `port "0" is not a number`},
+		{"  sinks:\n    w:\n      webhook: {url: \"http://127.0.0.1:/\"}\n", `"http://127.0.0.1:/": empty port`},
 		{"  sinks:\n    w:\n      webhook: {url: \"https://h/" + strings.Repeat("a", 3000) + "\"}\n", `URL of 3010 bytes: at most 2048`},
 		{"  sinks:\n    w:\n      webhook: {url: \"https://h/\", headers: {X-Token: \"${NOPE}\"}}\n",
 			`bad.yaml:11:55: alerts.sinks.w.webhook.headers.X-Token: ${NOPE} names no declared secret`},
@@ -89,7 +90,7 @@ func TestLoadAlertsErrorsHavePositions(t *testing.T) {
 		{"  sinks:\n    w:\n      on: [hook_failures]\n      webhook: {url: \"https://h/\"}\n", `alerts.sinks.w.on[0]: unknown alert kind "hook_failures"`},
 		{"  sinks:\n    w:\n      on: [files, files]\n      webhook: {url: \"https://h/\"}\n", `alerts.sinks.w.on[1]: "files" is listed twice`},
 		{"  sinks:\n    w:\n      on: []\n      webhook: {url: \"https://h/\"}\n", `alerts.sinks.w.on: an empty list sends nothing`},
-		{"  sinks:\n    \"bad name\":\n      webhook: {url: \"https://h/\"}\n", `alerts.sinks.bad name: a sink name is`},
+		{"  sinks:\n    \"bad name\":\n      webhook: {url: \"https://h/\"}\n", `alerts.sinks."bad name": a sink name is`},
 		{"  sinks:\n    w:\n      webhok: {url: \"https://h/\"}\n", `alerts.sinks.w.webhok: unknown field "webhok" (did you mean "webhook"?)`},
 	}
 	for _, c := range cases {

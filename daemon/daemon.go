@@ -414,6 +414,9 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	for {
 		hooks, rev := d.store.Snapshot()
 		d.dispatcher.SetHooks(d.effectiveHooks(hooks)) // suspend.go
+		if d.alerts != nil {
+			d.alerts.Hooks(hooks) // a failing hook removed: its alert ends
+		}
 		d.catchup.SetHooks(hooks)
 		for _, p := range d.profiles {
 			p.subs.SetHooks(hooks)
