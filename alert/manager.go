@@ -176,6 +176,10 @@ func (m *Manager) HookRun(r hookctl.Run) {
 	if !fail && !was {
 		return
 	}
+	if !fail {
+		m.Signal(Signal{Kind: HookFailure, Subject: HookSubject(r), OK: true})
+		return
+	}
 	detail := r.Outcome
 	if r.Error != "" {
 		detail += ": " + r.Error
@@ -183,7 +187,7 @@ func (m *Manager) HookRun(r hookctl.Run) {
 	if last := lastLine(r.Output); last != "" {
 		detail += "; output: " + last
 	}
-	m.Signal(Signal{Kind: HookFailure, Subject: HookSubject(r), OK: !fail, Detail: detail})
+	m.Signal(Signal{Kind: HookFailure, Subject: HookSubject(r), Detail: detail})
 }
 
 // Hooks takes the registry's hooks after each change: a failing hook that

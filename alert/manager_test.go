@@ -71,9 +71,9 @@ func TestManagerHookRuns(t *testing.T) {
 		t.Fatalf("first message = %+v", got)
 	}
 	m.HookRun(failRun("n"))
-	m.HookRun(hookctl.Run{Hook: hookctl.Key{Node: "n"}, HookName: "n", Outcome: "ok"})
+	m.HookRun(hookctl.Run{Hook: hookctl.Key{Node: "n"}, HookName: "n", Outcome: "ok", Output: "fine"})
 	got = recv(t, sink)
-	if got.State != Recovered || got.Total != 2 {
+	if got.State != Recovered || got.Total != 2 || !strings.HasPrefix(got.Text, `RECOVERED hook "n" succeeds again after 2 failures`) {
 		t.Fatalf("second message = %+v", got)
 	}
 }
