@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,27 @@ func TestExpandSecrets(t *testing.T) {
 		if _, err := ExpandSecrets(in, look); err == nil {
 			t.Errorf("ExpandSecrets(%q): no error", in)
 		}
+	}
+}
+
+// The README's alerts example loads as shown (with a profile to send
+// through).
+func TestReadmeAlertsExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(b), "```yaml\nsecrets:\n  PAGER_TOKEN")
+	if !ok {
+		t.Fatal("README has no alerts example")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	p := writeFile(t, "readme.yaml", "profiles:\n  default: {jid: bot@example.org, password_env: PW}\nsecrets:\n  PAGER_TOKEN"+block)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Alerts.Sinks) != 2 || c.Alerts.Sinks["pager"].Webhook == nil || len(c.Alerts.Sinks["ops"].XMPP.To) != 2 {
+		t.Errorf("alerts = %+v", c.Alerts)
 	}
 }
