@@ -172,10 +172,9 @@ func (c *Coalescer) emit(k subjectKey, s *subject, now time.Time) Message {
 	switch {
 	case k.kind.oneShot():
 		m.State = Event
-	case !s.failing && (s.announced || s.cleared):
-		m.State = Recovered
 	case !s.failing:
-		// Failed and recovered within a burst-limited window: told once.
+		// Also when the failure was never told (it came and went while
+		// the burst was spent): one message says both.
 		m.State = Recovered
 	case s.announced:
 		m.State = Still
