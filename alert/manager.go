@@ -7,6 +7,7 @@
 package alert
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,6 +69,9 @@ type Options struct {
 	QueueSize, SinkQueue int
 	// Tick is how often sessions are polled and summaries sent (default 1s).
 	Tick time.Duration
+	// RetryEvery is how often a sink that was unavailable is tried again
+	// (default 5s).
+	RetryEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -109,6 +113,9 @@ func New(o Options) *Manager {
 	}
 	if o.Tick <= 0 {
 		o.Tick = time.Second
+	}
+	if o.RetryEvery <= 0 {
+		o.RetryEvery = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -287,30 +294,57 @@ func (m *Manager) route(queues []chan Message, msg Message) {
 	}
 }
 
-// sender sends r's messages one at a time, each within r's deadline.
+// maxHeld bounds the messages a sink holds while it is unavailable.
+const maxHeld = 16
+
+// sender sends r's messages in order, each within r's deadline. A message
+// the sink could not take because it is unavailable (the XMPP session is
+// down: hookctl.ErrUnavailable) is held, with at most maxHeld others, and
+// tried again every RetryEvery, so that an outage's alerts arrive once
+// the session is back; any other failure drops the message.
 func (m *Manager) sender(ctx context.Context, r Route, q <-chan Message) {
-	timeout := r.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
+	var held []Message
+	retry := time.NewTicker(m.opts.RetryEvery)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case msg := <-q:
-			sctx, cancel := context.WithTimeout(ctx, timeout)
-			err := r.Sink.Send(sctx, msg)
-			cancel()
-			if err != nil {
-				m.failed.WithLabelValues(r.Name).Inc()
-				if !errors.Is(err, context.Canceled) {
-					m.log.Warn("sending alert failed", "sink", r.Name, "subject", msg.Subject, "err", m.opts.Redact(err.Error()))
-				}
-				continue
+			if len(held) == maxHeld {
+				m.lost.WithLabelValues(r.Name).Inc()
+				m.log.Warn("alert sink unavailable too long, oldest held message dropped", "sink", r.Name, "subject", held[0].Subject)
+				held = held[1:]
 			}
-			m.sent.WithLabelValues(r.Name).Inc()
+			held = append(held, msg)
+		case <-retry.C:
 		}
+		held = m.sendHeld(ctx, r, held)
 	}
+}
+
+// sendHeld sends held messages in order until the sink is unavailable,
+// and returns those left.
+func (m *Manager) sendHeld(ctx context.Context, r Route, held []Message) []Message {
+	timeout := cmp.Or(r.Timeout, DefaultTimeout)
+	for len(held) > 0 && ctx.Err() == nil {
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		err := r.Sink.Send(sctx, held[0])
+		cancel()
+		switch {
+		case err == nil:
+			m.sent.WithLabelValues(r.Name).Inc()
+		case errors.Is(err, hookctl.ErrUnavailable) && ctx.Err() == nil:
+			return held // kept for the next try
+		default:
+			m.failed.WithLabelValues(r.Name).Inc()
+			if !errors.Is(err, context.Canceled) {
+				m.log.Warn("sending alert failed", "sink", r.Name, "subject", held[0].Subject, "err", m.opts.Redact(err.Error()))
+			}
+		}
+		held = held[1:]
+	}
+	return held
 }
 
 // lastLine is the last non-blank line of s, clipped.

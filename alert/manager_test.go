@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -254,5 +255,41 @@ func TestManagerHookRemoved(t *testing.T) {
 	case m := <-sink:
 		t.Errorf("unexpected message %+v", m)
 	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// A sink that is unavailable (the XMPP session down) keeps its messages,
+// in order and at most maxHeld, until it is back; other failures drop.
+func TestManagerHoldsWhileUnavailable(t *testing.T) {
+	var mu sync.Mutex
+	down := true
+	got := make(chanSink, 100)
+	sink := SinkFunc(func(ctx context.Context, m Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return fmt.Errorf("profile p: not connected: %w", hookctl.ErrUnavailable)
+		}
+		return got.Send(ctx, m)
+	})
+	m := New(Options{Window: time.Hour, RetryEvery: 10 * time.Millisecond, Routes: []Route{{Name: "x", Sink: sink}}})
+	stop := run(t, m)
+	defer stop()
+	for i := range maxHeld + 4 {
+		m.Signal(Signal{Kind: HookFailure, Subject: fmt.Sprintf("hook %02d", i)})
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case msg := <-got:
+		t.Fatalf("sent while unavailable: %v", msg)
+	default:
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	for i := 4; i < maxHeld+4; i++ {
+		if msg := recv(t, got); msg.Subject != fmt.Sprintf("hook %02d", i) {
+			t.Fatalf("message %d = %v, want the newest %d in order", i, msg, maxHeld)
+		}
 	}
 }
