@@ -82,6 +82,9 @@ type Tracker struct {
 	nodes   map[registry.NodeRef]*tracked
 	pending []nodeOp // store writes not done yet, in order
 	pruned  bool     // stale node states of the store were pruned once
+
+	// gap is told of each gap (nil: not told); see OnGap.
+	gap func(ref registry.NodeRef, detail string)
 }
 
 // tracked is one node with hooks.
@@ -270,6 +273,11 @@ func (c *Tracker) Event(ev hookctl.Event) {
 // (a run with outcome skipped, for each hook of its node). Call it before
 // Run.
 func (c *Tracker) OnDuplicate(f func(hookctl.Event, error)) { c.duplicate = f }
+
+// OnGap makes f hear of each gap found (the alerts): called with the
+// tracker's lock held, so it must not block or call the tracker. Call it
+// before Run.
+func (c *Tracker) OnGap(f func(ref registry.NodeRef, detail string)) { c.gap = f }
 
 // errDuplicate is why a live item is skipped as already handled.
 var errDuplicate = errors.New("skipped: this item id was already handled with the same payload (a repeated notification, or the item published again unchanged); publish it with another id or payload, or retract it first, to have hooks run on it")
@@ -551,6 +559,9 @@ func (c *Tracker) candidates(ref registry.NodeRef, t *tracked, items []xmppsessi
 		c.m.gaps.WithLabelValues(ref.Profile, ref.Service, ref.Node).Inc()
 		c.log.Warn("catch-up: items may have been missed", "profile", ref.Profile, "service", ref.Service,
 			"node", ref.Node, "unseen_items", len(items), "gaps", t.gaps)
+		if c.gap != nil {
+			c.gap(ref, t.lastGap)
+		}
 	}
 	now := time.Now()
 	var out []admitted

@@ -81,6 +81,8 @@ type Config struct {
 	// changes the same way (default 10000 events, 2160h).
 	EventsKeep   int              `yaml:"events_keep"`
 	EventsMaxAge hookctl.Duration `yaml:"events_max_age"`
+	// Alerts are where and how often failures are told (alerts.go).
+	Alerts Alerts `yaml:"alerts"`
 }
 
 // DefaultMaxPublishBytes is below the usual server stanza limits
@@ -156,7 +158,7 @@ func Load(path string) (Config, error) {
 		if err := checkAllowTypesGiven(data, c.AllowTypes); err != nil {
 			return c, fmt.Errorf("%s: %w", path, err)
 		}
-		if err := c.validate(path); err != nil {
+		if err := errors.Join(c.validate(path), c.checkAlerts(path, data)); err != nil {
 			return c, err
 		}
 		// Absolute, so that workers started in other directories agree.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/alert"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/catchup"
 	"hookctl.dev/hookctl/config"
@@ -88,6 +89,7 @@ type Daemon struct {
 	subscriptionCheck time.Duration
 	secrets           *config.Secrets // what http hooks may name; redacted everywhere
 	memoryRuns        bool
+	alerts            *alert.Manager // nil without alert sinks (alerts.go)
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -180,6 +182,10 @@ func New(opts Options) (*Daemon, error) {
 		d.profileByName[name] = p
 	}
 	d.registerInfoMetrics()
+	var err error
+	if d.alerts, err = d.newAlerts(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -266,9 +272,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := d.openRunLog(&dopts); err != nil {
 		return err
 	}
+	d.wireAlerts(&dopts)
 	d.dispatcher = dispatch.New(dopts)
 	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
 	d.catchup.OnDuplicate(d.dispatcher.Duplicate)
+	if d.alerts != nil {
+		d.catchup.OnGap(d.alertGap)
+	}
 	for _, p := range d.profiles {
 		if err := p.openSubscriptions(d); err != nil {
 			return fmt.Errorf("profile %s: %w", p.name, err)
@@ -284,7 +294,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 8+2*len(d.profiles)) // one per goroutine: a failure never blocks
+	errc := make(chan error, 9+2*len(d.profiles)) // one per goroutine: a failure never blocks
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -315,6 +325,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	if len(d.watch.Paths) > 0 {
 		goRun("watch", d.runWatch)
+	}
+	if d.alerts != nil {
+		goRun("alerts", d.alerts.Run)
 	}
 	d.log.Info("backend started", "socket", d.cfg.Socket, "data_dir", d.cfg.DataDir, "profiles", len(d.profiles))
 
@@ -402,6 +415,9 @@ func (d *Daemon) syncHooks(ctx context.Context) error {
 	for {
 		hooks, rev := d.store.Snapshot()
 		d.dispatcher.SetHooks(d.effectiveHooks(hooks)) // suspend.go
+		if d.alerts != nil {
+			d.alerts.Hooks(hooks) // a failing hook removed: its alert ends
+		}
 		d.catchup.SetHooks(hooks)
 		for _, p := range d.profiles {
 			p.subs.SetHooks(hooks)
@@ -506,6 +522,9 @@ func (d *Daemon) watcher() *reconcile.Watcher {
 		w.JIDs = func(context.Context) (map[string]string, error) { return d.cfg.ProfileJIDs(), nil }
 		w.Logger = d.log.With("component", "watch")
 		w.Metrics = reconcile.NewMetrics(d.metrics)
+		if d.alerts != nil {
+			w.OnRound = d.alertRound
+		}
 		d.watchLoop = w
 	})
 	return d.watchLoop

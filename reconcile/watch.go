@@ -111,6 +111,9 @@ type Watcher struct {
 	// backend stops answering (not ready).
 	Epoch      func(ctx context.Context) (string, error)
 	EpochEvery time.Duration
+	// OnRound, if set, hears how each round of Run ended (nil: the files
+	// applied), for alerts; it must not block.
+	OnRound func(err error)
 
 	mu         sync.Mutex
 	health     Health
@@ -516,6 +519,9 @@ func (w *Watcher) round(ctx context.Context, fw *fsnotify.Watcher, resync *time.
 	_, err := w.Reconcile(ctx)
 	if ctx.Err() != nil {
 		return backoff
+	}
+	if w.OnRound != nil {
+		w.OnRound(err)
 	}
 	interval := w.Interval
 	if interval == 0 {

@@ -62,6 +62,9 @@ func TestScripts(t *testing.T) {
 			"flood":      cmdFlood,
 			"backendfds": cmdBackendFDs,
 			"backendpid": cmdBackendPID,
+			// script_cmds_alerts_test.go
+			"alertsink": cmdAlertSink,
+			"xmppinbox": cmdXMPPInbox,
 		},
 		RequireExplicitExec: true,
 		// [race]: the binary has the race detector (harden_bigapply
