@@ -273,35 +273,6 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ExpandSecrets replaces each ${NAME} in s with lookup(NAME). A "$" not
-// followed by "{" is kept as is; a bad or unclosed reference is an error.
-// Errors name the secret, never its value.
-func ExpandSecrets(s string, lookup func(string) (string, error)) (string, error) {
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "${")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String(), nil
-		}
-		b.WriteString(s[:i])
-		end := strings.IndexByte(s[i:], '}')
-		if end < 0 {
-			return "", errors.New("unclosed ${")
-		}
-		name := s[i+2 : i+end]
-		if !ValidSecretName(name) {
-			return "", fmt.Errorf("bad variable name %q in ${...}", name)
-		}
-		v, err := lookup(name)
-		if err != nil {
-			return "", err
-		}
-		b.WriteString(v)
-		s = s[i+end+1:]
-	}
-}
-
 // quoteClip quotes a value for an error, cut to its first 64 bytes: a
 // mistake of a megabyte is not repeated back whole.
 func quoteClip(s string) string {

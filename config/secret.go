@@ -127,3 +127,36 @@ func (s *Secrets) Redact(text string) string {
 	}
 	return text
 }
+
+// ExpandSecrets replaces each ${NAME} in s with lookup(NAME): the one
+// reading of ${NAME} in http hooks' and alert webhooks' headers. A "$" not
+// followed by "{" is kept as is; a bad or unclosed reference is an error.
+// Errors name the secret, never its value.
+func ExpandSecrets(s string, lookup func(string) (string, error)) (string, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil // the common case, without a copy
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", errors.New("unclosed ${")
+		}
+		name := s[i+2 : i+end]
+		if !ValidSecretName(name) {
+			return "", fmt.Errorf("bad variable name %q in ${...}", name)
+		}
+		v, err := lookup(name)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(v)
+		s = s[i+end+1:]
+	}
+}

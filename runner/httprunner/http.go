@@ -16,7 +16,6 @@ package httprunner
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -95,7 +94,7 @@ func (f *factory) Check(_ context.Context, h hookctl.Hook) error {
 		if !validHeaderName(name) {
 			return fmt.Errorf("%w: header name %q is not a valid token", hookctl.ErrInvalid, name)
 		}
-		if _, err := expand(value, f.declared); err != nil {
+		if _, err := config.ExpandSecrets(value, f.declared); err != nil {
 			return fmt.Errorf("%w: header %s: %w", hookctl.ErrInvalid, name, err)
 		}
 	}
@@ -181,7 +180,7 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 	header.Set("Content-Type", "application/json")
 	header.Set("User-Agent", "hookctl")
 	for name, value := range r.headers {
-		v, err := expand(value, r.lookup)
+		v, err := config.ExpandSecrets(value, r.lookup)
 		if err != nil {
 			return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("header %s: %w", name, err)}
 		}
@@ -260,36 +259,4 @@ func (r *Runner) post(ctx context.Context, header http.Header, body []byte, last
 
 func tailString(b []byte) string {
 	return runner.Tail(string(b), runner.OutputTail)
-}
-
-// expand replaces each ${NAME} in s with the secret's value. A secret
-// that cannot be read is an error naming it (not its value); a "$" not
-// followed by "{" is kept as is.
-func expand(s string, lookup func(string) (string, error)) (string, error) {
-	if !strings.Contains(s, "${") {
-		return s, nil
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "${")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String(), nil
-		}
-		b.WriteString(s[:i])
-		end := strings.IndexByte(s[i:], '}')
-		if end < 0 {
-			return "", errors.New("unclosed ${")
-		}
-		name := s[i+2 : i+end]
-		if !config.ValidSecretName(name) {
-			return "", fmt.Errorf("bad variable name %q in ${...}", name)
-		}
-		v, err := lookup(name)
-		if err != nil {
-			return "", err
-		}
-		b.WriteString(v)
-		s = s[i+end+1:]
-	}
 }
