@@ -25,6 +25,7 @@ func topCommands(g *globals) []*cobra.Command {
 		newTriggerCmd(g),
 		newEventsCmd(g),
 		newExportCmd(g),
+		newImportCmd(g),
 	}
 }
 
