@@ -147,8 +147,10 @@ func profiles(ctx context.Context, db *sql.DB) (map[string]string, error) {
 // hooks reads and decodes the PUBSUB_HOOK rows. Values over the pickle
 // size limit are not even loaded (their length is asked first).
 func hooks(ctx context.Context, db *sql.DB, profile string) ([]Hook, error) {
+	// octet_length reads a value's size from its record header, so an
+	// oversized value is refused without SQLite loading it either.
 	rows, err := db.QueryContext(ctx, `SELECT p.name, b.key,
-		CASE WHEN length(CAST(b.value AS BLOB)) <= ? THEN CAST(b.value AS BLOB) END, length(CAST(b.value AS BLOB))
+		CASE WHEN octet_length(b.value) <= ? THEN CAST(b.value AS BLOB) END, octet_length(b.value)
 		FROM private_ind_bin b JOIN profiles p ON p.id = b.profile_id
 		WHERE b.namespace = ? AND (? = '' OR p.name = ?)
 		ORDER BY p.name, b.key LIMIT ?`, pickle.MaxSize, Namespace, profile, profile, MaxNodes+1)

@@ -160,3 +160,25 @@ func TestConvertRefusesInvalid(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// The real Libervia 0.9 refuses python and python_code hooks (not
+// implemented), so its database never holds them; a later or patched one
+// could, and they convert like python_file (the decoder's own test reads
+// a python_code hook from a pickle made by Python).
+func TestConvertEveryPythonType(t *testing.T) {
+	db := &Database{Hooks: []Hook{
+		{Profile: "alice", Service: "alice@localhost", Node: "n", Type: "python_code", Arg: "print(item)"},
+		{Profile: "alice", Service: "alice@localhost", Node: "n", Type: "python", Arg: "json.tool"},
+		{Profile: "alice", Service: "alice@localhost", Node: "n", Type: "python_file", Arg: "/old/x.py"},
+	}}
+	hooks, notes, err := Convert(db, ConvertOptions{Set: "s", PathFrom: "/old", PathTo: "/new"})
+	if err != nil || len(notes) != 0 || len(hooks) != 3 {
+		t.Fatalf("%v %q %d", err, notes, len(hooks))
+	}
+	want := []string{"print(item)", "json.tool", "/new/x.py"}
+	for i, h := range hooks {
+		if h.Arg != want[i] {
+			t.Errorf("hook %d: arg %q, want %q", i, h.Arg, want[i])
+		}
+	}
+}

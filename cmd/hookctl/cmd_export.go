@@ -215,6 +215,11 @@ func writeExport(stdout io.Writer, output string, files map[string][]byte) error
 }
 
 func replaceFile(path string, data []byte) error {
+	// A device or FIFO at the place (-o /dev/null) would be replaced by
+	// the rename: refused. A symlink is replaced, never written through.
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("%w: %s is not a regular file (write to stdout and redirect instead)", hookctl.ErrInvalid, path)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".hookctl-export-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
