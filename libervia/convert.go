@@ -36,12 +36,12 @@ func Convert(db *Database, opts ConvertOptions) (hooks []hookctl.Hook, notes []s
 			Owner:      opts.Set,
 		}
 		if seen[h.Key] {
-			notes = append(notes, fmt.Sprintf("duplicate of hook %s dropped (Libervia stored it twice; a hookctl hook is unique)", h.Key))
+			notes = append(notes, fmt.Sprintf("duplicate of hook %s dropped (Libervia stored it twice; a hookctl hook is unique)", describe(h.Key)))
 			continue
 		}
 		seen[h.Key] = true
 		if err := rules.Check(h, rules.DefaultLimits()); err != nil {
-			errs = append(errs, fmt.Errorf("hook %s: %w", h.Key, err))
+			errs = append(errs, fmt.Errorf("hook %s: %w", describe(h.Key), err))
 			continue
 		}
 		hooks = append(hooks, h)
@@ -50,6 +50,12 @@ func Convert(db *Database, opts ConvertOptions) (hooks []hookctl.Hook, notes []s
 		return nil, notes, fmt.Errorf("%w: %w", hookctl.ErrInvalid, errors.Join(errs...))
 	}
 	return hooks, notes, nil
+}
+
+// describe names a hook for messages with every part quoted: what a
+// database holds may contain newlines or control characters.
+func describe(k hookctl.Key) string {
+	return fmt.Sprintf("profile %q service %q node %q type %q arg %q", k.Profile, k.Service, k.Node, k.Type, hookctl.RedactURLCredentials(k.Arg))
 }
 
 // mapPath applies the PathFrom → PathTo rewrite to a python_file path.

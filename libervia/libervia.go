@@ -16,10 +16,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
@@ -72,13 +74,10 @@ func Read(ctx context.Context, path, profile string) (*Database, error) {
 		return nil, err
 	}
 	if _, ok := out.Profiles[profile]; profile != "" && !ok {
-		names := slices.Sorted(func(yield func(string) bool) {
-			for n := range out.Profiles {
-				if !yield(n) {
-					return
-				}
-			}
-		})
+		var names []string
+		for _, n := range slices.Sorted(maps.Keys(out.Profiles)) {
+			names = append(names, strconv.Quote(n))
+		}
 		return nil, fmt.Errorf("%w: profile %q is not in %s (its profiles: %s)", hookctl.ErrInvalid, profile, path, strings.Join(names, ", "))
 	}
 	out.Hooks, err = hooks(ctx, db, profile)

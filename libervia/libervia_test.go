@@ -41,7 +41,7 @@ func TestReadFixture(t *testing.T) {
 	if err != nil || len(bob.Hooks) != 1 {
 		t.Fatalf("profile bob: %v, %d hooks", err, len(bob.Hooks))
 	}
-	if _, err := Read(context.Background(), fixture, "carol"); !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), "alice, bob") {
+	if _, err := Read(context.Background(), fixture, "carol"); !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), `"alice", "bob"`) {
 		t.Errorf("unknown profile: %v", err)
 	}
 }

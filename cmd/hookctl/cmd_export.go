@@ -264,7 +264,7 @@ func exportNotes(cmd *cobra.Command, client *api.Client, sel selection) {
 	}
 	for _, r := range recs {
 		if _, ok := sel.sets[r.Set]; ok && r.Source != "" {
-			fmt.Fprintf(w, "note: set %s is managed by source %s: apply the exported file with --source %q (or --take-over where it now lives)\n", r.Set, r.Source, r.Source)
+			fmt.Fprintf(w, "note: set %s was applied from %s; diff and apply the file from another place with --take-over\n", r.Set, r.Source)
 		}
 	}
 }

@@ -65,8 +65,6 @@ unless every hook converts and passes hookctl's rules.`,
 	fl.StringVarP(&f.output, "output", "o", "", "write the hooks file here (default stdout)")
 	fl.BoolVar(&f.apply, "apply", false, "apply the hooks to the backend (as apply does with a file) instead of writing a file")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "with --apply: show the plan, change nothing")
-	_ = c.MarkFlagRequired("db")
-	c.MarkFlagsMutuallyExclusive("apply", "output")
 	return c
 }
 
@@ -74,6 +72,12 @@ unless every hook converts and passes hookctl's rules.`,
 func (f importFlags) check() (from, to string, err error) {
 	bad := func(format string, a ...any) error {
 		return exitCode(2, fmt.Errorf("%w: "+format, append([]any{hookctl.ErrInvalid}, a...)...))
+	}
+	switch {
+	case f.db == "":
+		return "", "", bad("no database: give --db PATH (Libervia's libervia.db)")
+	case f.apply && f.output != "":
+		return "", "", bad("--apply and -o: either apply the hooks or write them to a file")
 	}
 	if !rules.ValidName(f.set) {
 		return "", "", bad("--set %q is not a simple name (letters, digits, '.', '_', '-')", f.set)
