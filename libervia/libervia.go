@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/url"
 	"os"
@@ -106,7 +107,7 @@ func open(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("reading Libervia database: %w", err)
 	}
 	head := make([]byte, 16)
-	_, err = f.Read(head)
+	_, err = io.ReadFull(f, head)
 	f.Close()
 	if err != nil || string(head) != "SQLite format 3\x00" {
 		return nil, fmt.Errorf("%w: %s is not an SQLite database", ErrNotLibervia, path)
