@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -152,6 +154,11 @@ func applyImported(cmd *cobra.Command, g *globals, hooks []hookctl.Hook, f impor
 	jids, err := profileJIDs(ctx, client)
 	if err != nil {
 		return exitCode(2, err)
+	}
+	for _, h := range hooks {
+		if _, ok := jids[h.Profile]; !ok {
+			return exitCode(2, fmt.Errorf("%w: profile %q of the imported hooks is not one of this backend's (%s): declare it in the backend's config, or import another with -p", hookctl.ErrInvalid, h.Profile, strings.Join(slices.Sorted(maps.Keys(jids)), ", ")))
+		}
 	}
 	desired, err := reconcile.NormalizeServices(hooks, jids)
 	if err != nil {
