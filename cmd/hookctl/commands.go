@@ -24,6 +24,8 @@ func topCommands(g *globals) []*cobra.Command {
 		newSetCmd(g),
 		newTriggerCmd(g),
 		newEventsCmd(g),
+		newExportCmd(g),
+		newImportCmd(g),
 	}
 }
 

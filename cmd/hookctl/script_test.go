@@ -45,6 +45,12 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOOKCTL_DATA_DIR", filepath.Join(env.WorkDir, "data"))
 			env.Setenv("HOME", env.WorkDir)
 			env.Setenv("NO_COLOR", "1")
+			// Fixtures too large or binary for a .txtar (import libervia's database).
+			testdata, err := filepath.Abs("testdata")
+			if err != nil {
+				return err
+			}
+			env.Setenv("TESTDATA", testdata)
 			// A -race binary sleeps 1s at exit by default; every hookctl
 			// call in a script is one.
 			env.Setenv("GORACE", "atexit_sleep_ms=0")
