@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +24,10 @@ import (
 // binary again, with -backend-config), exactly as `hookctl serve` runs it
 // (daemon.New + Run until SIGTERM), so that its RSS, CPU and open files are
 // its own, not the publisher's.
+
+// childProfileEnv names a file for a CPU profile of the child backend,
+// from its start to its end (-backend-cpuprofile).
+const childProfileEnv = "HOOKCTL_BENCH_BACKEND_CPUPROFILE"
 
 // serveChild is the child's main: the backend on the config in file, its
 // log in logFile, until SIGTERM.
@@ -45,6 +50,17 @@ func serveChild(file, logFile string) error {
 	if err != nil {
 		return err
 	}
+	if prof := os.Getenv(childProfileEnv); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return d.Run(ctx)
@@ -61,8 +77,9 @@ type child struct {
 
 // startChild writes cfg (Defaults applied here) and starts the backend on
 // it; the password of every profile is read from pwEnv. The child dies
-// with this process (Pdeathsig).
-func startChild(dir string, cfg config.Config) (*child, error) {
+// with this process (Pdeathsig). With profile set, it writes a CPU
+// profile there.
+func startChild(dir string, cfg config.Config, profile string) (*child, error) {
 	cfg.Defaults()
 	data, err := json.Marshal(cfg)
 	if err != nil {
@@ -79,6 +96,9 @@ func startChild(dir string, cfg config.Config) (*child, error) {
 	c := &child{cfg: cfg, log: filepath.Join(dir, "backend.log"), done: make(chan struct{})}
 	c.cmd = exec.Command(self, "-backend-config", file, "-backend-log", c.log)
 	c.cmd.Env = append(os.Environ(), pwEnv+"="+password)
+	if profile != "" {
+		c.cmd.Env = append(c.cmd.Env, childProfileEnv+"="+profile)
+	}
 	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := c.cmd.Start(); err != nil {

@@ -45,7 +45,7 @@ func endurance(o options) error {
 		Listen:     "127.0.0.1:" + strconv.Itoa(port),
 		AllowTypes: []hookctl.Type{typ},
 		Profiles:   map[string]config.Profile{"default": {JID: "bot@localhost", PasswordEnv: pwEnv, Server: b.srv.Addr, TLS: config.TLSNone}},
-	})
+	}, o.backendProfile)
 	if err != nil {
 		return err
 	}
