@@ -276,9 +276,7 @@ func (m *Manager) sync(ctx context.Context) (failed bool) {
 	m.mu.Unlock()
 	slices.SortFunc(add, compareRefs)
 	slices.SortFunc(drop, compareRefs)
-	for _, ref := range add {
-		m.subscribe(ctx, ref)
-	}
+	m.subscribeAll(ctx, add)
 	m.unsubscribe(ctx, drop)
 
 	m.mu.Lock()
@@ -291,36 +289,84 @@ func (m *Manager) sync(ctx context.Context) (failed bool) {
 	return false
 }
 
-// subscribe subscribes to one node, catch-up around it.
-func (m *Manager) subscribe(ctx context.Context, ref nodeRef) {
+// subscribeInflight bounds how many nodes a profile subscribes to at once,
+// each with its catch-up fetches (one request at a time per node): at
+// most this many requests of a profile's start-up are in flight toward
+// the server. One at a time, 10,000 nodes took minutes of round trips;
+// all at once would be a burst of 10,000 requests that the server queues
+// (and may count against the account's rate limits).
+const subscribeInflight = 16
+
+// subscribeAll subscribes to the nodes in add, in order, subscribeInflight
+// at a time, and records in one store write the subscriptions it made
+// (one write each was one fsync each).
+func (m *Manager) subscribeAll(ctx context.Context, add []nodeRef) {
+	var mu sync.Mutex
+	var made []nodeRef
+	slots := make(chan struct{}, subscribeInflight)
+	var wg sync.WaitGroup
+	for _, ref := range add {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if m.subscribe(ctx, ref) {
+				mu.Lock()
+				made = append(made, ref)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	m.record(made)
+}
+
+// record stores the subscriptions hookctl made. They are stored before
+// they count as ours: a crash in between leaves subscriptions hookctl
+// will not remove, never one of the user's that it would.
+func (m *Manager) record(made []nodeRef) {
+	if len(made) == 0 {
+		return
+	}
+	refs := make([]registry.NodeRef, len(made))
+	for i, r := range made {
+		refs[i] = m.ref(r)
+	}
+	if err := m.opts.Store.AddOwnSubscriptions(refs...); err != nil {
+		m.log.Error("recording subscriptions", "count", len(refs), "err", err)
+		return
+	}
+	m.mu.Lock()
+	for _, r := range made {
+		m.ours[r] = true
+	}
+	m.mu.Unlock()
+}
+
+// subscribe subscribes to one node, catch-up around it; made reports a
+// subscription hookctl made that is not recorded as its own yet.
+func (m *Manager) subscribe(ctx context.Context, ref nodeRef) (made bool) {
 	m.opts.Catchup.BeforeSubscribe(ctx, m.ref(ref))
 	opCtx, cancel := context.WithTimeout(ctx, m.opts.OpTimeout)
 	created, err := m.opts.Session.Subscribe(opCtx, ref.Service, ref.Node)
 	cancel()
 	m.mu.Lock()
-	record := false
 	if err != nil {
 		m.errors[ref] = "subscribe: " + err.Error()
 		m.log.Warn("subscribe failed", "service", ref.Service, "node", ref.Node, "err", err)
 	} else {
 		delete(m.errors, ref)
 		m.have[ref] = true
-		record = created && !m.ours[ref]
+		made = created && !m.ours[ref]
 	}
 	m.mu.Unlock()
-	if record {
-		// Stored before it counts as ours: a crash in between leaves a
-		// subscription hookctl will not remove, never one of the user's
-		// that it would.
-		if serr := m.opts.Store.AddOwnSubscriptions(m.ref(ref)); serr != nil {
-			m.log.Error("recording a subscription", "service", ref.Service, "node", ref.Node, "err", serr)
-		} else {
-			m.mu.Lock()
-			m.ours[ref] = true
-			m.mu.Unlock()
-		}
-	}
 	m.opts.Catchup.AfterSubscribe(ctx, m.ref(ref), err)
+	return made
 }
 
 // unsubscribe removes subscriptions hookctl made that no hook needs.
