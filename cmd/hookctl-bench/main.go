@@ -164,6 +164,8 @@ type Report struct {
 	Publisher Result   `json:"publisher"`
 	Results   []Result `json:"results"`
 	Ratio     *Ratio   `json:"hook_vs_bare,omitempty"`
+	// LoopRatio (exec) is the hook's rate ÷ the plain fork/exec loop's.
+	LoopRatio float64 `json:"hook_vs_loop,omitempty"`
 	// ProsodyCPU is the CPU time the server used during the burst, and
 	// SelfCPU this process's (backend, subscriber, publisher), in seconds.
 	ProsodyCPU float64 `json:"prosody_cpu_seconds"`
@@ -577,6 +579,7 @@ func (b *bench) report(ctx context.Context, m burstResult) (Report, error) {
 			return rep, err
 		}
 		rep.Results = append(rep.Results, base)
+		rep.LoopRatio = hookRes.PerSecond / base.PerSecond
 	}
 	return rep, nil
 }
@@ -829,6 +832,9 @@ func printReport(r Report) {
 	if r.Ratio != nil {
 		fmt.Printf("hook ÷ bare subscriber: rate %.2f×, p99 %.2f×\n", r.Ratio.Rate, r.Ratio.P99)
 	}
+	if r.LoopRatio > 0 {
+		fmt.Printf("exec hook ÷ fork/exec loop: rate %.2f×\n", r.LoopRatio)
+	}
 }
 
 // session connects user to srv and runs the session until stop is called.
@@ -853,6 +859,12 @@ func session(ctx context.Context, srv *prosodytest.Server, user string, onEvent 
 
 // waitFor polls cond every 50ms until it holds, fails, or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	return waitEvery(ctx, timeout, 50*time.Millisecond, what, cond)
+}
+
+// waitEvery polls cond every interval until it holds, fails, or timeout
+// passes.
+func waitEvery(ctx context.Context, timeout, every time.Duration, what string, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := cond()
@@ -868,7 +880,7 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
