@@ -297,15 +297,28 @@ func (m *Manager) sync(ctx context.Context) (failed bool) {
 // (and may count against the account's rate limits).
 const subscribeInflight = 16
 
+// ListedSubscriber is a Session that can subscribe without asking first
+// whether the subscription exists, given a listing of every node of the
+// service (an xmppsession.Session).
+type ListedSubscriber interface {
+	SubscribeListed(ctx context.Context, service, node string, listed bool) (created bool, err error)
+}
+
 // subscribeAll subscribes to the nodes in add, in order, subscribeInflight
 // at a time, and records in one store write the subscriptions it made
-// (one write each was one fsync each).
+// (one write each was one fsync each). Where several nodes of a service
+// are added, the service's subscriptions are listed once for all of them
+// rather than once per node (a request less per node).
 func (m *Manager) subscribeAll(ctx context.Context, add []nodeRef) {
 	var mu sync.Mutex
 	var made []nodeRef
 	slots := make(chan struct{}, subscribeInflight)
 	var wg sync.WaitGroup
-	for _, ref := range add {
+	var listed map[string]bool // of add[i].Service, nil when not listed
+	for i, ref := range add {
+		if i == 0 || ref.Service != add[i-1].Service {
+			listed = m.listService(ctx, add[i:])
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -313,9 +326,10 @@ func (m *Manager) subscribeAll(ctx context.Context, add []nodeRef) {
 		if ctx.Err() != nil {
 			break
 		}
+		listed := listed // this node's; the loop moves on to other services
 		wg.Go(func() {
 			defer func() { <-slots }()
-			if m.subscribe(ctx, ref) {
+			if m.subscribe(ctx, ref, listed) {
 				mu.Lock()
 				made = append(made, ref)
 				mu.Unlock()
@@ -348,12 +362,37 @@ func (m *Manager) record(made []nodeRef) {
 	m.mu.Unlock()
 }
 
+// listService lists the subscriptions of the service of add[0] when add
+// holds more than one node of it and the session can use the list; nil
+// otherwise, or when the listing fails (Prosody 0.12 cannot list every
+// node once a subscribed node was deleted): then each node is asked.
+func (m *Manager) listService(ctx context.Context, add []nodeRef) map[string]bool {
+	if _, ok := m.opts.Session.(ListedSubscriber); !ok || len(add) < 2 || add[1].Service != add[0].Service {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, m.opts.CheckTimeout)
+	defer cancel()
+	subs, err := m.opts.Session.SubscribedNodes(lctx, add[0].Service, "")
+	if err != nil {
+		m.log.Debug("cannot list the service's subscriptions; asking node by node", "service", add[0].Service, "err", err)
+		return nil
+	}
+	return subs
+}
+
 // subscribe subscribes to one node, catch-up around it; made reports a
-// subscription hookctl made that is not recorded as its own yet.
-func (m *Manager) subscribe(ctx context.Context, ref nodeRef) (made bool) {
+// subscription hookctl made that is not recorded as its own yet. listed,
+// when not nil, is the service's list of subscriptions.
+func (m *Manager) subscribe(ctx context.Context, ref nodeRef, listed map[string]bool) (made bool) {
 	m.opts.Catchup.BeforeSubscribe(ctx, m.ref(ref))
 	opCtx, cancel := context.WithTimeout(ctx, m.opts.OpTimeout)
-	created, err := m.opts.Session.Subscribe(opCtx, ref.Service, ref.Node)
+	var created bool
+	var err error
+	if ls, ok := m.opts.Session.(ListedSubscriber); ok && listed != nil {
+		created, err = ls.SubscribeListed(opCtx, ref.Service, ref.Node, listed[ref.Node])
+	} else {
+		created, err = m.opts.Session.Subscribe(opCtx, ref.Service, ref.Node)
+	}
 	cancel()
 	m.mu.Lock()
 	if err != nil {

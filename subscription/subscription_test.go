@@ -32,6 +32,9 @@ type fakeService struct {
 	listErr      error           // the answer to listings, when set
 	wholeErr     error           // the answer to listings of every node, when set
 	lists        int             // listings asked
+	// listedSubscribes counts subscribes sent after one listing of the
+	// service (no listing of their own)
+	listedSubscribes int
 }
 
 func newFake(nodes ...string) *fakeService {
@@ -59,6 +62,18 @@ func (f *fakeService) Subscribe(_ context.Context, service, node string) (bool, 
 	}
 	f.subs[node] = true
 	return true, nil
+}
+
+// SubscribeListed trusts the caller's listing, as xmppsession does.
+func (f *fakeService) SubscribeListed(_ context.Context, service, node string, listed bool) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listedSubscribes++
+	if !f.nodes[node] {
+		return false, errNotFound
+	}
+	f.subs[node] = true
+	return !listed, nil
 }
 
 func (f *fakeService) Unsubscribe(_ context.Context, service, node string) error {
@@ -257,6 +272,16 @@ type gatedService struct {
 }
 
 func (g *gatedService) Subscribe(ctx context.Context, service, node string) (bool, error) {
+	g.gate(ctx)
+	return g.fakeService.Subscribe(ctx, service, node)
+}
+
+func (g *gatedService) SubscribeListed(ctx context.Context, service, node string, listed bool) (bool, error) {
+	g.gate(ctx)
+	return g.fakeService.SubscribeListed(ctx, service, node, listed)
+}
+
+func (g *gatedService) gate(ctx context.Context) {
 	g.mu.Lock()
 	g.inflight++
 	g.started++
@@ -273,7 +298,6 @@ func (g *gatedService) Subscribe(ctx context.Context, service, node string) (boo
 	}
 	g.inflight--
 	g.mu.Unlock()
-	return g.fakeService.Subscribe(ctx, service, node)
 }
 
 func TestSubscriptionsAtStartAreBounded(t *testing.T) {
@@ -309,6 +333,10 @@ func TestSubscriptionsAtStartAreBounded(t *testing.T) {
 	// Recorded as hookctl's own, in one write.
 	if got := own(t, store); len(got) != n {
 		t.Errorf("%d subscriptions recorded as own, want %d", len(got), n)
+	}
+	// One listing of the service for all, not one per node.
+	if g.lists != 1 || g.listedSubscribes != n {
+		t.Errorf("%d listings, %d subscribes after the listing; want 1 and %d", g.lists, g.listedSubscribes, n)
 	}
 }
 
