@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -26,7 +27,8 @@ import (
 // its own, not the publisher's.
 
 // childProfileEnv names a file for a CPU profile of the child backend,
-// from its start to its end (-backend-cpuprofile).
+// from its start to its end (-backend-cpuprofile), and FILE.heap for its
+// heap in use when told to stop.
 const childProfileEnv = "HOOKCTL_BENCH_BACKEND_CPUPROFILE"
 
 // serveChild is the child's main: the backend on the config in file, its
@@ -63,6 +65,10 @@ func serveChild(file, logFile string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if prof := os.Getenv(childProfileEnv); prof != "" {
+		// The heap in use once running, just before stopping.
+		context.AfterFunc(ctx, func() { writeHeapProfile(prof + ".heap") })
+	}
 	return d.Run(ctx)
 }
 
@@ -180,4 +186,15 @@ func fileMB(path string) float64 {
 		return 0
 	}
 	return float64(fi.Size()) / (1 << 20)
+}
+
+// writeHeapProfile writes the heap in use to file (after a GC).
+func writeHeapProfile(file string) {
+	f, err := os.Create(file)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	_ = pprof.WriteHeapProfile(f)
 }

@@ -103,7 +103,7 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 0, "scale mode: a backend in a child process with this many persistent hooks on as many nodes; time to ready, RSS, idle CPU")
 	flag.IntVar(&o.profiles, "profiles", 1, "scale mode: spread the nodes over this many profiles (accounts)")
 	flag.DurationVar(&o.idle, "idle", 65*time.Second, "scale mode: how long idle CPU is measured once ready (over a minute includes the subscriptions' periodic check)")
-	flag.StringVar(&o.backendProfile, "backend-cpuprofile", "", "scale and endurance modes: write a CPU profile of the child backend, from its start to its stop (scale: FILE.1 first start, FILE.2 restart)")
+	flag.StringVar(&o.backendProfile, "backend-cpuprofile", "", "scale and endurance modes: write a CPU profile of the child backend, from its start to its stop, and its heap in use at the stop to FILE.heap (scale: FILE.1 first start, FILE.2 restart)")
 	backendConfig := flag.String("backend-config", "", "internal: run the backend on this JSON config (the child of -scale and -endurance)")
 	backendLog := flag.String("backend-log", "", "internal: the child backend's log file")
 	flag.Parse()
