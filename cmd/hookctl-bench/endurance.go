@@ -243,3 +243,30 @@ func (b *bench) startServerOnly(ctx context.Context) error {
 	}
 	return nil
 }
+
+// scrape reads the backend's /metrics: the sum of each metric's series
+// (labels ignored).
+func scrape(ctx context.Context, listen string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listen+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		f := strings.Fields(line)
+		name, _, _ := strings.Cut(f[0], "{")
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		out[name] += v
+	}
+	return out, sc.Err()
+}

@@ -33,7 +33,10 @@ const (
 	// publishes) while setting up.
 	scaleInflight = 32
 	// statusPoll is how often readiness is polled: the figures' resolution.
-	statusPoll = 500 * time.Millisecond
+	statusPoll = 250 * time.Millisecond
+	// maxProbes bounds the live items of the probe: their runs must stay
+	// in the run history (runs_keep, 10,000) beside the catch-up's.
+	maxProbes = 300
 )
 
 // scaleRun is one scale measurement's set-up: the server, the nodes of
@@ -263,7 +266,13 @@ func (s *scaleRun) start(ctx context.Context, what string, probe prober) (scaleR
 		}
 		return r, err
 	}
-	if err := waitConnected(ctx, ch.client, len(s.profiles)); err != nil {
+	if err := waitEvery(ctx, time.Minute, 50*time.Millisecond, "every profile connected", func() (bool, error) {
+		m, err := scrape(ctx, cfg.Listen)
+		if err != nil {
+			return false, nil // not listening yet
+		}
+		return int(m["hookctl_xmpp_connected"]) == len(s.profiles), nil
+	}); err != nil {
 		return fail(err)
 	}
 	r.connected = time.Since(t0)
@@ -283,30 +292,21 @@ func (s *scaleRun) start(ctx context.Context, what string, probe prober) (scaleR
 		wantCaught = uint64(len(s.nodes))
 	}
 	var progress string
-	// Polled every 500 ms: a status of 10,000 nodes costs the backend
-	// ~10 ms of CPU (every 50 ms, that was a third of its CPU).
+	// Read from /metrics (hookctl_subscriptions, hookctl_catchup_*): a
+	// /v1/status of 10,000 nodes costs the backend 20-60 ms of CPU, and
+	// polling it was most of the backend's CPU in the first runs.
 	err = waitEvery(ctx, s.b.o.timeout, statusPoll, "every node subscribed and caught up", func() (bool, error) {
 		if ch.exited() {
 			return false, fmt.Errorf("backend exited; see %s", ch.log)
 		}
-		st, err := ch.client.Status(ctx)
+		m, err := scrape(ctx, cfg.Listen)
 		if err != nil {
 			return false, err
 		}
-		subs, fetched := 0, 0
-		var caught uint64
-		for _, p := range st.Profiles {
-			subs += p.Subscriptions
-		}
-		for _, n := range st.Nodes {
-			if !n.LastCatchup.IsZero() {
-				fetched++
-			}
-			caught += n.CaughtUp
-		}
-		r.caughtUp = caught
-		progress = fmt.Sprintf("%d profiles, %d nodes in status, %d subscribed, %d fetched, %d caught up, errors %d", len(st.Profiles), len(st.Nodes), subs, fetched, caught, len(st.HookErrors))
-		return subs == len(s.nodes) && fetched == len(s.nodes) && caught >= wantCaught, nil
+		subs, pending, caught := m["hookctl_subscriptions"], m["hookctl_catchup_pending_nodes"], m["hookctl_catchup_events_total"]
+		r.caughtUp = uint64(caught)
+		progress = fmt.Sprintf("%.0f subscribed, %.0f nodes pending catch-up, %.0f items caught up", subs, pending, caught)
+		return int(subs) == len(s.nodes) && pending == 0 && uint64(caught) >= wantCaught, nil
 	})
 	close(stopProbe)
 	<-probeDone
@@ -346,8 +346,9 @@ func (r *scaleResult) print() {
 }
 
 // probe waits until the first node has run its missed item (it is caught
-// up), then publishes a live item to it every 100 ms until stop: each is
-// published while other nodes are still being caught up.
+// up), then publishes a live item to it every 100 ms (at most maxProbes)
+// until stop: each is published while other nodes are still being
+// caught up.
 func (s *scaleRun) probe(ctx context.Context, ch *child, stop <-chan struct{}) (map[string]time.Time, string) {
 	n := s.nodes[0]
 	sent := map[string]time.Time{}
@@ -362,7 +363,7 @@ func (s *scaleRun) probe(ctx context.Context, ch *child, stop <-chan struct{}) (
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	for k := 0; ; k++ {
+	for k := 0; k < maxProbes; k++ {
 		id := fmt.Sprintf("live%04d", k)
 		t := time.Now()
 		if _, err := s.b.pub.Publish(ctx, s.b.srv.PubSub, n, id, "<entry xmlns='urn:example:bench'>live</entry>"); err == nil {
@@ -374,6 +375,8 @@ func (s *scaleRun) probe(ctx context.Context, ch *child, stop <-chan struct{}) (
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	<-stop
+	return sent, n
 }
 
 // probeLatency reads the probe node's runs: publish sent → run ended.
