@@ -70,7 +70,7 @@ func scale(o options) error {
 	if err := s.setUp(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("scale: %d expr hooks on %d nodes, %d profile(s), Prosody store %s, %d CPUs, load average %s\n\n",
+	fmt.Printf("scale: %d expr hooks on %d nodes, %d profile(s), Prosody store %s (items and nodes), %d CPUs, load average %s\n\n",
 		o.scale, o.scale, o.profiles, o.store, runtime.NumCPU(), loadAverage())
 
 	first, err := s.start(ctx, "first start (new nodes: subscribe + baseline)", nil)
@@ -123,7 +123,10 @@ func scale(o options) error {
 func (s *scaleRun) setUp(ctx context.Context) error {
 	b, o := s.b, s.b.o
 	fmt.Fprintln(os.Stderr, "starting prosody…")
-	srv, err := prosodytest.StartProcess("", prosodytest.Options{MemoryStorage: o.store == "memory", Admins: []string{"pub@localhost"}})
+	// -store memory keeps the nodes (subscribers) in memory too: the file
+	// store rewrites a node's file on every subscription.
+	srv, err := prosodytest.StartProcess("", prosodytest.Options{MemoryStorage: o.store == "memory", MemoryNodes: o.store == "memory",
+		Admins: []string{"pub@localhost"}})
 	if err != nil {
 		return err
 	}
