@@ -99,7 +99,12 @@ type Manager struct {
 
 	kick chan struct{} // wakes the loop (buffer 1)
 
-	mu     sync.Mutex
+	// syncMu makes syncs (the loop's, a connect's) take turns: two at
+	// once would subscribe the same nodes twice.
+	syncMu sync.Mutex
+
+	mu       sync.Mutex
+	hooksSet bool // SetHooks was called: until then want is unknown, not empty
 	want   map[nodeRef][]hookctl.Key // nodes that hooks need, with the hooks
 	have   map[nodeRef]bool          // nodes known subscribed in this connection
 	ours   map[nodeRef]bool          // subscriptions hookctl made (stored)
@@ -190,6 +195,7 @@ func (m *Manager) SetHooks(hooks []hookctl.Hook) {
 	}
 	m.mu.Lock()
 	m.want = want
+	m.hooksSet = true
 	m.mu.Unlock()
 	m.wake()
 }
@@ -260,8 +266,18 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // sync makes the subscriptions match the hooks; it reports whether a node
 // that hooks need is still not subscribed.
+//
+// Before the first SetHooks it does nothing: with no hooks known yet, every
+// subscription hookctl made would look unwanted (a backend with 10,000
+// hooks connected before it had loaded them, and unsubscribed from all).
 func (m *Manager) sync(ctx context.Context) (failed bool) {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	m.mu.Lock()
+	if !m.hooksSet {
+		m.mu.Unlock()
+		return false
+	}
 	var add, drop []nodeRef
 	for ref := range m.want {
 		if !m.have[ref] {

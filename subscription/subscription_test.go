@@ -465,3 +465,28 @@ func TestCheckListsEveryNodeInOneRequest(t *testing.T) {
 		t.Fatalf("lost %d with %d listings, c subscribed %v; want 1 with 4 (1 + one per node), false", lost, lists()-n, subscribed(m, "c"))
 	}
 }
+
+// A connect before the hooks are known (a backend still loading 10,000
+// hooks) must not take the subscriptions hookctl made for unwanted: none
+// is removed, and once the hooks come they are all kept.
+func TestConnectBeforeHooksRemovesNothing(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("a", "b")
+	f.subs["a"], f.subs["b"] = true, true
+	if err := store.AddOwnSubscriptions(registry.NodeRef{Profile: "p", Service: svc, Node: "a"}, registry.NodeRef{Profile: "p", Service: svc, Node: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Options{Profile: "p", JID: "bot@localhost", Session: f, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.OnConnect(context.Background())
+	if !f.subscribed("a") || !f.subscribed("b") || len(own(t, store)) != 2 {
+		t.Fatalf("a connect before the hooks were known removed subscriptions: a %v, b %v, own %q", f.subscribed("a"), f.subscribed("b"), own(t, store))
+	}
+	m.SetHooks([]hookctl.Hook{hook("a"), hook("b")})
+	m.OnConnect(context.Background())
+	if m.Count() != 2 || !slices.Equal(own(t, store), []string{"a", "b"}) {
+		t.Fatalf("after the hooks: %d subscribed, own %q; want 2, [a b]", m.Count(), own(t, store))
+	}
+}
