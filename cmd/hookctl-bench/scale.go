@@ -163,8 +163,10 @@ func (s *scaleRun) setUp(ctx context.Context) error {
 	if err := s.eachNode(ctx, func(_ int, n string) error { return pub.CreateNode(ctx, srv.PubSub, n) }); err != nil {
 		return err
 	}
+	// runs_keep above the default 10,000: the restart's catch-up runs and
+	// the probes must all stay in the history to be measured.
 	s.cfg = config.Config{DataDir: filepath.Join(b.dir, "data"), AllowTypes: []hookctl.Type{hookctl.TypeExpr},
-		Profiles: map[string]config.Profile{}}
+		Profiles: map[string]config.Profile{}, RunsKeep: 2*o.scale + 2*maxProbes}
 	for _, p := range s.profiles {
 		s.cfg.Profiles[p] = config.Profile{JID: p + "@localhost", PasswordEnv: pwEnv, Server: srv.Addr, TLS: config.TLSNone}
 	}
