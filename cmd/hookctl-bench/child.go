@@ -63,12 +63,22 @@ func serveChild(file, logFile string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if prof := os.Getenv(childProfileEnv); prof != "" {
-		// The heap in use once running, just before stopping.
-		context.AfterFunc(ctx, func() { writeHeapProfile(prof + ".heap") })
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() { // ends with the signal or when Run returns
+		select {
+		case <-sig:
+		case <-ctx.Done():
+			return
+		}
+		if prof := os.Getenv(childProfileEnv); prof != "" {
+			writeHeapProfile(prof + ".heap") // the heap in use while running
+		}
+		cancel()
+	}()
 	return d.Run(ctx)
 }
 
