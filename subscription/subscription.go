@@ -104,11 +104,11 @@ type Manager struct {
 	syncMu sync.Mutex
 
 	mu       sync.Mutex
-	hooksSet bool // SetHooks was called: until then want is unknown, not empty
-	want   map[nodeRef][]hookctl.Key // nodes that hooks need, with the hooks
-	have   map[nodeRef]bool          // nodes known subscribed in this connection
-	ours   map[nodeRef]bool          // subscriptions hookctl made (stored)
-	errors map[nodeRef]string        // last subscribe error per node
+	hooksSet bool                      // SetHooks was called: until then want is unknown, not empty
+	want     map[nodeRef][]hookctl.Key // nodes that hooks need, with the hooks
+	have     map[nodeRef]bool          // nodes known subscribed in this connection
+	ours     map[nodeRef]bool          // subscriptions hookctl made (stored)
+	errors   map[nodeRef]string        // last subscribe error per node
 }
 
 // New loads the subscriptions hookctl made (importing the legacy file).
