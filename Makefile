@@ -26,10 +26,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # End to end through a private Prosody: each hook type side by side with a
-# bare subscriber in the same run (see BENCHMARKS.md).
+# bare subscriber in the same run, exec also against a plain fork/exec loop;
+# each prints its ratios (see BENCHMARKS.md). Prosody keeps items in memory
+# unless BENCH_STORE=file (its file store rewrites the node on every publish).
+BENCH_STORE ?= memory
 bench-e2e:
-	$(GO) run ./cmd/hookctl-bench -type expr -items 2000
-	$(GO) run ./cmd/hookctl-bench -type exec -items 2000
+	$(GO) build -o bin/hookctl-bench ./cmd/hookctl-bench
+	./bin/hookctl-bench -store $(BENCH_STORE) -type expr -items 2000
+	./bin/hookctl-bench -store $(BENCH_STORE) -type python_file -items 2000
+	./bin/hookctl-bench -store $(BENCH_STORE) -type exec -items 2000
 
 # Each fuzz target for a bounded time (FUZZTIME, default 10s each).
 fuzz:

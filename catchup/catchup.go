@@ -138,6 +138,21 @@ func newCatchupMetrics(reg prometheus.Registerer) catchupMetrics {
 	return m
 }
 
+// Pending counts the tracked nodes not caught up since their last
+// (re)subscription started: their live events are held, or their items
+// were never fetched. 0 once a start or reconnect has settled.
+func (c *Tracker) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.nodes {
+		if t.holding || t.lastCatchup.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
 // New returns a tracker that dispatches through dispatch (its callback,
 // when not nil, is called once every run of the event has ended). log and
 // reg may be nil.
@@ -145,7 +160,7 @@ func New(store Store, dispatch func(hookctl.Event, func(int)), log *slog.Logger,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Tracker{
+	c := &Tracker{
 		store:    store,
 		dispatch: dispatch,
 		log:      log,
@@ -153,6 +168,13 @@ func New(store Store, dispatch func(hookctl.Event, func(int)), log *slog.Logger,
 		kick:     make(chan struct{}, 1),
 		nodes:    map[registry.NodeRef]*tracked{},
 	}
+	if reg != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hookctl_catchup_pending_nodes",
+			Help: "Nodes with hooks not caught up since their subscription (re)started; 0 once a start or reconnect has settled.",
+		}, func() float64 { return float64(c.Pending()) }))
+	}
+	return c
 }
 
 // SetHooks tracks the nodes that have hooks. A node that lost its hooks is

@@ -5,6 +5,7 @@ package catchup
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -206,3 +207,35 @@ func TestNodeWithoutHooksIsForgotten(t *testing.T) {
 	tr.Event(live("z", "9")) // untracked: dispatched, nothing remembered
 	check(t, r, "z")
 }
+
+// Pending counts the nodes not caught up since their subscription
+// started: every node after a connect, none once each has caught up; a
+// failed subscription keeps its node pending.
+func TestPendingNodes(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	other := registry.NodeRef{Profile: ref.Profile, Service: ref.Service, Node: "m"}
+	tr.SetHooks(append(hooks(""), hookctl.Hook{Key: hookctl.Key{Profile: other.Profile, Service: other.Service, Node: other.Node, Type: hookctl.TypeExec, Arg: "/bin/true"}}))
+	if n := tr.Pending(); n != 2 {
+		t.Fatalf("pending %d before any subscription, want 2", n)
+	}
+	subscribe(tr, &items{}) // holds both, catches up ref
+	if n := tr.Pending(); n != 1 {
+		t.Fatalf("pending %d with one node caught up, want 1", n)
+	}
+	ctx := context.Background()
+	tr.BeforeSubscribe(ctx, &items{}, other)
+	tr.AfterSubscribe(ctx, &items{}, other, errNoSubscription)
+	if n := tr.Pending(); n != 1 {
+		t.Fatalf("pending %d after a failed subscription, want 1", n)
+	}
+	tr.BeforeSubscribe(ctx, &items{}, other)
+	tr.AfterSubscribe(ctx, &items{}, other, nil)
+	if n := tr.Pending(); n != 0 {
+		t.Fatalf("pending %d with every node caught up, want 0", n)
+	}
+}
+
+var errNoSubscription = errors.New("subscribe refused")

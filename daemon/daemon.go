@@ -283,6 +283,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		if err := p.openSubscriptions(d); err != nil {
 			return fmt.Errorf("profile %s: %w", p.name, err)
 		}
+		d.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "hookctl_subscriptions",
+			Help:        "Nodes the profile's session is subscribed to in its current connection.",
+			ConstLabels: prometheus.Labels{"profile": p.name},
+		}, func() float64 { return float64(p.subs.Count()) }))
 	}
 
 	ls, err := d.listen()

@@ -16,10 +16,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 var bucketNodes = []byte("nodes")
@@ -97,8 +99,11 @@ func nodeBucket(tx *bolt.Tx, ref NodeRef) *bolt.Bucket {
 
 // SetBaseline makes a node known with items as its finished set (replacing
 // any previous state): a node's first hooks start from its current items.
+// Calls made at the same time (a profile subscribing to many new nodes
+// at once) share one transaction and one fsync: one each was most of the
+// store's time when 10,000 new nodes started.
 func (s *Store) SetBaseline(ref NodeRef, items []Finished) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
 		if err != nil {
 			return err
@@ -276,6 +281,26 @@ func (s *Store) view(f func(*bolt.Tx) error) error {
 		return errClosed
 	}
 	return s.db.View(f)
+}
+
+// batch is update for writes that may share a transaction with
+// concurrent ones (bbolt's Batch: f may run more than once, so it must be
+// idempotent). The store's lock is not held while it waits, or no two
+// writes could meet.
+func (s *Store) batch(f func(*bolt.Tx) error) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errClosed
+	}
+	if err := s.db.Batch(f); err != nil {
+		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+			return errClosed // closed meanwhile
+		}
+		return fmt.Errorf("writing node state: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) update(f func(*bolt.Tx) error) error {

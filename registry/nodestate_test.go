@@ -132,3 +132,42 @@ func TestNodeStateOfSchema1IsConverted(t *testing.T) {
 		t.Fatalf("marking after the conversion: %v", err)
 	}
 }
+
+// Baselines set at the same time (a profile subscribing to many new nodes
+// at once) share transactions; each is durable when SetBaseline returns,
+// and none is written once the store is closed.
+func TestConcurrentBaselines(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- s.SetBaseline(NodeRef{"p", "svc", fmt.Sprint(i)}, []Finished{{fmt.Sprint("item", i), "d"}})
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetBaseline(NodeRef{"p", "svc", "late"}, nil); err == nil {
+		t.Error("SetBaseline after Close succeeded")
+	}
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range n {
+		st, err := s.NodeState(NodeRef{"p", "svc", fmt.Sprint(i)})
+		if err != nil || !st.Known || len(st.Finished) != 1 || st.Finished[0].ID != fmt.Sprint("item", i) {
+			t.Fatalf("node %d after reopening: %+v, %v", i, st, err)
+		}
+	}
+}

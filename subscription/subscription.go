@@ -99,11 +99,16 @@ type Manager struct {
 
 	kick chan struct{} // wakes the loop (buffer 1)
 
-	mu     sync.Mutex
-	want   map[nodeRef][]hookctl.Key // nodes that hooks need, with the hooks
-	have   map[nodeRef]bool          // nodes known subscribed in this connection
-	ours   map[nodeRef]bool          // subscriptions hookctl made (stored)
-	errors map[nodeRef]string        // last subscribe error per node
+	// syncMu makes syncs (the loop's, a connect's) take turns: two at
+	// once would subscribe the same nodes twice.
+	syncMu sync.Mutex
+
+	mu       sync.Mutex
+	hooksSet bool                      // SetHooks was called: until then want is unknown, not empty
+	want     map[nodeRef][]hookctl.Key // nodes that hooks need, with the hooks
+	have     map[nodeRef]bool          // nodes known subscribed in this connection
+	ours     map[nodeRef]bool          // subscriptions hookctl made (stored)
+	errors   map[nodeRef]string        // last subscribe error per node
 }
 
 // New loads the subscriptions hookctl made (importing the legacy file).
@@ -190,6 +195,7 @@ func (m *Manager) SetHooks(hooks []hookctl.Hook) {
 	}
 	m.mu.Lock()
 	m.want = want
+	m.hooksSet = true
 	m.mu.Unlock()
 	m.wake()
 }
@@ -260,8 +266,18 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // sync makes the subscriptions match the hooks; it reports whether a node
 // that hooks need is still not subscribed.
+//
+// Before the first SetHooks it does nothing: with no hooks known yet, every
+// subscription hookctl made would look unwanted (a backend with 10,000
+// hooks connected before it had loaded them, and unsubscribed from all).
 func (m *Manager) sync(ctx context.Context) (failed bool) {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	m.mu.Lock()
+	if !m.hooksSet {
+		m.mu.Unlock()
+		return false
+	}
 	var add, drop []nodeRef
 	for ref := range m.want {
 		if !m.have[ref] {
@@ -276,9 +292,7 @@ func (m *Manager) sync(ctx context.Context) (failed bool) {
 	m.mu.Unlock()
 	slices.SortFunc(add, compareRefs)
 	slices.SortFunc(drop, compareRefs)
-	for _, ref := range add {
-		m.subscribe(ctx, ref)
-	}
+	m.subscribeAll(ctx, add)
 	m.unsubscribe(ctx, drop)
 
 	m.mu.Lock()
@@ -291,36 +305,123 @@ func (m *Manager) sync(ctx context.Context) (failed bool) {
 	return false
 }
 
-// subscribe subscribes to one node, catch-up around it.
-func (m *Manager) subscribe(ctx context.Context, ref nodeRef) {
+// subscribeInflight bounds how many nodes a profile subscribes to at once,
+// each with its catch-up fetches (one request at a time per node): at
+// most this many requests of a profile's start-up are in flight toward
+// the server. One at a time, 10,000 nodes took minutes of round trips;
+// all at once would be a burst of 10,000 requests that the server queues
+// (and may count against the account's rate limits).
+const subscribeInflight = 16
+
+// ListedSubscriber is a Session that can subscribe without asking first
+// whether the subscription exists, given a listing of every node of the
+// service (an xmppsession.Session).
+type ListedSubscriber interface {
+	SubscribeListed(ctx context.Context, service, node string, listed bool) (created bool, err error)
+}
+
+// subscribeAll subscribes to the nodes in add, in order, subscribeInflight
+// at a time, and records in one store write the subscriptions it made
+// (one write each was one fsync each). Where several nodes of a service
+// are added, the service's subscriptions are listed once for all of them
+// rather than once per node (a request less per node).
+func (m *Manager) subscribeAll(ctx context.Context, add []nodeRef) {
+	var mu sync.Mutex
+	var made []nodeRef
+	slots := make(chan struct{}, subscribeInflight)
+	var wg sync.WaitGroup
+	var listed map[string]bool // of add[i].Service, nil when not listed
+	for i, ref := range add {
+		if i == 0 || ref.Service != add[i-1].Service {
+			listed = m.listService(ctx, add[i:])
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		listed := listed // this node's; the loop moves on to other services
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if m.subscribe(ctx, ref, listed) {
+				mu.Lock()
+				made = append(made, ref)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	m.record(made)
+}
+
+// record stores the subscriptions hookctl made. They are stored before
+// they count as ours: a crash in between leaves subscriptions hookctl
+// will not remove, never one of the user's that it would.
+func (m *Manager) record(made []nodeRef) {
+	if len(made) == 0 {
+		return
+	}
+	refs := make([]registry.NodeRef, len(made))
+	for i, r := range made {
+		refs[i] = m.ref(r)
+	}
+	if err := m.opts.Store.AddOwnSubscriptions(refs...); err != nil {
+		m.log.Error("recording subscriptions", "count", len(refs), "err", err)
+		return
+	}
+	m.mu.Lock()
+	for _, r := range made {
+		m.ours[r] = true
+	}
+	m.mu.Unlock()
+}
+
+// listService lists the subscriptions of the service of add[0] when add
+// holds more than one node of it and the session can use the list; nil
+// otherwise, or when the listing fails (Prosody 0.12 cannot list every
+// node once a subscribed node was deleted): then each node is asked.
+func (m *Manager) listService(ctx context.Context, add []nodeRef) map[string]bool {
+	if _, ok := m.opts.Session.(ListedSubscriber); !ok || len(add) < 2 || add[1].Service != add[0].Service {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, m.opts.CheckTimeout)
+	defer cancel()
+	subs, err := m.opts.Session.SubscribedNodes(lctx, add[0].Service, "")
+	if err != nil {
+		m.log.Debug("cannot list the service's subscriptions; asking node by node", "service", add[0].Service, "err", err)
+		return nil
+	}
+	return subs
+}
+
+// subscribe subscribes to one node, catch-up around it; made reports a
+// subscription hookctl made that is not recorded as its own yet. listed,
+// when not nil, is the service's list of subscriptions.
+func (m *Manager) subscribe(ctx context.Context, ref nodeRef, listed map[string]bool) (made bool) {
 	m.opts.Catchup.BeforeSubscribe(ctx, m.ref(ref))
 	opCtx, cancel := context.WithTimeout(ctx, m.opts.OpTimeout)
-	created, err := m.opts.Session.Subscribe(opCtx, ref.Service, ref.Node)
+	var created bool
+	var err error
+	if ls, ok := m.opts.Session.(ListedSubscriber); ok && listed != nil {
+		created, err = ls.SubscribeListed(opCtx, ref.Service, ref.Node, listed[ref.Node])
+	} else {
+		created, err = m.opts.Session.Subscribe(opCtx, ref.Service, ref.Node)
+	}
 	cancel()
 	m.mu.Lock()
-	record := false
 	if err != nil {
 		m.errors[ref] = "subscribe: " + err.Error()
 		m.log.Warn("subscribe failed", "service", ref.Service, "node", ref.Node, "err", err)
 	} else {
 		delete(m.errors, ref)
 		m.have[ref] = true
-		record = created && !m.ours[ref]
+		made = created && !m.ours[ref]
 	}
 	m.mu.Unlock()
-	if record {
-		// Stored before it counts as ours: a crash in between leaves a
-		// subscription hookctl will not remove, never one of the user's
-		// that it would.
-		if serr := m.opts.Store.AddOwnSubscriptions(m.ref(ref)); serr != nil {
-			m.log.Error("recording a subscription", "service", ref.Service, "node", ref.Node, "err", serr)
-		} else {
-			m.mu.Lock()
-			m.ours[ref] = true
-			m.mu.Unlock()
-		}
-	}
 	m.opts.Catchup.AfterSubscribe(ctx, m.ref(ref), err)
+	return made
 }
 
 // unsubscribe removes subscriptions hookctl made that no hook needs.

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,7 +30,11 @@ type fakeService struct {
 	nodes        map[string]bool // existing nodes
 	subs         map[string]bool // nodes the session is subscribed to
 	listErr      error           // the answer to listings, when set
+	wholeErr     error           // the answer to listings of every node, when set
 	lists        int             // listings asked
+	// listedSubscribes counts subscribes sent after one listing of the
+	// service (no listing of their own)
+	listedSubscribes int
 }
 
 func newFake(nodes ...string) *fakeService {
@@ -58,6 +64,18 @@ func (f *fakeService) Subscribe(_ context.Context, service, node string) (bool, 
 	return true, nil
 }
 
+// SubscribeListed trusts the caller's listing, as xmppsession does.
+func (f *fakeService) SubscribeListed(_ context.Context, service, node string, listed bool) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listedSubscribes++
+	if !f.nodes[node] {
+		return false, errNotFound
+	}
+	f.subs[node] = true
+	return !listed, nil
+}
+
 func (f *fakeService) Unsubscribe(_ context.Context, service, node string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -71,6 +89,12 @@ func (f *fakeService) SubscribedNodes(_ context.Context, service, node string) (
 	f.lists++
 	if f.listErr != nil {
 		return nil, f.listErr
+	}
+	if node == "" { // every node's, as Prosody lists them
+		if f.wholeErr != nil {
+			return nil, f.wholeErr
+		}
+		return maps.Clone(f.subs), nil
 	}
 	if !f.nodes[node] {
 		return nil, &xmppsession.StanzaError{Condition: "item-not-found"}
@@ -222,10 +246,97 @@ func TestCatchupAroundEachSubscribe(t *testing.T) {
 	}
 	m.SetHooks([]hookctl.Hook{hook("a"), {Key: hookctl.Key{Profile: "p", Node: "pep"}}})
 	m.OnConnect(context.Background())
-	// Sorted by service, then node.
-	want := []string{"hold", "before p bot@localhost pep", "after pep failed", "before p pubsub.localhost a", "after a ok"}
-	if !slices.Equal(cl.calls, want) {
-		t.Fatalf("calls %q, want %q", cl.calls, want)
+	// Hold first; then each node's before and after, in that order (nodes
+	// are subscribed concurrently, so the two nodes' calls interleave).
+	if len(cl.calls) != 5 || cl.calls[0] != "hold" {
+		t.Fatalf("calls %q, want hold then two calls per node", cl.calls)
+	}
+	for _, pair := range [][2]string{{"before p bot@localhost pep", "after pep failed"}, {"before p pubsub.localhost a", "after a ok"}} {
+		b, a := slices.Index(cl.calls, pair[0]), slices.Index(cl.calls, pair[1])
+		if b < 0 || a < b {
+			t.Fatalf("calls %q: want %q, then %q", cl.calls, pair[0], pair[1])
+		}
+	}
+}
+
+// gatedService holds each subscribe until as many are in flight as the
+// bound allows (or the nodes left to start), counting the most in flight.
+type gatedService struct {
+	*fakeService
+	total int // nodes to subscribe
+
+	mu                      sync.Mutex
+	cond                    *sync.Cond
+	inflight, peak, started int
+	released                bool // the bound was reached once
+}
+
+func (g *gatedService) Subscribe(ctx context.Context, service, node string) (bool, error) {
+	g.gate(ctx)
+	return g.fakeService.Subscribe(ctx, service, node)
+}
+
+func (g *gatedService) SubscribeListed(ctx context.Context, service, node string, listed bool) (bool, error) {
+	g.gate(ctx)
+	return g.fakeService.SubscribeListed(ctx, service, node, listed)
+}
+
+func (g *gatedService) gate(ctx context.Context) {
+	g.mu.Lock()
+	g.inflight++
+	g.started++
+	g.peak = max(g.peak, g.inflight)
+	// Every subscribe waits until the bound is reached once: a manager
+	// that kept fewer in flight would never get there (the test times
+	// out); one that kept more shows in peak.
+	if g.inflight == min(subscribeInflight, g.total) {
+		g.released = true
+		g.cond.Broadcast()
+	}
+	for !g.released && ctx.Err() == nil {
+		g.cond.Wait()
+	}
+	g.inflight--
+	g.mu.Unlock()
+}
+
+func TestSubscriptionsAtStartAreBounded(t *testing.T) {
+	const n = 200
+	var nodes []string
+	var hooks []hookctl.Hook
+	for i := range n {
+		nodes = append(nodes, fmt.Sprintf("n%03d", i))
+		hooks = append(hooks, hook(nodes[i]))
+	}
+	g := &gatedService{fakeService: newFake(nodes...), total: n}
+	g.cond = sync.NewCond(&g.mu)
+	store := openStore(t, t.TempDir())
+	m, err := New(Options{Profile: "p", JID: "bot@localhost", Session: g, Store: store, OpTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetHooks(hooks)
+	done := make(chan struct{})
+	go func() { defer close(done); m.OnConnect(context.Background()) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		g.mu.Lock()
+		t.Fatalf("subscriptions not done in 10 s: %d in flight, %d started (want %d at once)", g.inflight, g.started, subscribeInflight)
+	}
+	if g.peak != subscribeInflight {
+		t.Errorf("at most %d subscribes in flight, want exactly %d", g.peak, subscribeInflight)
+	}
+	if m.Count() != n {
+		t.Errorf("%d nodes subscribed, want %d", m.Count(), n)
+	}
+	// Recorded as hookctl's own, in one write.
+	if got := own(t, store); len(got) != n {
+		t.Errorf("%d subscriptions recorded as own, want %d", len(got), n)
+	}
+	// One listing of the service for all, not one per node.
+	if g.lists != 1 || g.listedSubscribes != n {
+		t.Errorf("%d listings, %d subscribes after the listing; want 1 and %d", g.lists, g.listedSubscribes, n)
 	}
 }
 
@@ -321,5 +432,61 @@ func TestCheckSeesAForbiddenNodeAsLost(t *testing.T) {
 	}
 	if ok, why := m.Subscribed(svc, "n"); ok || why != "subscription lost (forbidden): subscribing again" {
 		t.Fatalf("subscribed %v, %q", ok, why)
+	}
+}
+
+func TestCheckListsEveryNodeInOneRequest(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("a", "b", "c")
+	m, err := New(Options{Profile: "p", JID: "bot@localhost", Session: f, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetHooks([]hookctl.Hook{hook("a"), hook("b"), hook("c")})
+	m.OnConnect(context.Background())
+	lists := func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.lists }
+
+	n := lists()
+	if lost := m.check(context.Background()); lost != 0 || lists() != n+1 {
+		t.Fatalf("lost %d with %d listings, want 0 with 1", lost, lists()-n)
+	}
+	f.set(func() { delete(f.subs, "b") }) // removed without a word
+	n = lists()
+	if lost := m.check(context.Background()); lost != 1 || lists() != n+1 || subscribed(m, "b") {
+		t.Fatalf("lost %d with %d listings, b subscribed %v; want 1 with 1, false", lost, lists()-n, subscribed(m, "b"))
+	}
+
+	// A service that cannot list every node (Prosody 0.12 once a
+	// subscribed node was deleted) is asked node by node.
+	m.OnConnect(context.Background())
+	f.set(func() { f.wholeErr = errors.New("no answer"); delete(f.subs, "c") })
+	n = lists()
+	if lost := m.check(context.Background()); lost != 1 || lists() != n+4 || subscribed(m, "c") {
+		t.Fatalf("lost %d with %d listings, c subscribed %v; want 1 with 4 (1 + one per node), false", lost, lists()-n, subscribed(m, "c"))
+	}
+}
+
+// A connect before the hooks are known (a backend still loading 10,000
+// hooks) must not take the subscriptions hookctl made for unwanted: none
+// is removed, and once the hooks come they are all kept.
+func TestConnectBeforeHooksRemovesNothing(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	f := newFake("a", "b")
+	f.subs["a"], f.subs["b"] = true, true
+	if err := store.AddOwnSubscriptions(registry.NodeRef{Profile: "p", Service: svc, Node: "a"}, registry.NodeRef{Profile: "p", Service: svc, Node: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Options{Profile: "p", JID: "bot@localhost", Session: f, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.OnConnect(context.Background())
+	if !f.subscribed("a") || !f.subscribed("b") || len(own(t, store)) != 2 {
+		t.Fatalf("a connect before the hooks were known removed subscriptions: a %v, b %v, own %q", f.subscribed("a"), f.subscribed("b"), own(t, store))
+	}
+	m.SetHooks([]hookctl.Hook{hook("a"), hook("b")})
+	m.OnConnect(context.Background())
+	if m.Count() != 2 || !slices.Equal(own(t, store), []string{"a", "b"}) {
+		t.Fatalf("after the hooks: %d subscribed, own %q; want 2, [a b]", m.Count(), own(t, store))
 	}
 }

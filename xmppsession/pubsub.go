@@ -94,13 +94,26 @@ func (s *Session) Subscribe(ctx context.Context, service, node string) (created 
 	// only a hint (it was there before us: created false): Prosody 0.12
 	// still lists it for a node deleted and re-created, which has no
 	// subscribers, so the subscribe is always sent (it is idempotent).
-	created = true
+	listed := false
 	if err == nil {
 		for _, sub := range subs.Subscriptions.Subscription {
 			if sub.JID == full && (sub.Node == node || sub.Node == "") && sub.State == "subscribed" {
-				created = false
+				listed = true
 			}
 		}
+	}
+	return s.SubscribeListed(ctx, service, node, listed)
+}
+
+// SubscribeListed is Subscribe for a caller that has listed the service's
+// subscriptions already (SubscribedNodes of every node, one request for
+// many nodes): listed says whether node was in that list. It sends only
+// the subscribe; created is !listed.
+func (s *Session) SubscribeListed(ctx context.Context, service, node string, listed bool) (created bool, err error) {
+	what := describe("subscribing to", service, node)
+	full, err := s.fullJID()
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	err = s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
 		return elem(NSPubSub, "pubsub", elem("", "subscribe", nil, "node", node, "jid", full))
@@ -108,7 +121,7 @@ func (s *Session) Subscribe(ctx context.Context, service, node string) (created 
 	if err != nil {
 		return false, err
 	}
-	return created, nil
+	return !listed, nil
 }
 
 // Unsubscribe removes the session's full-JID subscription to node.

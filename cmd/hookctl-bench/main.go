@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,6 +72,19 @@ type options struct {
 	// durable history, the default), memory, or both (one burst each,
 	// memory first, same process).
 	runs string
+	// store is Prosody's PubSub storage: memory or file.
+	store string
+	// endurance, when > 0, publishes this many items through one hook of
+	// a backend in a child process, sampling its RSS, fds and store size.
+	endurance int
+	// scale, when > 0, measures a backend starting with this many hooks
+	// on as many nodes, spread over profiles profiles.
+	scale, profiles int
+	// idle is how long the scale mode measures idle CPU.
+	idle time.Duration
+	// backendProfile is where the child backend writes a CPU profile
+	// (scale: one per start, .1 and .2).
+	backendProfile string
 }
 
 func main() {
@@ -84,8 +98,27 @@ func main() {
 	flag.BoolVar(&o.check, "check", false, "exit with status 3 when a goal is missed: any run not ok or out of order, or (expr) rate below 0.9× or p99 above 2× the bare subscriber's")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (backend, subscriber, publisher) during the burst; samples carry a role label (backend, pub, bare): go tool pprof -tags")
 	flag.StringVar(&o.runs, "runs", "store", "run history: store (durable, the default), memory, or both (one burst each, reported one after the other)")
+	flag.StringVar(&o.store, "store", "memory", "Prosody's PubSub item storage: memory or file")
+	flag.IntVar(&o.endurance, "endurance", 0, "endurance mode: publish this many items through one hook of a backend in a child process, sampling RSS, open fds and store size")
+	flag.IntVar(&o.scale, "scale", 0, "scale mode: a backend in a child process with this many persistent hooks on as many nodes; time to ready, RSS, idle CPU")
+	flag.IntVar(&o.profiles, "profiles", 1, "scale mode: spread the nodes over this many profiles (accounts)")
+	flag.DurationVar(&o.idle, "idle", 65*time.Second, "scale mode: how long idle CPU is measured once ready (over a minute includes the subscriptions' periodic check)")
+	flag.StringVar(&o.backendProfile, "backend-cpuprofile", "", "scale and endurance modes: write a CPU profile of the child backend, from its start to its stop, and its heap in use at the stop to FILE.heap (scale: FILE.1 first start, FILE.2 restart)")
+	backendConfig := flag.String("backend-config", "", "internal: run the backend on this JSON config (the child of -scale and -endurance)")
+	backendLog := flag.String("backend-log", "", "internal: the child backend's log file")
 	flag.Parse()
-	if err := runEach(o); err != nil {
+	if *backendConfig != "" {
+		if err := serveChild(*backendConfig, *backendLog); err != nil {
+			fmt.Fprintln(os.Stderr, "hookctl-bench backend:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.store != "memory" && o.store != "file" {
+		fmt.Fprintf(os.Stderr, "hookctl-bench: -store %q: want memory or file\n", o.store)
+		os.Exit(2)
+	}
+	if err := mode(o); err != nil {
 		fmt.Fprintln(os.Stderr, "hookctl-bench:", err)
 		if errors.Is(err, errGoal) {
 			os.Exit(3)
@@ -131,6 +164,8 @@ type Report struct {
 	Publisher Result   `json:"publisher"`
 	Results   []Result `json:"results"`
 	Ratio     *Ratio   `json:"hook_vs_bare,omitempty"`
+	// LoopRatio (exec) is the hook's rate ÷ the plain fork/exec loop's.
+	LoopRatio float64 `json:"hook_vs_loop,omitempty"`
 	// ProsodyCPU is the CPU time the server used during the burst, and
 	// SelfCPU this process's (backend, subscriber, publisher), in seconds.
 	ProsodyCPU float64 `json:"prosody_cpu_seconds"`
@@ -141,12 +176,43 @@ type Report struct {
 	When    time.Time `json:"when"`
 	// RunHistory is where the backend kept its runs: store or memory.
 	RunHistory string `json:"run_history"`
+	// ProsodyStore is Prosody's PubSub item storage: memory or file.
+	ProsodyStore string `json:"prosody_store"`
 }
 
 // Ratio compares the hook with the bare subscriber.
 type Ratio struct {
 	Rate float64 `json:"rate"` // hook items/s ÷ bare items/s
 	P99  float64 `json:"p99"`  // hook p99 ÷ bare p99
+}
+
+// mode runs the mode the flags chose.
+func mode(o options) error {
+	switch {
+	case o.endurance > 0:
+		return endurance(o)
+	case o.scale > 0:
+		return scale(o)
+	}
+	return runEach(o)
+}
+
+// discardLog is the bench's logger: debug to stderr with -v, else none.
+func discardLog(verbose bool) *slog.Logger {
+	if verbose {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// freeLoopbackPort finds a free TCP port on 127.0.0.1.
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // runEach runs the bench once, or once per run history with -runs both.
@@ -179,10 +245,7 @@ func run(o options) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b := &bench{o: o, typ: typ, log: slog.New(slog.DiscardHandler), bareDone: make(chan struct{})}
-	if o.verbose {
-		b.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	b := &bench{o: o, typ: typ, log: discardLog(o.verbose), bareDone: make(chan struct{})}
 	defer b.close()
 	if err := b.startServer(ctx); err != nil {
 		return err
@@ -246,7 +309,7 @@ func (b *bench) close() {
 // publisher, so only it may publish) and the bare subscriber.
 func (b *bench) startServer(ctx context.Context) error {
 	fmt.Fprintln(os.Stderr, "starting prosody…")
-	srv, err := prosodytest.StartProcess("", prosodytest.Options{MemoryStorage: true, Admins: []string{"pub@localhost"}})
+	srv, err := prosodytest.StartProcess("", prosodytest.Options{MemoryStorage: b.o.store == "memory", Admins: []string{"pub@localhost"}})
 	if err != nil {
 		return err
 	}
@@ -489,7 +552,7 @@ func (b *bench) report(ctx context.Context, m burstResult) (Report, error) {
 
 	first := slices.MinFunc(m.sent, func(a, b time.Time) int { return a.Compare(b) })
 	rep := Report{Type: string(typ), Items: o.items, InFlight: o.inflight, CPUs: runtime.NumCPU(), When: time.Now().UTC(),
-		ProsodyCPU: m.prosodyCPU, SelfCPU: m.selfCPU, HookCPU: m.hookCPU, RunHistory: o.runs}
+		ProsodyCPU: m.prosodyCPU, SelfCPU: m.selfCPU, HookCPU: m.hookCPU, RunHistory: o.runs, ProsodyStore: o.store}
 	rep.Publisher = Result{Consumer: "publisher (acks)", Items: o.items, Seconds: m.published.Sub(first).Seconds(),
 		PerSecond: float64(o.items) / m.published.Sub(first).Seconds()}
 
@@ -516,6 +579,7 @@ func (b *bench) report(ctx context.Context, m burstResult) (Report, error) {
 			return rep, err
 		}
 		rep.Results = append(rep.Results, base)
+		rep.LoopRatio = hookRes.PerSecond / base.PerSecond
 	}
 	return rep, nil
 }
@@ -737,7 +801,8 @@ func forkLoop(prog, out string, n int) (Result, error) {
 }
 
 func printReport(r Report) {
-	fmt.Printf("hookctl-bench: %s hook, %d items, %d publishes in flight, %d CPUs\n\n", r.Type, r.Items, r.InFlight, r.CPUs)
+	fmt.Printf("hookctl-bench: %s hook, %d items, %d publishes in flight, %d CPUs, Prosody store %s, run history %s\n\n",
+		r.Type, r.Items, r.InFlight, r.CPUs, r.ProsodyStore, r.RunHistory)
 	fmt.Printf("%-28s %7s %9s %9s %10s %10s %10s %12s\n", "consumer", "items", "items/s", "busy/s", "median ms", "p99 ms", "max ms", "out-of-order")
 	row := func(x Result) {
 		fmt.Printf("%-28s %7d %9.0f %9.0f %10.2f %10.2f %10.2f %12d\n", x.Consumer, x.Items, x.PerSecond, x.BusyPerSecond, x.MedianMS, x.P99MS, x.MaxMS, x.OutOfOrder)
@@ -767,6 +832,9 @@ func printReport(r Report) {
 	if r.Ratio != nil {
 		fmt.Printf("hook ÷ bare subscriber: rate %.2f×, p99 %.2f×\n", r.Ratio.Rate, r.Ratio.P99)
 	}
+	if r.LoopRatio > 0 {
+		fmt.Printf("exec hook ÷ fork/exec loop: rate %.2f×\n", r.LoopRatio)
+	}
 }
 
 // session connects user to srv and runs the session until stop is called.
@@ -791,6 +859,12 @@ func session(ctx context.Context, srv *prosodytest.Server, user string, onEvent 
 
 // waitFor polls cond every 50ms until it holds, fails, or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	return waitEvery(ctx, timeout, 50*time.Millisecond, what, cond)
+}
+
+// waitEvery polls cond every interval until it holds, fails, or timeout
+// passes.
+func waitEvery(ctx context.Context, timeout, every time.Duration, what string, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := cond()
@@ -806,7 +880,7 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }

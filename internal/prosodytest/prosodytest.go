@@ -58,6 +58,11 @@ type Options struct {
 	// MemoryStorage keeps the PubSub component's items in memory (for
 	// benchmarks: file storage rewrites the node on every publish).
 	MemoryStorage bool
+	// MemoryNodes keeps the PubSub component's nodes (configuration,
+	// affiliations, subscribers) in memory too (for scale benchmarks: the
+	// file store rewrites a node's file on every subscription). Nodes
+	// then do not survive a restart of the server.
+	MemoryNodes bool
 	// Admins are bare JIDs allowed to create nodes on the PubSub component.
 	Admins []string
 }
@@ -193,8 +198,13 @@ log = { { levels = { min = "info" }, to = "console" } }
 		admins = append(admins, lua(a))
 	}
 	fmt.Fprintf(&b, "\tadmins = { %s }\n", strings.Join(admins, "; "))
-	if s.opts.MemoryStorage {
+	switch {
+	case s.opts.MemoryStorage && s.opts.MemoryNodes:
+		b.WriteString("\tstorage = { pubsub_data = \"memory\", pubsub_nodes = \"memory\" }\n")
+	case s.opts.MemoryStorage:
 		b.WriteString("\tstorage = { pubsub_data = \"memory\" }\n")
+	case s.opts.MemoryNodes:
+		b.WriteString("\tstorage = { pubsub_nodes = \"memory\" }\n")
 	}
 	return b.String()
 }
