@@ -444,6 +444,14 @@ func (c *Tracker) BeforeSubscribe(ctx context.Context, s Fetcher, ref registry.N
 func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.NodeRef, subErr error) {
 	c.mu.Lock()
 	t := c.nodes[ref]
+	// Notifications that came before the subscribe result are not live:
+	// a server sends them only to replay the node's last item on
+	// subscribe or on presence (ejabberd's send_last_published_item), or
+	// for an item published while the subscription was being restored.
+	early := 0
+	if t != nil {
+		early = len(t.held)
+	}
 	c.mu.Unlock()
 	if t == nil {
 		return
@@ -467,7 +475,7 @@ func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.No
 	c.mu.Lock()
 	var batch []admitted
 	if subErr == nil && t.known {
-		batch = c.candidates(ref, t, items)
+		batch = c.candidates(ref, t, items, early)
 	} else if subErr == nil && len(items) > 0 {
 		// No baseline (its fetch failed): start from the current items.
 		for _, it := range items {
@@ -523,12 +531,14 @@ type admitted struct {
 // node holds more items than are remembered per node, items older than the
 // oldest remembered one are taken as handled. A fetch in which no item was
 // seen before, from a node with history, is a gap: items may have been
-// missed. The caller holds c.mu.
-func (c *Tracker) candidates(ref registry.NodeRef, t *tracked, items []xmppsession.Item) []admitted {
-	// Items also waiting as held live notifications were not missed: they
-	// run once, not marked as caught up.
+// missed. The caller holds c.mu; early is how many held events came before
+// the subscribe result.
+func (c *Tracker) candidates(ref registry.NodeRef, t *tracked, items []xmppsession.Item, early int) []admitted {
+	// Items also waiting as held live notifications, received after the
+	// subscription was confirmed, were not missed: they run once, not
+	// marked as caught up. The first early held events came before it.
 	live := map[string]string{}
-	for _, ev := range t.held {
+	for _, ev := range t.held[min(early, len(t.held)):] {
 		if ev.Kind == hookctl.EventPublish {
 			live[ev.ItemID] = digest(ev.Payload)
 		}

@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // TestConnectedGauge: hookctl_xmpp_connected follows each profile's
 // session, 0 before it connects, 1 once connected, with the build info
 // beside it.
 func TestConnectedGauge(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	cfg := testConfig(t, srv, "bot")
 	d, err := New(Options{Config: cfg, Logger: testLogger(t), Version: "v-test"})
 	if err != nil {
