@@ -41,6 +41,7 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 		Server:             pc.Server,
 		TLS:                tls,
 		InsecureSkipVerify: pc.InsecureSkipVerify,
+		CAFile:             pc.CAFile,
 		RequestTimeout:     time.Duration(pc.RequestTimeout),
 		Resource:           cmp.Or(pc.Resource, xmppsession.ResourceFor(d.cfg.DataDir)),
 		Logger:             d.log,
