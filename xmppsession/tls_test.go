@@ -2,11 +2,14 @@ package xmppsession
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/internal/testcert"
 	"hookctl.dev/hookctl/internal/xmpptest"
 )
@@ -200,5 +203,20 @@ func testStartTLSStrippedIsRefused(t *testing.T, kind xmpptest.Kind) {
 	c := startClient(t, srv, "alice")
 	if st := c.State(); st.TLS != "" || st.SASL == "" {
 		t.Errorf("tls: none state %+v", st)
+	}
+}
+
+// A ca_file that is missing or holds no certificate is refused at start,
+// naming the file: never silently the system pool instead.
+func TestCAFileMustHoldACertificate(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{bad: "ca_file " + bad + ": no PEM certificate in it", bad + ".missing": "no such file"} {
+		_, err := New(Config{Profile: "p", JID: "a@localhost", Password: "x", CAFile: file})
+		if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("CAFile %s: %v, want %q", file, err, want)
+		}
 	}
 }

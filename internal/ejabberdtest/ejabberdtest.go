@@ -48,8 +48,8 @@ const Domain = "localhost"
 const PubSubDomain = "pubsub.localhost"
 
 // readyTimeout bounds how long Start waits for a working XMPP login. The
-// VM takes 2–4 s to start on a busy 2-CPU machine.
-const readyTimeout = 30 * time.Second
+// VM takes 2–4 s to start, and much longer on a 2-CPU machine under load.
+const readyTimeout = 60 * time.Second
 
 // probeUser is the throwaway account used to prove the server is ready.
 const (
