@@ -616,9 +616,10 @@ func (s *Session) serve(ctx context.Context, xs *xmpp.Session, nc net.Conn, reco
 	s.mu.Lock()
 	s.conn = c
 	s.state.State, s.state.Since, s.state.JID = StateConnected, time.Now(), c.full.String()
+	mech, tlsVersion := s.state.SASL, s.state.TLS
 	close(s.connected)
 	s.mu.Unlock()
-	s.log.Info("xmpp connected", "jid", c.full.String(), "reconnect", reconnect, "sasl", s.state.SASL, "tls", s.state.TLS)
+	s.log.Info("xmpp connected", "jid", c.full.String(), "reconnect", reconnect, "sasl", mech, "tls", tlsVersion)
 	defer func() {
 		s.mu.Lock()
 		s.conn = nil

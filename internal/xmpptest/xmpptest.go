@@ -158,16 +158,6 @@ func Each(t *testing.T, fn func(t *testing.T, kind Kind)) {
 	}
 }
 
-// Only runs fn as a subtest for the given kind when it is chosen: for a
-// test of one server's own behaviour.
-func Only(t *testing.T, kind Kind, fn func(t *testing.T)) {
-	t.Helper()
-	if !slices.Contains(Kinds(t), kind) {
-		t.Skipf("%s not in %s", kind, EnvServers)
-	}
-	t.Run(string(kind), fn)
-}
-
 // Quirks are the differences between the servers that hookctl meets, each
 // asserted by a test and listed in docs/SERVERS.md.
 type Quirks struct {
