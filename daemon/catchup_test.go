@@ -272,7 +272,9 @@ func testCatchupAfterBackendStopped(t *testing.T, kind xmpptest.Kind) {
 	}
 	b = startBackend(t, cfg)
 	all := append(slices.Clone(live), missed...)
-	tl := waitTally(t, out, all, 30*time.Second)
+	// 200 exec runs: under -race on a loaded 2-CPU machine this took more
+	// than 30 s (a deadline, not a sleep).
+	tl := waitTally(t, out, all, 60*time.Second)
 	// A little longer, to see duplicates that would come late.
 	after := ids("after", 0, 5)
 	for _, id := range after {
