@@ -93,6 +93,10 @@ type tracked struct {
 	inflight map[string]string // id → digest of items dispatched, not finished
 	holding  bool              // live events wait in held while catching up
 	held     []hookctl.Event
+	// connStart: the hold began with the connection (Hold), so the
+	// notifications held before the subscribe result came at the
+	// connection's start: replays of items missed while away.
+	connStart bool
 
 	catching sync.Mutex // one catch-up at a time per node
 
@@ -185,7 +189,7 @@ func (c *Tracker) SetHooks(hooks []hookctl.Hook) {
 	for _, t := range gone {
 		c.mu.Lock()
 		held := t.held
-		t.held, t.holding = nil, false
+		t.held, t.holding, t.connStart = nil, false, false
 		c.mu.Unlock()
 		for _, ev := range held {
 			c.dispatch(ev, nil)
@@ -389,7 +393,7 @@ func (c *Tracker) Hold(profile string) {
 	defer c.mu.Unlock()
 	for ref, t := range c.nodes {
 		if ref.Profile == profile {
-			t.holding = true
+			t.holding, t.connStart = true, true
 		}
 	}
 }
@@ -444,12 +448,15 @@ func (c *Tracker) BeforeSubscribe(ctx context.Context, s Fetcher, ref registry.N
 func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.NodeRef, subErr error) {
 	c.mu.Lock()
 	t := c.nodes[ref]
-	// Notifications that came before the subscribe result are not live:
-	// a server sends them only to replay the node's last item on
-	// subscribe or on presence (ejabberd's send_last_published_item), or
-	// for an item published while the subscription was being restored.
+	// Notifications held since the connection started and before the
+	// subscribe result are not live: at a connection's start a server
+	// sends them to replay the node's last item on presence and on
+	// subscribe (ejabberd's send_last_published_item), or for an item
+	// published while the subscription was being restored. Later (a node
+	// created after its hook, say) they are live: an owner's own PEP
+	// publication, heard before the subscription exists.
 	early := 0
-	if t != nil {
+	if t != nil && t.connStart {
 		early = len(t.held)
 	}
 	c.mu.Unlock()
@@ -503,7 +510,7 @@ func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.No
 		held := t.held
 		t.held = nil
 		if len(held) == 0 {
-			t.holding = false
+			t.holding, t.connStart = false, false
 			c.mu.Unlock()
 			break
 		}

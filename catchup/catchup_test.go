@@ -177,6 +177,26 @@ func TestLiveEventsWaitForTheCatchup(t *testing.T) {
 	check(t, r, "a(catchup)", "b(catchup)", "c")
 }
 
+// Outside a connection's start (a node created after its hook), a
+// notification heard before the subscribe result is live: an owner's own
+// PEP publication, heard before the subscription exists.
+func TestNotificationBeforeALaterSubscribeIsLive(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	node := &items{}
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node) // empty baseline
+	ctx := context.Background()
+
+	tr.BeforeSubscribe(ctx, node, ref) // a later subscription, no Hold
+	node.publish("a", "1")
+	tr.Event(live("a", "1"))
+	tr.AfterSubscribe(ctx, node, ref, nil)
+	check(t, r, "a")
+}
+
 // ejabberd replays a node's last item on subscribe and on presence
 // (send_last_published_item: on_sub_and_presence), before the subscribe
 // result: that copy of an item missed while down is caught up, once, not

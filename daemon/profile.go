@@ -47,6 +47,7 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 		Logger:             d.log,
 		OnEvent:            d.onEvent,
 		OnSkip:             d.onSkip,
+		OnReady:            func() { d.catchup.Hold(name) },
 		OnConnect:          func(ctx context.Context, _ bool) { p.subs.OnConnect(ctx) },
 	})
 	if err != nil {

@@ -87,6 +87,11 @@ type Config struct {
 	// could not be decoded (too large, nested too deep), with what is known
 	// of it and why, so that the skip can be recorded.
 	OnSkip func(hookctl.Event, error)
+	// OnReady, if set, is called after each login, before the available
+	// presence that makes some servers replay notifications (ejabberd
+	// sends each subscribed node's last item), so that a caller can start
+	// holding events first. It must not block.
+	OnReady func()
 	// OnConnect is called in a goroutine owned by the session after each
 	// successful connect; reconnect is false the first time. Its context
 	// ends when that connection ends, and Run waits for it to return.
@@ -605,6 +610,9 @@ func (s *Session) serve(ctx context.Context, xs *xmpp.Session, nc net.Conn, reco
 	served := make(chan error, 1)
 	wg.Go(func() { served <- xs.Serve(s.handler()) })
 
+	if s.cfg.OnReady != nil {
+		s.cfg.OnReady()
+	}
 	// Available presence, so that bare-JID subscriptions deliver too.
 	if err := xs.Send(cctx, stanza.Presence{}.Wrap(nil)); err != nil {
 		nc.Close()
