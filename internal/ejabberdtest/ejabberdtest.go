@@ -197,8 +197,22 @@ func StartProcess(dir string, opts Options) (*Server, error) {
 	if err := os.WriteFile(s.Config, []byte(s.configText(ports, certFile)), 0o640); err != nil {
 		return fail(err)
 	}
-	if err := s.start(); err != nil {
-		return fail(err)
+	// On a loaded machine a fresh server sometimes answers every register
+	// with internal_error until the deadline: start it again on a fresh
+	// spool, once.
+	if err = s.start(); err != nil {
+		s.stopProcess(syscall.SIGKILL)
+		first := err
+		spool := filepath.Join(dir, "spool")
+		if rmErr := os.RemoveAll(spool); rmErr != nil {
+			return fail(errors.Join(first, rmErr))
+		}
+		if mkErr := os.MkdirAll(spool, 0o750); mkErr != nil {
+			return fail(errors.Join(first, mkErr))
+		}
+		if err = s.start(); err != nil {
+			return fail(fmt.Errorf("%w\n(first attempt: %v)", err, first))
+		}
 	}
 	return s, nil
 }
@@ -422,10 +436,20 @@ func (s *Server) logTail() string {
 			continue
 		}
 		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		// The first error lines say why; Erlang's stack traces that
+		// follow them fill the tail.
+		var errs []string
+		for _, l := range lines {
+			if strings.Contains(l, "[error]") && len(errs) < 5 {
+				errs = append(errs, l)
+			}
+		}
 		if len(lines) > 30 {
 			lines = lines[len(lines)-30:]
 		}
-		all = append(all, "== "+filepath.Base(f)+" ==")
+		all = append(all, "== "+filepath.Base(f)+" (first errors) ==")
+		all = append(all, errs...)
+		all = append(all, "== "+filepath.Base(f)+" (tail) ==")
 		all = append(all, lines...)
 	}
 	return strings.Join(all, "\n")
