@@ -96,6 +96,10 @@ type tracked struct {
 	inflight map[string]string // id → digest of items dispatched, not finished
 	holding  bool              // live events wait in held while catching up
 	held     []hookctl.Event
+	// connStart: the hold began with the connection (Hold), so the
+	// notifications held before the subscribe result came at the
+	// connection's start: replays of items missed while away.
+	connStart bool
 
 	catching sync.Mutex // one catch-up at a time per node
 
@@ -210,7 +214,7 @@ func (c *Tracker) SetHooks(hooks []hookctl.Hook) {
 	for _, t := range gone {
 		c.mu.Lock()
 		held := t.held
-		t.held, t.holding = nil, false
+		t.held, t.holding, t.connStart = nil, false, false
 		c.mu.Unlock()
 		for _, ev := range held {
 			c.dispatch(ev, nil)
@@ -419,7 +423,7 @@ func (c *Tracker) Hold(profile string) {
 	defer c.mu.Unlock()
 	for ref, t := range c.nodes {
 		if ref.Profile == profile {
-			t.holding = true
+			t.holding, t.connStart = true, true
 		}
 	}
 }
@@ -474,6 +478,17 @@ func (c *Tracker) BeforeSubscribe(ctx context.Context, s Fetcher, ref registry.N
 func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.NodeRef, subErr error) {
 	c.mu.Lock()
 	t := c.nodes[ref]
+	// Notifications held since the connection started and before the
+	// subscribe result are not live: at a connection's start a server
+	// sends them to replay the node's last item on presence and on
+	// subscribe (ejabberd's send_last_published_item), or for an item
+	// published while the subscription was being restored. Later (a node
+	// created after its hook, say) they are live: an owner's own PEP
+	// publication, heard before the subscription exists.
+	early := 0
+	if t != nil && t.connStart {
+		early = len(t.held)
+	}
 	c.mu.Unlock()
 	if t == nil {
 		return
@@ -497,7 +512,7 @@ func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.No
 	c.mu.Lock()
 	var batch []admitted
 	if subErr == nil && t.known {
-		batch = c.candidates(ref, t, items)
+		batch = c.candidates(ref, t, items, early)
 	} else if subErr == nil && len(items) > 0 {
 		// No baseline (its fetch failed): start from the current items.
 		for _, it := range items {
@@ -525,7 +540,7 @@ func (c *Tracker) AfterSubscribe(ctx context.Context, s Fetcher, ref registry.No
 		held := t.held
 		t.held = nil
 		if len(held) == 0 {
-			t.holding = false
+			t.holding, t.connStart = false, false
 			c.mu.Unlock()
 			break
 		}
@@ -553,12 +568,14 @@ type admitted struct {
 // node holds more items than are remembered per node, items older than the
 // oldest remembered one are taken as handled. A fetch in which no item was
 // seen before, from a node with history, is a gap: items may have been
-// missed. The caller holds c.mu.
-func (c *Tracker) candidates(ref registry.NodeRef, t *tracked, items []xmppsession.Item) []admitted {
-	// Items also waiting as held live notifications were not missed: they
-	// run once, not marked as caught up.
+// missed. The caller holds c.mu; early is how many held events came before
+// the subscribe result.
+func (c *Tracker) candidates(ref registry.NodeRef, t *tracked, items []xmppsession.Item, early int) []admitted {
+	// Items also waiting as held live notifications, received after the
+	// subscription was confirmed, were not missed: they run once, not
+	// marked as caught up. The first early held events came before it.
 	live := map[string]string{}
-	for _, ev := range t.held {
+	for _, ev := range t.held[min(early, len(t.held)):] {
 		if ev.Kind == hookctl.EventPublish {
 			live[ev.ItemID] = digest(ev.Payload)
 		}

@@ -22,6 +22,19 @@ func (it *items) Items(context.Context, string, string, int) ([]xmppsession.Item
 	return slices.Clone(*it), nil
 }
 
+// fetchHook runs before at each fetch of the items.
+type fetchHook struct {
+	*items
+	before func()
+}
+
+func (f fetchHook) Items(ctx context.Context, s, n string, max int) ([]xmppsession.Item, error) {
+	if f.before != nil {
+		f.before()
+	}
+	return f.items.Items(ctx, s, n, max)
+}
+
 func (it *items) publish(id, payload string) xmppsession.Item {
 	i := xmppsession.Item{ID: id, Payload: payload}
 	*it = append(*it, i)
@@ -152,12 +165,60 @@ func TestLiveEventsWaitForTheCatchup(t *testing.T) {
 	tr.Hold(ref.Profile) // a reconnect
 	node.publish("a", "1")
 	node.publish("b", "2")
-	tr.Event(live("b", "2")) // arrives live while catching up: held
-	check(t, r)
 	tr.BeforeSubscribe(ctx, node, ref)
+	// The subscribe result is in; c is published and arrives live while
+	// the items are fetched: held.
+	during := fetchHook{node, func() {
+		node.publish("c", "3")
+		tr.Event(live("c", "3"))
+	}}
+	tr.AfterSubscribe(ctx, during, ref, nil)
+	// a and b were missed; c came live after the subscription was
+	// confirmed, so it runs once and not as catch-up.
+	check(t, r, "a(catchup)", "b(catchup)", "c")
+}
+
+// Outside a connection's start (a node created after its hook), a
+// notification heard before the subscribe result is live: an owner's own
+// PEP publication, heard before the subscription exists.
+func TestNotificationBeforeALaterSubscribeIsLive(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	node := &items{}
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node) // empty baseline
+	ctx := context.Background()
+
+	tr.BeforeSubscribe(ctx, node, ref) // a later subscription, no Hold
+	node.publish("a", "1")
+	tr.Event(live("a", "1"))
 	tr.AfterSubscribe(ctx, node, ref, nil)
-	// a was missed; b came live, so it runs once and not as catch-up.
-	check(t, r, "a(catchup)", "b")
+	check(t, r, "a")
+}
+
+// ejabberd replays a node's last item on subscribe and on presence
+// (send_last_published_item: on_sub_and_presence), before the subscribe
+// result: that copy of an item missed while down is caught up, once, not
+// run as a live item (which catchup: none hooks would run).
+func TestLastItemReplayedBeforeTheSubscribeResultIsCaughtUp(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	node := &items{}
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node) // empty baseline
+	ctx := context.Background()
+
+	tr.Hold(ref.Profile) // a reconnect
+	node.publish("a", "1")
+	node.publish("b", "2")
+	tr.BeforeSubscribe(ctx, node, ref)
+	tr.Event(live("b", "2")) // the replay, before the subscribe result
+	tr.AfterSubscribe(ctx, node, ref, nil)
+	check(t, r, "a(catchup)", "b(catchup)")
 }
 
 func TestDeleteResetsTheNodeSoTheNewNodesItemsAreCaughtUp(t *testing.T) {

@@ -131,8 +131,12 @@ type Profile struct {
 	Server string `yaml:"server"`
 	// TLS is starttls (default), direct or none.
 	TLS string `yaml:"tls"`
-	// InsecureSkipVerify accepts any certificate: for test servers only.
+	// InsecureSkipVerify accepts any certificate: for test servers only,
+	// never in production.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// CAFile is a PEM file of the CAs that verify the server's
+	// certificate; default the system's pool.
+	CAFile string `yaml:"ca_file"`
 	// Resource is the XMPP resource to bind; default hookctl- and a hash
 	// of the host name and data directory (xmppsession.ResourceFor), so
 	// that two backends on one account do not take each other's place.
@@ -272,6 +276,9 @@ func (c *Config) validate(path string) error {
 		if !slices.Contains([]string{"", TLSStartTLS, TLSDirect, TLSNone}, p.TLS) {
 			bad(field+".tls", "unknown mode %q (want starttls, direct or none)", p.TLS)
 		}
+		if p.CAFile != "" && (p.TLS == TLSNone || p.InsecureSkipVerify) {
+			bad(field+".ca_file", "is only used to verify a certificate: not with tls: none or insecure_skip_verify")
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -357,6 +364,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	for name, p := range c.Profiles {
 		abs(&p.PasswordFile)
+		abs(&p.CAFile)
 		c.Profiles[name] = p
 	}
 }

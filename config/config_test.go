@@ -83,6 +83,8 @@ func TestLoadErrorsNameFileAndField(t *testing.T) {
 		{"max_publish_bytes: 2000000\n", "max_publish_bytes: 2000000 is out of range"},
 		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    server: h:0\n", `port "0" is not a number from 1 to 65535`},
 		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    request_timeout: 1h\n", "request_timeout: 1h0m0s is out of range"},
+		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    tls: none\n    ca_file: ca.pem\n", "profiles.a.ca_file: is only used to verify a certificate: not with tls: none or insecure_skip_verify"},
+		{"profiles:\n  a:\n    jid: a@b\n    password_env: X\n    insecure_skip_verify: true\n    ca_file: ca.pem\n", "profiles.a.ca_file: is only used to verify"},
 	}
 	for _, c := range cases {
 		p := writeFile(t, "bad.yaml", c.content)

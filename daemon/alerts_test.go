@@ -23,7 +23,7 @@ import (
 	"hookctl.dev/hookctl/alert"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // inbox is a second account, logged in with mellium alone, that keeps the
@@ -39,7 +39,7 @@ func (in *inbox) get() []string {
 	return append([]string(nil), in.bodies...)
 }
 
-func receiveAs(t *testing.T, srv *prosodytest.Server, user string) *inbox {
+func receiveAs(t *testing.T, srv *xmpptest.Server, user string) *inbox {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	xs, nc := rawSession(ctx, t, srv, user+"@localhost/inbox")
@@ -140,7 +140,7 @@ const alertSecret = "s3cr3t-token-value"
 
 // alertConfig is bot's backend with alerts to ops@localhost (XMPP,
 // through bot's session) and to a webhook with a secret header.
-func alertConfig(t *testing.T, srv *prosodytest.Server, hook *webhookRecorder, window time.Duration) (config.Config, func(string) string) {
+func alertConfig(t *testing.T, srv *xmpptest.Server, hook *webhookRecorder, window time.Duration) (config.Config, func(string) string) {
 	cfg := testConfig(t, srv, "bot")
 	srv.Register(t, "ops", "pw")
 	cfg.SecretDecls = map[string]config.Secret{"ALERT_TOKEN": {Env: "ALERT_TOKEN"}}
@@ -167,7 +167,7 @@ func alertConfig(t *testing.T, srv *prosodytest.Server, hook *webhookRecorder, w
 // recovery; the counts add up to 200; the webhook gets the same, with its
 // secret header; the secret never shows in a message.
 func TestAlertsHookFailureBurst(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	hook := newWebhookRecorder(t)
 	cfg, getenv := alertConfig(t, srv, hook, time.Second)
 	ops := receiveAs(t, srv, "ops")
@@ -255,7 +255,7 @@ func (w *webhookRecorder) wait(t *testing.T, what string, ok func(alert.Message)
 // The XMPP server gone for longer than session_down_after (1s): the
 // webhook hears that the profile is down, then that it is back.
 func TestAlertsSessionDown(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	hook := newWebhookRecorder(t)
 	cfg, getenv := alertConfig(t, srv, hook, time.Second)
 	startBackendWith(t, Options{Config: cfg, Getenv: getenv})
@@ -275,7 +275,7 @@ func TestAlertsSessionDown(t *testing.T) {
 // Hooks files that do not apply (serve --watch) are alerted, and their
 // recovery once fixed.
 func TestAlertsFilesRound(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	hook := newWebhookRecorder(t)
 	cfg, getenv := alertConfig(t, srv, hook, time.Second)
 	dir := t.TempDir()
@@ -298,7 +298,7 @@ func TestAlertsFilesRound(t *testing.T) {
 // A catch-up that finds only unseen items (the node kept 10 of 25
 // published while the backend was down) is alerted as a gap.
 func TestAlertsCatchupGap(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	hook := newWebhookRecorder(t)
 	cfg, getenv := alertConfig(t, srv, hook, time.Second)

@@ -22,13 +22,13 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 	"hookctl.dev/hookctl/xmppsession"
 )
 
 // rawSession logs user (password "pw") in over a connection of its own,
 // with mellium alone: for what xmppsession does not do, or refuses to.
-func rawSession(ctx context.Context, t testing.TB, srv *prosodytest.Server, user string) (*xmpp.Session, net.Conn) {
+func rawSession(ctx context.Context, t testing.TB, srv *xmpptest.Server, user string) (*xmpp.Session, net.Conn) {
 	t.Helper()
 	origin := jid.MustParse(user)
 	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Addr)
@@ -49,7 +49,7 @@ func rawSession(ctx context.Context, t testing.TB, srv *prosodytest.Server, user
 // createNode creates node on the PubSub component as user (an admin), with
 // max_items set: Prosody's default keeps only 20 items. xmppsession has no
 // node configuration, so this speaks XMPP with mellium directly.
-func createNode(t testing.TB, srv *prosodytest.Server, user, node string, maxItems int) {
+func createNode(t testing.TB, srv *xmpptest.Server, user, node string, maxItems int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -101,7 +101,7 @@ type publisher struct {
 	lastErr error
 }
 
-func newPublisher(t testing.TB, srv *prosodytest.Server, user string) *publisher {
+func newPublisher(t testing.TB, srv *xmpptest.Server, user string) *publisher {
 	t.Helper()
 	s, err := xmppsession.New(xmppsession.Config{Profile: "pub", JID: user + "@localhost", Password: "pw",
 		Server: srv.Addr, TLS: xmppsession.TLSNone, Resource: "pub"})
@@ -234,8 +234,10 @@ func ids(prefix string, from, n int) []string {
 // TestCatchupAfterBackendStopped: items published while the backend is
 // stopped run after it starts, in publish order, once, marked as catch-up;
 // a hook with catchup: none does not get them.
-func TestCatchupAfterBackendStopped(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+func TestCatchupAfterBackendStopped(t *testing.T) { xmpptest.Each(t, testCatchupAfterBackendStopped) }
+
+func testCatchupAfterBackendStopped(t *testing.T, kind xmpptest.Kind) {
+	srv := xmpptest.Start(t, kind, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	cfg := testConfig(t, srv, "bot")
 	createNode(t, srv, "pub", "feed", 256)
@@ -270,7 +272,9 @@ func TestCatchupAfterBackendStopped(t *testing.T) {
 	}
 	b = startBackend(t, cfg)
 	all := append(slices.Clone(live), missed...)
-	tl := waitTally(t, out, all, 30*time.Second)
+	// 200 exec runs: under -race on a loaded 2-CPU machine this took more
+	// than 30 s (a deadline, not a sleep).
+	tl := waitTally(t, out, all, 60*time.Second)
 	// A little longer, to see duplicates that would come late.
 	after := ids("after", 0, 5)
 	for _, id := range after {
@@ -321,7 +325,7 @@ func slicesDiff(want, got []string) string {
 // TestCatchupBaselineAndAll: a hook added to a node with items starts from
 // the node's current state; with catchup: all, the node's items run too.
 func TestCatchupBaselineAndAll(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	cfg := testConfig(t, srv, "bot")
 	createNode(t, srv, "pub", "old", 256)
@@ -355,7 +359,7 @@ func TestCatchupBaselineAndAll(t *testing.T) {
 // TestCatchupGapIsReported: more items published while offline than the
 // node keeps: the loss is reported in status, and what the node kept runs.
 func TestCatchupGapIsReported(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	cfg := testConfig(t, srv, "bot")
 	createNode(t, srv, "pub", "small", 10)
@@ -411,8 +415,10 @@ func TestCatchupGapIsReported(t *testing.T) {
 
 // TestCatchupAcrossProsodyRestart: the server restarts in the middle of a
 // burst; every item it acknowledged runs after the reconnect.
-func TestCatchupAcrossProsodyRestart(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+func TestCatchupAcrossProsodyRestart(t *testing.T) { xmpptest.Each(t, testCatchupAcrossProsodyRestart) }
+
+func testCatchupAcrossProsodyRestart(t *testing.T, kind xmpptest.Kind) {
+	srv := xmpptest.Start(t, kind, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	cfg := testConfig(t, srv, "bot")
 	createNode(t, srv, "pub", "burst", 256)
@@ -456,7 +462,7 @@ func BenchmarkCatchup1000(b *testing.B) {
 	// Memory storage: with file storage Prosody rewrites the whole node on
 	// each publish, far too slow for 1,000 items. The node is purged before
 	// each round, as Prosody's memory archive fails once full.
-	srv := prosodytest.Start(b, prosodytest.Options{Admins: []string{"pub@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(b, xmpptest.Prosody, xmpptest.Options{Admins: []string{"pub@localhost"}, MemoryStorage: true})
 	// Prosody caps a node's max_items at 256 unless told otherwise; the
 	// last section of the config file is the PubSub component.
 	f, err := os.OpenFile(srv.Config, os.O_APPEND|os.O_WRONLY, 0)
@@ -513,7 +519,7 @@ func BenchmarkCatchup1000(b *testing.B) {
 }
 
 // benchConfig is testConfig for benchmarks (one profile, "bot").
-func benchConfig(tb testing.TB, srv *prosodytest.Server) config.Config {
+func benchConfig(tb testing.TB, srv *xmpptest.Server) config.Config {
 	dir, err := os.MkdirTemp("", "hkb")
 	if err != nil {
 		tb.Fatal(err)

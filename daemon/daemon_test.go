@@ -15,7 +15,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // backend is a daemon running against a real Prosody, driven through the
@@ -30,7 +30,7 @@ type backend struct {
 
 // testConfig returns a config with one profile per user, each connecting to
 // srv over plain TCP. Users are registered with password "pw".
-func testConfig(t *testing.T, srv *prosodytest.Server, users ...string) config.Config {
+func testConfig(t *testing.T, srv *xmpptest.Server, users ...string) config.Config {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "hkd")
 	if err != nil {
@@ -211,7 +211,11 @@ const blogNS = "urn:example:blog"
 func entry(text string) string { return fmt.Sprintf("<entry xmlns='%s'>%s</entry>", blogNS, text) }
 
 func TestExecHookFiresOnPublishAndRetract(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}})
+	xmpptest.Each(t, testExecHookFiresOnPublishAndRetract)
+}
+
+func testExecHookFiresOnPublishAndRetract(t *testing.T, kind xmpptest.Kind) {
+	srv := xmpptest.Start(t, kind, xmpptest.Options{Admins: []string{"bot@localhost"}})
 	b := startBackend(t, testConfig(t, srv, "bot"))
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
@@ -261,7 +265,7 @@ func TestExecHookFiresOnPublishAndRetract(t *testing.T) {
 }
 
 func TestTypeNotAllowedIsRefused(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	cfg := testConfig(t, srv, "bot")
 	cfg.AllowTypes = []hookctl.Type{hookctl.TypeExpr}
 	b := startBackend(t, cfg)
@@ -276,7 +280,11 @@ func TestTypeNotAllowedIsRefused(t *testing.T) {
 }
 
 func TestPubSubRefusalIsAClearClientError(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{}) // no admins: nobody may create nodes
+	xmpptest.Each(t, testPubSubRefusalIsAClearClientError)
+}
+
+func testPubSubRefusalIsAClearClientError(t *testing.T, kind xmpptest.Kind) {
+	srv := xmpptest.Start(t, kind, xmpptest.Options{}) // no admins: nobody may create nodes
 	b := startBackend(t, testConfig(t, srv, "bot"))
 	_, err := b.client.PubSub(context.Background(), api.PubSubRequest{Op: api.OpNodeCreate, Profile: "default", Service: srv.PubSub, Node: "blog"})
 	if !errors.Is(err, hookctl.ErrInvalid) || !strings.Contains(err.Error(), "forbidden") {
@@ -292,7 +300,11 @@ func TestPubSubRefusalIsAClearClientError(t *testing.T) {
 // fires it, even on a node the profile already follows (no subscription,
 // hence no catch-up, to cover a late start).
 func TestHookFiresForAnItemPublishedRightAfterCreate(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	xmpptest.Each(t, testHookFiresForAnItemPublishedRightAfterCreate)
+}
+
+func testHookFiresForAnItemPublishedRightAfterCreate(t *testing.T, kind xmpptest.Kind) {
+	srv := xmpptest.Start(t, kind, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	b := startBackend(t, testConfig(t, srv, "bot"))
 	b.pubsub("default", api.PubSubRequest{Op: api.OpNodeCreate, Service: srv.PubSub, Node: "n"})
 	b.create(hookctl.Hook{Name: "first", Key: hookctl.Key{Service: srv.PubSub, Node: "n", Type: hookctl.TypeExpr, Arg: `log("first")`}})

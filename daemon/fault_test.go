@@ -15,7 +15,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // faultConfigEnv names the config file of a backend run as a child process
@@ -103,8 +103,10 @@ func (p *backendProc) kill() {
 // TestKill9WhileHooksRun: the backend is killed with SIGKILL while hooks
 // run and items wait in its queues, and items keep coming while it is
 // down; after a restart every item runs at least once.
-func TestKill9WhileHooksRun(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+func TestKill9WhileHooksRun(t *testing.T) { xmpptest.Each(t, testKill9WhileHooksRun) }
+
+func testKill9WhileHooksRun(t *testing.T, kind xmpptest.Kind) {
+	srv := xmpptest.Start(t, kind, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	cfg := testConfig(t, srv, "bot")
 	createNode(t, srv, "pub", "k", 256)

@@ -19,7 +19,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 	"hookctl.dev/hookctl/runner"
 	"hookctl.dev/hookctl/runner/runnertest"
 	"hookctl.dev/hookctl/xmppsession"
@@ -111,7 +111,7 @@ func TestHostileHooksNoLeaks(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("needs /proc")
 	}
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	cfg := testConfig(t, srv, "bot")
 	b := startBackend(t, cfg)
 	dir := t.TempDir()
@@ -253,7 +253,7 @@ func prefixed(prefix string, ids []string) []string {
 
 // rawPublish publishes payload (tokens, not checked by xmppsession) as user
 // over a new connection of its own, since the server may close it.
-func rawPublish(t *testing.T, srv *prosodytest.Server, user, node, id string, payload xml.TokenReader, timeout time.Duration) error {
+func rawPublish(t *testing.T, srv *xmpptest.Server, user, node, id string, payload xml.TokenReader, timeout time.Duration) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -320,7 +320,7 @@ func tokens(toks []xml.Token) []xml.TokenReader {
 // another account and through the control API. Each is refused with a clear
 // error or skipped by the backend, and the next normal item runs.
 func TestHostileItems(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost", "pub@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost", "pub@localhost"}, MemoryStorage: true})
 	srv.Register(t, "pub", "pw")
 	cfg := testConfig(t, srv, "bot")
 	b := startBackend(t, cfg)

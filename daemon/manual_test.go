@@ -8,14 +8,14 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // TestManualRunsGoThroughTheHookQueue: trigger and replay run in the
 // hook's own queue: they never overlap its other runs (concurrency 1) and
 // are bounded by its timeout.
 func TestManualRunsGoThroughTheHookQueue(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	cfg := testConfig(t, srv, "bot")
 	b := startBackend(t, cfg)
 	ctx := context.Background()

@@ -8,14 +8,14 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // TestConnectedGauge: hookctl_xmpp_connected follows each profile's
 // session, 0 before it connects, 1 once connected, with the build info
 // beside it.
 func TestConnectedGauge(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	cfg := testConfig(t, srv, "bot")
 	d, err := New(Options{Config: cfg, Logger: testLogger(t), Version: "v-test"})
 	if err != nil {
@@ -69,7 +69,7 @@ func gauge(t *testing.T, d *Daemon, name, label, value string) float64 {
 // subscribed nodes and hookctl_catchup_pending_nodes the nodes not caught
 // up yet, so that a scrape can tell when a start has settled.
 func TestSubscriptionGauges(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	createNode(t, srv, "pub", "feed", 16)
 	cfg := testConfig(t, srv, "bot")

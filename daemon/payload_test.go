@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // payloadCorpus is what TestPayloadRoundTrip publishes: each namespace
@@ -97,7 +97,7 @@ func canonical(t *testing.T, s string) []string {
 // its body) and an expr hook (item.payload, published on and recorded)
 // receive each payload as it was given, namespace for namespace.
 func TestPayloadRoundTrip(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	cfg := testConfig(t, srv, "bot")
 	b := startBackend(t, cfg)
 	dir := t.TempDir()

@@ -41,11 +41,13 @@ func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*p
 		Server:             pc.Server,
 		TLS:                tls,
 		InsecureSkipVerify: pc.InsecureSkipVerify,
+		CAFile:             pc.CAFile,
 		RequestTimeout:     time.Duration(pc.RequestTimeout),
 		Resource:           cmp.Or(pc.Resource, xmppsession.ResourceFor(d.cfg.DataDir)),
 		Logger:             d.log,
 		OnEvent:            d.onEvent,
 		OnSkip:             d.onSkip,
+		OnReady:            func() { d.catchup.Hold(name) },
 		OnConnect:          func(ctx context.Context, _ bool) { p.subs.OnConnect(ctx) },
 	})
 	if err != nil {

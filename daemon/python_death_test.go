@@ -12,7 +12,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
 
@@ -21,7 +21,7 @@ import (
 // and a double-forked daemon: none of them, nor the worker, outlives the
 // backend. Checked in /proc, not with the runner's bookkeeping.
 func TestKill9LeavesNoPythonProcess(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	cfg := testConfig(t, srv, "bot")
 	dir := t.TempDir()
 	started := filepath.Join(dir, "started")

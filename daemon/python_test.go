@@ -14,14 +14,14 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // pyEnv is one real Prosody and one backend shared by the Python hook
 // tests (starting them costs more than the tests themselves).
 type pyEnv struct {
 	t    *testing.T
-	srv  *prosodytest.Server
+	srv  *xmpptest.Server
 	b    *backend
 	dir  string // hook files and their output
 	libs string // the backend's python_path
@@ -30,8 +30,10 @@ type pyEnv struct {
 
 // TestPythonHooks proves the Python hook types end to end: real Prosody,
 // real backend driven over its control API, real python3 workers.
-func TestPythonHooks(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost", "pub@localhost"}, MemoryStorage: true})
+func TestPythonHooks(t *testing.T) { xmpptest.Each(t, testPythonHooks) }
+
+func testPythonHooks(t *testing.T, kind xmpptest.Kind) {
+	srv := xmpptest.Start(t, kind, xmpptest.Options{Admins: []string{"bot@localhost", "pub@localhost"}, MemoryStorage: true})
 	cfg := testConfig(t, srv, "bot", "pub")
 	e := &pyEnv{t: t, srv: srv, dir: t.TempDir(), libs: t.TempDir()}
 	cfg.PythonPath = []string{e.libs}
@@ -417,9 +419,19 @@ func (e *pyEnv) ownPEP(t *testing.T) {
 	// m1 was published after the hook was created: catch-up delivers it once
 	// the subscription exists (the item element may then be the fetched
 	// one, in the pubsub namespace), before m2, each once.
-	runs := e.b.waitRuns(api.RunQuery{Node: node}, 2)
+	// On ejabberd the owner also gets a copy of each own-PEP item (to the
+	// bare JID): m1's came before the subscription and runs live; the
+	// copies after it are recorded as skipped duplicates.
+	all := e.b.waitRuns(api.RunQuery{Node: node}, 2)
+	var runs []hookctl.Run
+	for _, r := range all {
+		if r.Outcome == "skipped" && e.srv.Quirks().EchoesOwnPEP {
+			continue
+		}
+		runs = append(runs, r)
+	}
 	if len(runs) != 2 || runs[0].ItemID != "m1" || runs[1].ItemID != "m2" || runs[0].Outcome != "ok" || runs[1].Outcome != "ok" {
-		t.Errorf("runs = %+v, want ok m1 then ok m2", runs)
+		t.Errorf("runs = %+v, want ok m1 then ok m2", all)
 	}
 	got := readLines(t, out)
 	tail := " [{" + blogNS + "}entry=%s] default bot@localhost bot@localhost " + node

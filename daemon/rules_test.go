@@ -14,7 +14,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 	"hookctl.dev/hookctl/registry"
 	"hookctl.dev/hookctl/spec"
 )
@@ -48,7 +48,7 @@ func deep(n int) string { return strings.Repeat("(", n) + "true" + strings.Repea
 // watcher send) — and checks the same refusal everywhere, nothing stored,
 // and the backend alive.
 func TestEveryDoorRefusesTheSameHooks(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	b := startBackend(t, testConfig(t, srv, "bot"))
 	ctx := context.Background()
 	store, err := registry.Open(t.TempDir(), registry.Options{})
@@ -114,7 +114,7 @@ func trim(err error) string {
 // with the reason, never runs them, and deletes them with the usual
 // command.
 func TestStoredInvalidHookIsQuarantined(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	cfg := testConfig(t, srv, "bot")
 	bad := []hookctl.Hook{
 		{Key: hookctl.Key{Profile: "default", Service: "pubsub.localhost", Node: "q", Type: hookctl.TypeExpr, Arg: "true"}, Filter: deep(500_000), Persistent: true},

@@ -10,14 +10,14 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // TestRunHistorySurvivesKill9: runs recorded before the backend is killed
 // with SIGKILL are listed after a restart, newest first, with their event;
 // run IDs go on from the stored ones.
 func TestRunHistorySurvivesKill9(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"pub@localhost"}})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"pub@localhost"}})
 	srv.Register(t, "pub", "pw")
 	cfg := testConfig(t, srv, "bot")
 	createNode(t, srv, "pub", "h", 64)

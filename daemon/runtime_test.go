@@ -17,7 +17,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/api"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 	"hookctl.dev/hookctl/runner/runnertest"
 )
 
@@ -86,7 +86,7 @@ func readPID(t *testing.T, path string) int {
 }
 
 func TestRuntime(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	b := startBackend(t, testConfig(t, srv, "bot", "alice"))
 	svc := srv.PubSub
 	node := func(name string) string {
@@ -380,7 +380,7 @@ echo "$HOOK_ITEM_ID" >> `+out+"\n")
 // TestPersistentHooksSurviveBackendRestart: a persistent hook is stored and
 // fires after the backend restarts; a temporary one is gone.
 func TestPersistentHooksSurviveBackendRestart(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"bot@localhost"}, MemoryStorage: true})
 	cfg := testConfig(t, srv, "bot")
 	b := startBackend(t, cfg)
 	b.pubsub("default", api.PubSubRequest{Op: api.OpNodeCreate, Service: srv.PubSub, Node: "persist"})
@@ -415,8 +415,12 @@ func TestPersistentHooksSurviveBackendRestart(t *testing.T) {
 // TestEventsResumeAfterProsodyRestart: when the server goes away and comes
 // back, the session reconnects, re-subscribes, and hooks fire again.
 func TestEventsResumeAfterProsodyRestart(t *testing.T) {
+	xmpptest.Each(t, testEventsResumeAfterProsodyRestart)
+}
+
+func testEventsResumeAfterProsodyRestart(t *testing.T, kind xmpptest.Kind) {
 	// File storage: the node and its items must outlive the server process.
-	srv := prosodytest.Start(t, prosodytest.Options{Admins: []string{"bot@localhost"}})
+	srv := xmpptest.Start(t, kind, xmpptest.Options{Admins: []string{"bot@localhost"}})
 	b := startBackend(t, testConfig(t, srv, "bot"))
 	b.pubsub("default", api.PubSubRequest{Op: api.OpNodeCreate, Service: srv.PubSub, Node: "resume"})
 	b.create(hookctl.Hook{Name: "resume", Key: hookctl.Key{Service: srv.PubSub, Node: "resume", Type: hookctl.TypeExpr, Arg: `log(item.id)`}})

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // TestScriptsOthersCanChangeAreRefused: an exec program or python_file
@@ -18,7 +18,7 @@ import (
 // directory) is refused at create, and a stored hook whose file became so
 // is not run after a restart; allow_insecure_scripts opts out.
 func TestScriptsOthersCanChangeAreRefused(t *testing.T) {
-	srv := prosodytest.Start(t, prosodytest.Options{})
+	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{})
 	cfg := testConfig(t, srv, "bot")
 	b := startBackend(t, cfg)
 	ctx := context.Background()

@@ -29,7 +29,9 @@ echo "==> building"
 go build -o "$work/devserver" ./internal/cmd/devserver
 [ -x "$hookctl" ] || go build -o "$hookctl" ./cmd/hookctl
 
-echo "==> starting a private Prosody on loopback"
+# Tested servers: Prosody 0.12.3 (this demo) and ejabberd 23.01; see
+# docs/SERVERS.md.
+echo "==> starting a private Prosody on loopback ($(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo 'version unknown'); tested: Prosody 0.12, ejabberd 23.01, see docs/SERVERS.md)"
 "$work/devserver" -dir "$work" &
 pids+=($!)
 for _ in $(seq 100); do [ -f "$work/ready" ] && break; sleep 0.1; done

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"hookctl.dev/hookctl"
-	"hookctl.dev/hookctl/internal/prosodytest"
+	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
 // BenchmarkPublishNotify measures the end-to-end rate of publish →
@@ -17,7 +17,7 @@ import (
 // memory, so the server's storage is not what is measured). inflight is
 // the number of concurrent publish requests.
 func BenchmarkPublishNotify(b *testing.B) {
-	srv := prosodytest.Start(b, prosodytest.Options{MemoryStorage: true, Admins: []string{"admin@localhost"}})
+	srv := xmpptest.Start(b, xmpptest.Prosody, xmpptest.Options{MemoryStorage: true, Admins: []string{"admin@localhost"}})
 	srv.Register(b, "admin", password)
 	srv.Register(b, "sub", password)
 

@@ -389,12 +389,29 @@ func (s *Session) Retract(ctx context.Context, service, node, itemID string, not
 	return s.reqErr(rctx, c, what, pubsub.DeleteIQ(rctx, c.xs, iq, node, itemID, notify))
 }
 
-// CreateNode creates node on service with the default configuration.
+// CreateNode creates node on service with the default configuration,
+// except that subscribers are told of the node's deletion and of retracted
+// items: ejabberd's defaults (pubsub#notify_delete false) would leave hooks
+// on delete events silent, where Prosody notifies (docs/SERVERS.md).
 func (s *Session) CreateNode(ctx context.Context, service, node string) error {
 	what := describe("creating", service, node)
 	return s.request(ctx, what, service, stanza.SetIQ, func() xml.TokenReader {
-		return elem(NSPubSub, "pubsub", elem("", "create", nil, "node", node))
+		return elem(NSPubSub, "pubsub", xmlstream.MultiReader(
+			elem("", "create", nil, "node", node),
+			elem("", "configure", notifyForm())))
 	}, nil)
+}
+
+// notifyForm is the node configuration CreateNode submits.
+func notifyForm() xml.TokenReader {
+	field := func(v, val string) xml.TokenReader {
+		return elem("", "field", elem("", "value", xmlstream.Token(xml.CharData(val))), "var", v)
+	}
+	return elem("jabber:x:data", "x", xmlstream.MultiReader(
+		field("FORM_TYPE", "http://jabber.org/protocol/pubsub#node_config"),
+		field("pubsub#notify_delete", "1"),
+		field("pubsub#notify_retract", "1"),
+	), "type", "submit")
 }
 
 // DeleteNode deletes node from service (subscribers get a delete event).

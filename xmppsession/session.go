@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
@@ -69,8 +70,12 @@ type Config struct {
 	Server string
 	// TLS is the TLS mode; default starttls.
 	TLS TLSMode
-	// InsecureSkipVerify accepts any server certificate (test servers only).
+	// InsecureSkipVerify accepts any server certificate: for test servers
+	// only, never in production (it allows a man in the middle).
 	InsecureSkipVerify bool
+	// CAFile is a PEM file of the certificate authorities that verify the
+	// server's certificate instead of the system's pool.
+	CAFile string
 	// Resource is the resource to bind; default DefaultResource.
 	Resource string
 	// Logger receives connection events; default discards.
@@ -82,6 +87,11 @@ type Config struct {
 	// could not be decoded (too large, nested too deep), with what is known
 	// of it and why, so that the skip can be recorded.
 	OnSkip func(hookctl.Event, error)
+	// OnReady, if set, is called after each login, before the available
+	// presence that makes some servers replay notifications (ejabberd
+	// sends each subscribed node's last item), so that a caller can start
+	// holding events first. It must not block.
+	OnReady func()
 	// OnConnect is called in a goroutine owned by the session after each
 	// successful connect; reconnect is false the first time. Its context
 	// ends when that connection ends, and Run waits for it to return.
@@ -115,6 +125,10 @@ type State struct {
 	Events uint64 `json:"events"`
 	// JID is the bound full JID while connected, else the configured JID.
 	JID string `json:"jid"`
+	// SASL is the mechanism of the last successful login, TLS its TLS
+	// version ("" for plain TCP).
+	SASL string `json:"sasl,omitempty"`
+	TLS  string `json:"tls,omitempty"`
 }
 
 // Session is one profile's XMPP client session. Run owns the connection;
@@ -123,6 +137,9 @@ type Session struct {
 	cfg    Config
 	origin jid.JID // with resource
 	log    *slog.Logger
+	roots  *x509.CertPool // from CAFile; nil: the system's
+	// mechanisms restricts SASL to these names, strongest first (tests).
+	mechanisms []string
 
 	running atomic.Bool
 	events  atomic.Uint64
@@ -232,7 +249,29 @@ func New(cfg Config) (*Session, error) {
 		connected: make(chan struct{}),
 	}
 	s.state = State{State: StateDisconnected, Since: time.Now(), JID: j.String()}
+	if cfg.InsecureSkipVerify && cfg.TLS != TLSNone {
+		s.log.Warn("insecure_skip_verify: the server's certificate is not checked; for test servers only")
+	}
+	if cfg.CAFile != "" {
+		if s.roots, err = LoadCAFile(cfg.CAFile); err != nil {
+			return nil, fmt.Errorf("%w: profile %q: %v", hookctl.ErrInvalid, cfg.Profile, err)
+		}
+	}
 	return s, nil
+}
+
+// LoadCAFile reads a PEM file of CA certificates into a pool; a file
+// without any certificate is an error.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("ca_file %s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // Bare returns the account's bare JID.
@@ -410,17 +449,19 @@ func (s *Session) dial(ctx context.Context) (*xmpp.Session, net.Conn, error) {
 	var nc net.Conn = &watchedConn{Conn: raw}
 	tlsCfg := &tls.Config{
 		ServerName:         s.origin.Domainpart(),
+		RootCAs:            s.roots,
 		InsecureSkipVerify: s.cfg.InsecureSkipVerify, // #nosec G402 -- opt-in, for test servers
 		MinVersion:         tls.VersionTLS12,
 	}
 	var state xmpp.SessionState
 	var features []xmpp.StreamFeature
+	startTLSOffered := false
 	switch s.cfg.TLS {
 	case TLSDirect:
 		tc := tls.Client(nc, tlsCfg)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			nc.Close()
-			return nil, nil, fmt.Errorf("tls handshake with %s: %w", s.cfg.Server, err)
+			return nil, nil, fmt.Errorf("tls handshake with %s: %w", s.cfg.Server, tlsError(err))
 		}
 		nc, state = tc, xmpp.Secure
 	case TLSNone:
@@ -428,12 +469,17 @@ func (s *Session) dial(ctx context.Context) (*xmpp.Session, net.Conn, error) {
 		// config chose no TLS explicitly.
 		state = xmpp.Secure
 	default:
-		features = append(features, xmpp.StartTLS(tlsCfg))
+		st := xmpp.StartTLS(tlsCfg)
+		parse := st.Parse // called for a <starttls/> among the server's features
+		st.Parse = func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, any, error) {
+			startTLSOffered = true
+			return parse(ctx, d, start)
+		}
+		features = append(features, st)
 	}
-	// Strongest first. PLAIN is last: over TLS it is safe, and without TLS
-	// it is only reachable because the config said tls: none.
+	mech := ""
 	features = append(features,
-		xmpp.SASL("", s.cfg.Password, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain),
+		xmpp.SASL("", s.cfg.Password, s.saslMechanisms(&mech)...),
 		bindResource(s.origin))
 	xs, err := xmpp.NewSession(dctx, s.origin.Domain(), s.origin, nc, state,
 		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
@@ -441,9 +487,66 @@ func (s *Session) dial(ctx context.Context) (*xmpp.Session, net.Conn, error) {
 		}))
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("negotiating stream with %s: %w", s.cfg.Server, err)
+		if s.cfg.TLS == TLSStartTLS && !startTLSOffered && ctx.Err() == nil {
+			// mellium would go on to report "features advertised out of
+			// order": SASL is never tried on the plain stream.
+			return nil, nil, fmt.Errorf("%s did not offer STARTTLS (tls: starttls): refusing to log in over plain TCP (%w)", s.cfg.Server, err)
+		}
+		return nil, nil, fmt.Errorf("negotiating stream with %s: %w", s.cfg.Server, tlsError(err))
 	}
+	s.mu.Lock()
+	s.state.SASL, s.state.TLS = mech, ""
+	if cs := xs.ConnectionState(); cs.Version != 0 {
+		s.state.TLS = tls.VersionName(cs.Version)
+	}
+	s.mu.Unlock()
 	return xs, nc, nil
+}
+
+// saslMechanisms lists the mechanisms to offer, strongest first, each
+// recording its name in *used when it starts. PLAIN is last: over TLS it
+// is safe, and without TLS it is only reachable because the config said
+// tls: none. (The -PLUS variants are not offered: see docs/SERVERS.md.)
+func (s *Session) saslMechanisms(used *string) []sasl.Mechanism {
+	all := []sasl.Mechanism{sasl.ScramSha256, sasl.ScramSha1, sasl.Plain}
+	if s.mechanisms != nil {
+		all = nil
+		for _, name := range s.mechanisms {
+			for _, m := range []sasl.Mechanism{sasl.ScramSha256Plus, sasl.ScramSha1Plus, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain} {
+				if m.Name == name {
+					all = append(all, m)
+				}
+			}
+		}
+	}
+	for i := range all {
+		name, start := all[i].Name, all[i].Start
+		all[i].Start = func(n *sasl.Negotiator) (bool, []byte, any, error) {
+			*used = name
+			return start(n)
+		}
+	}
+	return all
+}
+
+// tlsError makes a certificate failure say what is wrong in words a user
+// can act on; other errors are returned as they are.
+func tlsError(err error) error {
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var verifyErr *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &hostErr):
+		return fmt.Errorf("the server's TLS certificate is not valid for this domain (wrong host name): %w", err)
+	case errors.As(err, &authErr):
+		return fmt.Errorf("the server's TLS certificate is not signed by a trusted authority (set ca_file to the CA that signed it): %w", err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("the server's TLS certificate is invalid: %w", err)
+	case errors.As(err, &verifyErr):
+		return fmt.Errorf("the server's TLS certificate failed verification: %w", err)
+	}
+	return err
 }
 
 // bindResource binds origin's resource. xmpp.BindResource cannot be used:
@@ -507,6 +610,9 @@ func (s *Session) serve(ctx context.Context, xs *xmpp.Session, nc net.Conn, reco
 	served := make(chan error, 1)
 	wg.Go(func() { served <- xs.Serve(s.handler()) })
 
+	if s.cfg.OnReady != nil {
+		s.cfg.OnReady()
+	}
 	// Available presence, so that bare-JID subscriptions deliver too.
 	if err := xs.Send(cctx, stanza.Presence{}.Wrap(nil)); err != nil {
 		nc.Close()
@@ -518,9 +624,10 @@ func (s *Session) serve(ctx context.Context, xs *xmpp.Session, nc net.Conn, reco
 	s.mu.Lock()
 	s.conn = c
 	s.state.State, s.state.Since, s.state.JID = StateConnected, time.Now(), c.full.String()
+	mech, tlsVersion := s.state.SASL, s.state.TLS
 	close(s.connected)
 	s.mu.Unlock()
-	s.log.Info("xmpp connected", "jid", c.full.String(), "reconnect", reconnect)
+	s.log.Info("xmpp connected", "jid", c.full.String(), "reconnect", reconnect, "sasl", mech, "tls", tlsVersion)
 	defer func() {
 		s.mu.Lock()
 		s.conn = nil

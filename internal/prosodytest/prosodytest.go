@@ -9,16 +9,9 @@ package prosodytest
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -30,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"hookctl.dev/hookctl/internal/testcert"
 	"mellium.im/sasl"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
@@ -55,6 +49,14 @@ type Options struct {
 	// TLS gives the server a self-signed certificate and requires STARTTLS
 	// on c2s. Without it the server speaks plain TCP and accepts PLAIN auth.
 	TLS bool
+	// DirectTLS also opens a direct TLS (XEP-0368) c2s port, DirectTLSAddr.
+	DirectTLS bool
+	// NoStartTLS: the plain port does not offer STARTTLS at all (mod_tls
+	// off: a server, or a man in the middle, that strips it).
+	NoStartTLS bool
+	// CertPEM and KeyPEM are the server's certificate chain and key; when
+	// empty and TLS or DirectTLS is set, a self-signed one is made.
+	CertPEM, KeyPEM []byte
 	// MemoryStorage keeps the PubSub component's items in memory (for
 	// benchmarks: file storage rewrites the node on every publish).
 	MemoryStorage bool
@@ -71,6 +73,8 @@ type Options struct {
 type Server struct {
 	// Addr is the c2s listener, "127.0.0.1:port".
 	Addr string
+	// DirectTLSAddr is the direct TLS c2s listener when Options.DirectTLS.
+	DirectTLSAddr string
 	// Domain is the virtual host ("localhost").
 	Domain string
 	// PubSub is the PubSub component's JID ("pubsub.localhost").
@@ -142,12 +146,19 @@ func StartProcess(dir string, opts Options) (*Server, error) {
 		return fail(fmt.Errorf("finding a free port: %w", err))
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if opts.TLS {
-		if err := writeCert(filepath.Join(dir, "certs")); err != nil {
+	directPort := 0
+	if opts.DirectTLS {
+		if directPort, err = freePort(); err != nil {
+			return fail(fmt.Errorf("finding a free port: %w", err))
+		}
+		s.DirectTLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(directPort))
+	}
+	if opts.TLS || opts.DirectTLS {
+		if err := writeCert(filepath.Join(dir, "certs"), opts.CertPEM, opts.KeyPEM); err != nil {
 			return fail(fmt.Errorf("making certificate: %w", err))
 		}
 	}
-	if err := os.WriteFile(s.Config, []byte(s.configText(port)), 0o640); err != nil {
+	if err := os.WriteFile(s.Config, []byte(s.configText(port, directPort)), 0o640); err != nil {
 		return fail(err)
 	}
 	if err := s.register(probeUser, probePassword); err != nil {
@@ -159,7 +170,7 @@ func StartProcess(dir string, opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) configText(port int) string {
+func (s *Server) configText(port, directPort int) string {
 	var b strings.Builder
 	lua := func(v string) string { return strconv.Quote(v) }
 	fmt.Fprintf(&b, "-- private test server made by prosodytest\n")
@@ -178,15 +189,25 @@ local_interfaces = { "127.0.0.1" }
 http_ports = { }
 https_ports = { }
 component_ports = { }
-c2s_direct_tls_ports = { }
 network_settings = { nagle = false }
-modules_enabled = { "disco"; "roster"; "saslauth"; "tls"; "pep"; "ping"; "posix" }
 modules_disabled = { "s2s"; "offline" }
 authentication = "internal_hashed"
 log = { { levels = { min = "info" }, to = "console" } }
 `)
-	if s.opts.TLS {
+	if directPort != 0 {
+		fmt.Fprintf(&b, "c2s_direct_tls_ports = { %d }\n", directPort)
+	} else {
+		b.WriteString("c2s_direct_tls_ports = { }\n")
+	}
+	tlsModule := ` "tls";`
+	if s.opts.NoStartTLS {
+		tlsModule = ""
+	}
+	fmt.Fprintf(&b, "modules_enabled = { \"disco\"; \"roster\"; \"saslauth\";%s \"pep\"; \"ping\"; \"posix\" }\n", tlsModule)
+	if s.opts.TLS || s.opts.DirectTLS {
 		fmt.Fprintf(&b, "certificates = %s\n", lua(filepath.Join(s.Dir, "certs")))
+	}
+	if s.opts.TLS && !s.opts.NoStartTLS {
 		b.WriteString("c2s_require_encryption = true\nallow_unencrypted_plain_auth = false\n")
 	} else {
 		b.WriteString("c2s_require_encryption = false\nallow_unencrypted_plain_auth = true\n")
@@ -292,7 +313,7 @@ func (s *Server) probe() error {
 	origin := jid.MustParse(probeUser + "@" + s.Domain)
 	var features []xmpp.StreamFeature
 	var state xmpp.SessionState
-	if s.opts.TLS {
+	if s.opts.TLS && !s.opts.NoStartTLS {
 		features = append(features,
 			xmpp.StartTLS(&tls.Config{ServerName: s.Domain, InsecureSkipVerify: true}), // self-signed test cert
 			xmpp.SASL("", probePassword, sasl.ScramSha1, sasl.Plain))
@@ -415,38 +436,27 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// writeCert makes a self-signed certificate for localhost in dir, named
-// the way Prosody's certificate directory lookup expects.
-func writeCert(dir string) error {
+// writeCert writes the certificate chain and key in dir, named the way
+// Prosody's certificate directory lookup expects; with none given it
+// makes a self-signed one for localhost and the PubSub component.
+func writeCert(dir string, certPEM, keyPEM []byte) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	if len(certPEM) == 0 {
+		ca, err := testcert.NewCA("prosodytest self-signed")
+		if err != nil {
+			return err
+		}
+		if certPEM, keyPEM, err = ca.Issue(Domain, PubSubDomain); err != nil {
+			return err
+		}
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("certificate and key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, Domain+".crt"), certPEM, 0o640); err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: Domain},
-		DNSNames:              []string{Domain, PubSubDomain},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, Domain+".crt"),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o640); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, Domain+".key"),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return os.WriteFile(filepath.Join(dir, Domain+".key"), keyPEM, 0o600)
 }
