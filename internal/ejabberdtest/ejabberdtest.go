@@ -18,7 +18,6 @@ package ejabberdtest
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,10 +34,7 @@ import (
 	"testing"
 	"time"
 
-	"hookctl.dev/hookctl/internal/testcert"
-	"mellium.im/sasl"
-	"mellium.im/xmpp"
-	"mellium.im/xmpp/jid"
+	"hookctl.dev/hookctl/internal/servertest"
 )
 
 // Domain is the virtual host every test server serves.
@@ -178,7 +174,7 @@ func StartProcess(dir string, opts Options) (*Server, error) {
 			return fail(err)
 		}
 	}
-	ports, err := freePorts(3)
+	ports, err := servertest.FreePorts(3)
 	if err != nil {
 		return fail(fmt.Errorf("finding free ports: %w", err))
 	}
@@ -398,33 +394,7 @@ func (s *Server) register(user, password string) error {
 // probe logs in with the throwaway account, the only proof of readiness
 // that counts.
 func (s *Server) probe() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.Addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	origin := jid.MustParse(probeUser + "@" + s.Domain)
-	var features []xmpp.StreamFeature
-	var state xmpp.SessionState
-	if s.opts.TLS && !s.opts.NoStartTLS {
-		features = append(features,
-			xmpp.StartTLS(&tls.Config{ServerName: s.Domain, InsecureSkipVerify: true})) // #nosec G402 -- readiness probe of a test server
-	} else {
-		state = xmpp.Secure
-	}
-	features = append(features,
-		xmpp.SASL("", probePassword, sasl.ScramSha1, sasl.Plain),
-		xmpp.BindResource())
-	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, state,
-		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: features}
-		}))
-	if err != nil {
-		return err
-	}
-	return sess.Close()
+	return servertest.ProbeLogin(s.Addr, s.Domain, probeUser, probePassword, s.opts.TLS && !s.opts.NoStartTLS)
 }
 
 // logTail returns the last lines of the server's logs for failure messages.
@@ -541,35 +511,13 @@ func (s *Server) RestartProcess() error {
 	return fmt.Errorf("restarting ejabberd: %w", err)
 }
 
-// freePorts returns n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // writeCert writes the certificate chain and key into one PEM file, as
 // ejabberd's certfiles take them; with no certificate given it makes a
 // self-signed one for localhost.
 func writeCert(path string, certPEM, keyPEM []byte) error {
-	if len(certPEM) == 0 {
-		ca, err := testcert.NewCA("ejabberdtest self-signed")
-		if err != nil {
-			return err
-		}
-		if certPEM, keyPEM, err = ca.Issue(Domain, PubSubDomain); err != nil {
-			return err
-		}
-	}
-	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return fmt.Errorf("certificate and key: %w", err)
+	certPEM, keyPEM, err := servertest.Certificate("ejabberdtest self-signed", certPEM, keyPEM, Domain, PubSubDomain)
+	if err != nil {
+		return err
 	}
 	return os.WriteFile(path, append(append([]byte{}, certPEM...), keyPEM...), 0o600)
 }

@@ -8,8 +8,6 @@ package prosodytest
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -23,10 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"hookctl.dev/hookctl/internal/testcert"
-	"mellium.im/sasl"
-	"mellium.im/xmpp"
-	"mellium.im/xmpp/jid"
+	"hookctl.dev/hookctl/internal/servertest"
 )
 
 // Domain is the virtual host every test server serves.
@@ -303,33 +298,7 @@ func (s *Server) start() error {
 // probe logs in with the throwaway account, the only proof of readiness
 // that counts (the port accepts connections before Prosody is ready).
 func (s *Server) probe() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.Addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	origin := jid.MustParse(probeUser + "@" + s.Domain)
-	var features []xmpp.StreamFeature
-	var state xmpp.SessionState
-	if s.opts.TLS && !s.opts.NoStartTLS {
-		features = append(features,
-			xmpp.StartTLS(&tls.Config{ServerName: s.Domain, InsecureSkipVerify: true}), // self-signed test cert
-			xmpp.SASL("", probePassword, sasl.ScramSha1, sasl.Plain))
-	} else {
-		state = xmpp.Secure
-		features = append(features, xmpp.SASL("", probePassword, sasl.ScramSha1, sasl.Plain))
-	}
-	features = append(features, xmpp.BindResource())
-	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, state,
-		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: features}
-		}))
-	if err != nil {
-		return err
-	}
-	return sess.Close()
+	return servertest.ProbeLogin(s.Addr, s.Domain, probeUser, probePassword, s.opts.TLS && !s.opts.NoStartTLS)
 }
 
 // logTail returns the last lines of the server's log for failure messages.
@@ -428,12 +397,11 @@ func (s *Server) RestartProcess() error {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := servertest.FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
 // writeCert writes the certificate chain and key in dir, named the way
@@ -443,17 +411,9 @@ func writeCert(dir string, certPEM, keyPEM []byte) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	if len(certPEM) == 0 {
-		ca, err := testcert.NewCA("prosodytest self-signed")
-		if err != nil {
-			return err
-		}
-		if certPEM, keyPEM, err = ca.Issue(Domain, PubSubDomain); err != nil {
-			return err
-		}
-	}
-	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return fmt.Errorf("certificate and key: %w", err)
+	certPEM, keyPEM, err := servertest.Certificate("prosodytest self-signed", certPEM, keyPEM, Domain, PubSubDomain)
+	if err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, Domain+".crt"), certPEM, 0o640); err != nil {
 		return err
