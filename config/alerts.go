@@ -16,6 +16,7 @@ import (
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/alert"
 	"hookctl.dev/hookctl/internal/suggest"
+	"hookctl.dev/hookctl/rules"
 )
 
 // Alerts declares where the backend sends alerts (hook failures, a
@@ -209,7 +210,7 @@ func (c *Config) checkWebhook(p *positions, n *yaml.Node, field string, w Webhoo
 	}
 	for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
 		f, vn, v := field+".headers."+name, child(hn, name), w.Headers[name]
-		if !validHeaderName(name) {
+		if !rules.ValidHeaderName(name) {
 			f = field + ".headers." + quoteClip(name)
 			p.bad(keyOf(hn, name), f, "%s is not a valid header name", quoteClip(name))
 		}
@@ -288,19 +289,6 @@ func validSinkName(s string) bool {
 	}
 	for _, c := range []byte(s) {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderName reports whether s is an HTTP token (RFC 9110).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
 			return false
 		}
 	}

@@ -268,7 +268,7 @@ func (c *checker) headers(h hookctl.Hook) {
 	for _, name := range names {
 		v := h.Headers[name]
 		switch {
-		case !validHeaderName(name):
+		case !ValidHeaderName(name):
 			c.add("headers."+name, "%q is not a valid header name", name)
 		case strings.ContainsAny(v, "\r\n\x00"):
 			c.add("headers."+name, "header values must be one line")
@@ -345,8 +345,9 @@ func typeNames() string {
 	return strings.Join(names, ", ")
 }
 
-// validHeaderName reports whether s is an HTTP token (RFC 9110).
-func validHeaderName(s string) bool {
+// ValidHeaderName reports whether s is an HTTP header name, a token (RFC
+// 9110): the one rule for http hooks' and alert webhooks' headers.
+func ValidHeaderName(s string) bool {
 	if s == "" {
 		return false
 	}

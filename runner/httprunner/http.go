@@ -26,6 +26,7 @@ import (
 
 	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/config"
+	"hookctl.dev/hookctl/rules"
 	"hookctl.dev/hookctl/runner"
 )
 
@@ -91,7 +92,7 @@ func (f *factory) Check(_ context.Context, h hookctl.Hook) error {
 		return err
 	}
 	for name, value := range h.Headers {
-		if !validHeaderName(name) {
+		if !rules.ValidHeaderName(name) {
 			return fmt.Errorf("%w: header name %q is not a valid token", hookctl.ErrInvalid, name)
 		}
 		if _, err := config.ExpandSecrets(value, f.declared); err != nil {
@@ -131,19 +132,6 @@ func parseURL(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: http hook URL %q has no host", hookctl.ErrInvalid, u.Redacted())
 	}
 	return u, nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		// RFC 9110 tchar.
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // New checks h and returns its Runner.
