@@ -218,21 +218,27 @@ func TestRunLeavesNoProcess(t *testing.T) {
 	requirePython(t)
 	dir := t.TempDir()
 	pids := filepath.Join(dir, "pids")
+	// Arguments no other test uses: the processes are looked for in /proc,
+	// where other packages' tests (harden_reaper runs "sleep 300") run too.
+	secs := make([]string, 3)
+	for i := range secs {
+		secs[i] = fmt.Sprintf("30%d.%d", i, os.Getpid())
+	}
 	code := fmt.Sprintf(`
 import os, subprocess
-a = subprocess.Popen(["sleep", "300"])
-b = subprocess.Popen(["setsid", "sleep", "301"])
+a = subprocess.Popen(["sleep", %q])
+b = subprocess.Popen(["setsid", "sleep", %q])
 pid = os.fork()
 if pid == 0:
     os.setsid()
     if os.fork() == 0:
-        os.execvp("sleep", ["sleep", "302"])
+        os.execvp("sleep", ["sleep", %q])
     os._exit(0)
 os.waitpid(pid, 0)
 import time
 time.sleep(0.2)
 open(%q, "w").write("%%d %%d" %% (a.pid, b.pid))
-`, pids)
+`, secs[0], secs[1], secs[2], pids)
 	r := newRunner(t, Options{}, hookctl.Hook{Key: hookctl.Key{Type: hookctl.TypePythonCode, Arg: code}}, newHost())
 	wantOK(t, run(t, r, publishEvent("a")))
 	b, err := os.ReadFile(pids)
@@ -246,7 +252,7 @@ open(%q, "w").write("%%d %%d" %% (a.pid, b.pid))
 		}
 	}
 	// Looked for in /proc, not in the runner's bookkeeping.
-	for _, arg := range []string{"300", "301", "302"} {
+	for _, arg := range secs {
 		if p := runnertest.FindProcess("sleep", arg); p != 0 {
 			t.Errorf("sleep %s (pid %d) outlived the run", arg, p)
 		}
