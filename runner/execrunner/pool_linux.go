@@ -106,18 +106,26 @@ type pool struct {
 // get returns an idle keeper, or starts one.
 func (p *pool) get() (*keeper, error) {
 	p.mu.Lock()
-	for len(p.idle) > 0 {
+	var found *keeper
+	var dead []*keeper // ended while idle (their idle timeout)
+	for len(p.idle) > 0 && found == nil {
 		k := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
 		if k.alive() {
-			p.mu.Unlock()
-			return k, nil
+			found = k
+		} else {
+			dead = append(dead, k)
 		}
-		go k.close() // exited while idle (its idle timeout): release its socket
 	}
 	closed := p.closed
 	p.mu.Unlock()
-	if closed {
+	for _, k := range dead {
+		k.close() // its process is reaped already: this releases the socket
+	}
+	switch {
+	case found != nil:
+		return found, nil
+	case closed:
 		return nil, errors.New("exec runner is closed")
 	}
 	return startKeeper()
