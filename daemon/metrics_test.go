@@ -27,17 +27,7 @@ func TestConnectedGauge(t *testing.T) {
 	if got := gauge(t, d, "hookctl_build_info", "version", "v-test"); got != 1 {
 		t.Errorf("hookctl_build_info{version=v-test} = %v, want 1", got)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("backend did not stop")
-		}
-	}()
+	runUntilEnd(t, d)
 	waitUntil(t, 15*time.Second, "connected gauge", func() (bool, string) {
 		return gauge(t, d, "hookctl_xmpp_connected", "profile", "default") == 1, "still 0"
 	})
@@ -77,17 +67,7 @@ func TestSubscriptionGauges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("backend did not stop")
-		}
-	}()
+	runUntilEnd(t, d)
 	waitUntil(t, 15*time.Second, "connected", func() (bool, string) {
 		return gauge(t, d, "hookctl_xmpp_connected", "profile", "default") == 1, "not connected"
 	})
@@ -99,7 +79,7 @@ func TestSubscriptionGauges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Create(ctx, hookctl.Hook{Key: hookctl.Key{Profile: "default", Service: srv.PubSub, Node: "feed", Type: hookctl.TypeExpr, Arg: "true"}}); err != nil {
+	if _, err := c.Create(context.Background(), hookctl.Hook{Key: hookctl.Key{Profile: "default", Service: srv.PubSub, Node: "feed", Type: hookctl.TypeExpr, Arg: "true"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 15*time.Second, "subscribed and caught up", func() (bool, string) {
@@ -121,4 +101,21 @@ func plainGauge(t *testing.T, d *Daemon, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// runUntilEnd runs d until the test ends, then stops it and waits (20 s at
+// most) for Run to return.
+func runUntilEnd(t *testing.T, d *Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("backend did not stop")
+		}
+	})
 }

@@ -78,17 +78,7 @@ func TestTLSFailuresAreClearInStatusAndLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("backend did not stop")
-		}
-	}()
+	runUntilEnd(t, d)
 	client, err := api.NewClient(api.ClientOptions{Socket: cfg.Socket})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +88,7 @@ func TestTLSFailuresAreClearInStatusAndLog(t *testing.T) {
 		"stripped":  "did not offer STARTTLS (tls: starttls): refusing to log in over plain TCP",
 	}
 	waitUntil(t, 15*time.Second, "status of the three profiles", func() (bool, string) {
-		st, err := client.Status(ctx)
+		st, err := client.Status(context.Background())
 		if err != nil {
 			return false, err.Error()
 		}

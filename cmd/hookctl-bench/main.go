@@ -308,32 +308,13 @@ func (b *bench) close() {
 // startServer starts Prosody with the accounts, the node (owned by the
 // publisher, so only it may publish) and the bare subscriber.
 func (b *bench) startServer(ctx context.Context) error {
-	fmt.Fprintln(os.Stderr, "starting prosody…")
-	srv, err := prosodytest.StartProcess("", prosodytest.Options{MemoryStorage: b.o.store == "memory", Admins: []string{"pub@localhost"}})
-	if err != nil {
+	if err := b.startServerOnly(ctx); err != nil {
 		return err
 	}
-	b.srv = srv
-	b.onClose(func() { srv.Close() })
-	for _, u := range []string{"bot", "bare", "pub"} {
-		if _, err := srv.RegisterUser(u, password); err != nil {
-			return err
-		}
-	}
-	if b.dir, err = os.MkdirTemp("", "hkb"); err != nil {
+	if _, err := b.srv.RegisterUser("bare", password); err != nil {
 		return err
 	}
-	b.onClose(func() { os.RemoveAll(b.dir) })
-
-	pub, stopPub, err := session(ctx, srv, "pub", nil, b.log)
-	if err != nil {
-		return err
-	}
-	b.pub = pub
-	b.onClose(stopPub)
-	if err := pub.CreateNode(ctx, srv.PubSub, node); err != nil {
-		return fmt.Errorf("creating node: %w", err)
-	}
+	srv := b.srv
 
 	// The bare subscriber records when each item arrives, in arrival order.
 	bare, stopBare, err := session(ctx, srv, "bare", b.bareEvent, b.log)
