@@ -371,12 +371,6 @@ func (d *Daemon) listen() (ls listeners, err error) {
 	if err := api.CheckSocketDir(d.cfg.Socket); err != nil {
 		return ls, err
 	}
-	if ls.api, err = api.ListenUnix(d.cfg.Socket); err != nil {
-		return ls, err
-	}
-	if err := api.ShareSocket(d.cfg.Socket, d.cfg.SocketGroup); err != nil {
-		return ls, err
-	}
 	if d.cfg.APIListen != "" {
 		b, err := config.ReadSecretFile("api_token_file", d.cfg.APITokenFile)
 		if err != nil {
@@ -394,6 +388,14 @@ func (d *Daemon) listen() (ls listeners, err error) {
 		if ls.metrics, err = net.Listen("tcp", d.cfg.Listen); err != nil {
 			return ls, fmt.Errorf("metrics listener: %w", err)
 		}
+	}
+	// The Unix socket last: clients (and the tests) take its appearance
+	// as the sign that every door is open.
+	if ls.api, err = api.ListenUnix(d.cfg.Socket); err != nil {
+		return ls, err
+	}
+	if err := api.ShareSocket(d.cfg.Socket, d.cfg.SocketGroup); err != nil {
+		return ls, err
 	}
 	return ls, nil
 }
