@@ -142,3 +142,31 @@ type AuditChange struct {
 	After      *Hook    `json:"after,omitempty"`
 	Attributes []Change `json:"attributes,omitempty"`
 }
+
+// ClusterStatus is a replica's view of the cluster it belongs to (serve
+// --cluster): its members, who holds which profile, its lease and etcd.
+type ClusterStatus struct {
+	Replica   string   `json:"replica"`
+	Endpoints []string `json:"endpoints"`
+	// Members are the live replicas, by name.
+	Members []ClusterMember `json:"members"`
+	// Holders maps each profile to the replica holding it ("" = none).
+	Holders map[string]string `json:"holders"`
+	// Lease is the TTL; LeaseValidFor how long this replica's lease is
+	// surely alive (0: lost or expired: it holds nothing).
+	Lease         Duration `json:"lease"`
+	LeaseValidFor Duration `json:"lease_valid_for"`
+	// HolderChanges counts profiles this replica took or gave up.
+	HolderChanges int64 `json:"holder_changes"`
+	// Etcd is the etcd server this replica reached, or Error why not.
+	EtcdVersion string `json:"etcd_version,omitempty"`
+	EtcdLeader  uint64 `json:"etcd_leader,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// ClusterMember is one live replica.
+type ClusterMember struct {
+	Name  string    `json:"name"`
+	API   string    `json:"api,omitempty"`
+	Since time.Time `json:"since"`
+}

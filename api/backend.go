@@ -36,6 +36,8 @@ type Status struct {
 	Suspended []hookctl.Suspension `json:"suspended,omitempty"`
 	// Watch is the state of serve --watch's reconciler, when it runs.
 	Watch *hookctl.WatchStatus `json:"watch,omitempty"`
+	// Cluster is this replica's view of its cluster (serve --cluster).
+	Cluster *hookctl.ClusterStatus `json:"cluster,omitempty"`
 }
 
 // The status and query types are shared with the dispatcher and the

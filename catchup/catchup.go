@@ -242,6 +242,38 @@ func (c *Tracker) SetHooks(hooks []hookctl.Hook) {
 	}
 }
 
+// Reload reads the state of profile's nodes from the store again and
+// forgets what was in flight: in a cluster, another replica held the
+// profile meanwhile and finished items this one must not run again.
+func (c *Tracker) Reload(profile string) {
+	c.mu.Lock()
+	var refs []registry.NodeRef
+	for ref := range c.nodes {
+		if ref.Profile == profile {
+			refs = append(refs, ref)
+		}
+	}
+	c.mu.Unlock()
+	for _, ref := range refs {
+		st, err := c.store.NodeState(ref)
+		if err != nil {
+			c.log.Error("catch-up: reading node state", "node", ref.Node, "err", err)
+			continue
+		}
+		c.mu.Lock()
+		if t := c.nodes[ref]; t != nil {
+			t.known = st.Known
+			clear(t.finished)
+			clear(t.inflight)
+			t.order = nil
+			for _, f := range st.Finished {
+				t.addFinished(f.ID, f.Digest)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
 // addFinished records id as finished with digest dg, within the bound.
 // The caller holds c.mu.
 func (t *tracked) addFinished(id, dg string) {

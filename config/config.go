@@ -83,6 +83,9 @@ type Config struct {
 	EventsMaxAge hookctl.Duration `yaml:"events_max_age"`
 	// Alerts are where and how often failures are told (alerts.go).
 	Alerts Alerts `yaml:"alerts"`
+	// Cluster, when it has endpoints, shares the registry with other
+	// backends on etcd (cluster.go).
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // DefaultMaxPublishBytes is below the usual server stanza limits
@@ -162,7 +165,7 @@ func Load(path string) (Config, error) {
 		if err := checkAllowTypesGiven(data, c.AllowTypes); err != nil {
 			return c, fmt.Errorf("%s: %w", path, err)
 		}
-		if err := errors.Join(c.validate(path), c.checkAlerts(path, data)); err != nil {
+		if err := errors.Join(c.validate(path), c.checkAlerts(path, data), c.checkCluster(path, data)); err != nil {
 			return c, err
 		}
 		// Absolute, so that workers started in other directories agree.
@@ -362,6 +365,10 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&sd.File)
 		c.SecretDecls[name] = sd
 	}
+	abs(&c.Cluster.CAFile)
+	abs(&c.Cluster.CertFile)
+	abs(&c.Cluster.KeyFile)
+	abs(&c.Cluster.PasswordFile)
 	for name, p := range c.Profiles {
 		abs(&p.PasswordFile)
 		abs(&p.CAFile)

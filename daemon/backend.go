@@ -138,6 +138,10 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		e.Hook.Arg, e.Error = d.redact(e.Hook.Arg), d.redact(e.Error)
 	}
 	st.Suspended, _ = d.Suspensions(ctx)
+	if d.cluster != nil {
+		cs := d.cluster.Status(ctx)
+		st.Cluster = &cs
+	}
 	if len(d.watch.Paths) > 0 {
 		ws := d.watcher().Status()
 		st.Watch = &ws

@@ -22,6 +22,7 @@ import (
 	"hookctl.dev/hookctl/alert"
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/catchup"
+	"hookctl.dev/hookctl/cluster"
 	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/dispatch"
 	"hookctl.dev/hookctl/reconcile"
@@ -89,7 +90,8 @@ type Daemon struct {
 	subscriptionCheck time.Duration
 	secrets           *config.Secrets // what http hooks may name; redacted everywhere
 	memoryRuns        bool
-	alerts            *alert.Manager // nil without alert sinks (alerts.go)
+	alerts            *alert.Manager   // nil without alert sinks (alerts.go)
+	cluster           *cluster.Cluster // nil unless clustered (cluster.go)
 }
 
 // syncedRevision is the registry revision the dispatcher runs, so that a
@@ -247,7 +249,16 @@ func (d *Daemon) newFactories() map[hookctl.Type]runner.Factory {
 // returns. An error means the backend could not start or failed.
 func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.started = time.Now()
-	d.store, err = registry.Open(d.cfg.DataDir, registry.Options{Profiles: d.cfg.ProfileJIDs()})
+	if err := d.openCluster(ctx); err != nil {
+		return err
+	}
+	ropts := registry.Options{Profiles: d.cfg.ProfileJIDs()}
+	if d.cluster != nil {
+		defer d.cluster.Close()
+		ropts.Remote = d.cluster.Registry()
+		d.registerClusterMetrics()
+	}
+	d.store, err = registry.Open(d.cfg.DataDir, ropts)
 	if err != nil {
 		return err
 	}
@@ -273,8 +284,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	d.wireAlerts(&dopts)
+	if d.cluster != nil {
+		dopts.Holds = d.cluster.Holds
+	}
 	d.dispatcher = dispatch.New(dopts)
-	d.catchup = catchup.New(d.store, d.dispatcher.Dispatch, d.log, d.metrics)
+	d.catchup = catchup.New(d.nodeStore(), d.dispatcher.Dispatch, d.log, d.metrics)
 	d.catchup.OnDuplicate(d.dispatcher.Duplicate)
 	if d.alerts != nil {
 		d.catchup.OnGap(d.alertGap)
@@ -299,7 +313,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 9+2*len(d.profiles)) // one per goroutine: a failure never blocks
+	errc := make(chan error, 11+2*len(d.profiles)) // one per goroutine: a failure never blocks
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -324,7 +338,15 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if d.runlog != nil {
 		goRun("run history", d.runlog.Run)
 	}
+	if d.cluster != nil {
+		goRun("cluster", d.cluster.Run)
+		goRun("shared registry", d.store.Follow)
+	}
 	for _, p := range d.profiles {
+		if d.cluster != nil {
+			goRun("profile "+p.name, func(ctx context.Context) error { return d.holdProfile(ctx, p) })
+			continue
+		}
 		goRun("profile "+p.name, p.session.Run)
 		goRun("subscriptions "+p.name, p.subs.Run)
 	}
@@ -453,7 +475,14 @@ func (d *Daemon) serveMetrics(ctx context.Context, l net.Listener) error {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if d.cluster != nil && !d.cluster.Valid() {
+			http.Error(w, "cluster: this replica's lease is not valid (etcd unreachable?)", http.StatusServiceUnavailable)
+			return
+		}
 		for _, p := range d.profiles {
+			if d.cluster != nil && !d.cluster.Holds(p.name) {
+				continue // held by another replica
+			}
 			if st := p.session.State(); st.State != "connected" {
 				http.Error(w, fmt.Sprintf("profile %s is %s", p.name, st.State), http.StatusServiceUnavailable)
 				return

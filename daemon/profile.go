@@ -63,7 +63,7 @@ func (p *profile) openSubscriptions(d *Daemon) (err error) {
 		Profile:    p.name,
 		JID:        p.jid,
 		Session:    p.session,
-		Store:      d.store,
+		Store:      d.subscriptionStore(),
 		Catchup:    profileCatchup{d.catchup, p.session, p.name},
 		Logger:     d.log,
 		LegacyFile: subscription.LegacyFile(d.cfg.DataDir, p.name),

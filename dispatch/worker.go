@@ -251,6 +251,11 @@ func (w *worker) loop() {
 func (d *Dispatcher) execute(w *worker, j job) {
 	started := time.Now()
 	var res runner.Result
+	if d.opts.Holds != nil && j.manual == "" && !d.opts.Holds(j.ev.Profile) {
+		d.record(j.ent, j.ev, started, 0, runner.Result{Outcome: Skipped, ExitCode: -1, Err: errNotHeld}, "")
+		j.tr.abandon()
+		return
+	}
 	if w.ctx.Err() != nil {
 		res = runner.Result{Outcome: runner.Dropped, ExitCode: -1, Err: errClosing}
 	} else {
@@ -317,8 +322,9 @@ func (w *worker) logDrop(log *slog.Logger, ev *hookctl.Event) {
 // has ended. pending starts at 1 for Dispatch itself, so the callback cannot
 // fire before Dispatch knows how many hooks matched.
 type tracker struct {
-	pending atomic.Int32
-	matched int
+	pending   atomic.Int32
+	abandoned atomic.Bool
+	matched   int
 	done    func(matched int)
 }
 
@@ -329,7 +335,19 @@ func (t *tracker) add() {
 }
 
 func (t *tracker) finish() {
-	if t != nil && t.pending.Add(-1) == 0 {
+	if t != nil && t.pending.Add(-1) == 0 && !t.abandoned.Load() {
 		t.done(t.matched)
 	}
 }
+
+// abandon ends one run of the event without its completion: the event is
+// not finished here (another backend will run it).
+func (t *tracker) abandon() {
+	if t != nil {
+		t.abandoned.Store(true)
+		t.pending.Add(-1)
+	}
+}
+
+// errNotHeld is why a run was skipped in cluster mode.
+var errNotHeld = errors.New("skipped: this replica no longer holds the profile; its new holder runs the item")

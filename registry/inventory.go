@@ -79,20 +79,15 @@ func checkInventory(c *hookctl.InventoryChange) error {
 	return nil
 }
 
-// writeInventory applies c inside the commit's transaction, stamping each
-// record with now.
-func writeInventory(tx *bolt.Tx, c *hookctl.InventoryChange, now time.Time) error {
+// inventoryWrites turns c into the records it writes, each stamped with
+// now.
+func inventoryWrites(c *hookctl.InventoryChange, now time.Time) ([]Write, error) {
 	if c == nil {
-		return nil
+		return nil, nil
 	}
-	b, err := tx.CreateBucketIfNotExists(bucketInventory)
-	if err != nil {
-		return err
-	}
+	var w []Write
 	for _, set := range c.Forget {
-		if err := b.Delete([]byte(set)); err != nil {
-			return err
-		}
+		w = append(w, Write{Bucket: RemoteInventory, Key: []byte(set)})
 	}
 	for _, r := range c.Put {
 		r.Members = slices.Clone(r.Members)
@@ -100,11 +95,9 @@ func writeInventory(tx *bolt.Tx, c *hookctl.InventoryChange, now time.Time) erro
 		r.Applied = now
 		v, err := json.Marshal(r)
 		if err != nil {
-			return fmt.Errorf("encoding inventory record of set %q: %w", r.Set, err)
+			return nil, fmt.Errorf("encoding inventory record of set %q: %w", r.Set, err)
 		}
-		if err := b.Put([]byte(r.Set), v); err != nil {
-			return err
-		}
+		w = append(w, Write{Bucket: RemoteInventory, Key: []byte(r.Set), Value: v})
 	}
-	return nil
+	return w, nil
 }

@@ -251,7 +251,11 @@ func migrateNodeRecords(tx *bolt.Tx) error {
 
 // addFinished appends items to list (an id already there moves to the end
 // with its new digest) and keeps the newest MaxFinished.
-func addFinished(list, items []Finished) []Finished {
+func addFinished(list, items []Finished) []Finished { return MergeFinished(list, items) }
+
+// MergeFinished appends items to list (an id already there moves to the end
+// with its new digest) and keeps the newest MaxFinished.
+func MergeFinished(list, items []Finished) []Finished {
 	last := make(map[string]int, len(items)) // id → index of its last mark
 	for i, it := range items {
 		last[it.ID] = i

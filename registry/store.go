@@ -69,6 +69,10 @@ type Options struct {
 	Profiles map[string]string
 	// Now returns the current time, for Created; default time.Now.
 	Now func() time.Time
+	// Remote, when set, is the registry shared with other backends
+	// (remote.go): Open copies it, writes go to it first, and the backend
+	// runs Follow.
+	Remote Remote
 }
 
 // Store is the live registry. It implements hookctl.Registry and is safe for
@@ -78,7 +82,9 @@ type Store struct {
 	db       *bolt.DB
 	dir      string
 	profiles map[string]string // profile → normalised bare JID; nil = any
-	now      func() time.Time
+ 	now      func() time.Time
+	remote   Remote // nil: this backend's registry alone
+	cursor   int64  // where Follow goes on from in the remote
 
 	mu     sync.Mutex                   // serialises writers and guards hooks, closed
 	hooks  map[hookctl.Key]hookctl.Hook // every hook, persistent and temporary
@@ -112,8 +118,9 @@ func Open(dataDir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
 	s := &Store{
-		dir:   dataDir,
-		now:   opts.Now,
+		dir:    dataDir,
+		now:    opts.Now,
+		remote: opts.Remote,
 		hooks: make(map[hookctl.Key]hookctl.Hook),
 		subs:  make(map[*subscriber]struct{}),
 	}
@@ -166,8 +173,19 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	}
 	slices.SortFunc(all, func(a, b hookctl.Hook) int { return a.Key.Compare(b.Key) })
 	s.state.Store(&state{hooks: all, rev: rev})
+	if s.remote != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), remoteOpenTimeout)
+		defer cancel()
+		if err := s.Resync(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
+
+// remoteOpenTimeout bounds the first copy of a shared registry.
+const remoteOpenTimeout = 30 * time.Second
 
 // load checks the schema (converting older layouts), advances the stored
 // revision and reads the hooks into memory; it returns the new revision.
@@ -290,20 +308,24 @@ func (s *Store) Create(ctx context.Context, h hookctl.Hook) (hookctl.Hook, error
 	if err != nil {
 		return hookctl.Hook{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return hookctl.Hook{}, errClosed
-	}
-	if old, ok := s.hooks[h.Key]; ok {
-		return hookctl.Hook{}, duplicateError(old)
-	}
-	h.Created = s.now()
-	c := change{put: []hookctl.Hook{h}}
-	if err := s.commit(c); err != nil {
+	err = s.retryMoved(ctx, func() error { return s.create(ctx, &h) })
+	if err != nil {
 		return hookctl.Hook{}, err
 	}
 	return cloneHook(h), nil
+}
+
+func (s *Store) create(ctx context.Context, h *hookctl.Hook) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	if old, ok := s.hooks[h.Key]; ok {
+		return duplicateError(old)
+	}
+	h.Created = s.now()
+	return s.commit(ctx, change{put: []hookctl.Hook{*h}})
 }
 
 // Remove deletes every hook, persistent or temporary, that m selects (empty
@@ -324,7 +346,15 @@ func (s *Store) Remove(ctx context.Context, m hookctl.Match) (int, error) {
 		return 0, err
 	}
 	m.Service = svc
+	var n int
+	err = s.retryMoved(ctx, func() (err error) {
+		n, err = s.remove(ctx, m)
+		return err
+	})
+	return n, err
+}
 
+func (s *Store) remove(ctx context.Context, m hookctl.Match) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -341,7 +371,7 @@ func (s *Store) Remove(ctx context.Context, m hookctl.Match) (int, error) {
 	if len(c.del) == 0 {
 		return 0, nil
 	}
-	if err := s.commit(c); err != nil {
+	if err := s.commit(ctx, c); err != nil {
 		return 0, err
 	}
 	return len(c.del), nil
@@ -350,24 +380,30 @@ func (s *Store) Remove(ctx context.Context, m hookctl.Match) (int, error) {
 // DropTemporary removes the temporary hooks of profile, for when the profile
 // was disconnected on purpose, and returns how many it removed.
 func (s *Store) DropTemporary(profile string) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, errClosed
-	}
-	var c change
-	for _, h := range s.state.Load().hooks {
-		if h.Profile == profile && !h.Persistent {
-			c.del = append(c.del, h)
+	ctx := context.Background()
+	var n int
+	err := s.retryMoved(ctx, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			return errClosed
 		}
-	}
-	if len(c.del) == 0 {
-		return 0, nil
-	}
-	if err := s.commit(c); err != nil {
+		var c change
+		for _, h := range s.state.Load().hooks {
+			if h.Profile == profile && !h.Persistent {
+				c.del = append(c.del, h)
+			}
+		}
+		n = len(c.del)
+		if n == 0 {
+			return nil
+		}
+		return s.commit(ctx, c)
+	})
+	if err != nil {
 		return 0, err
 	}
-	return len(c.del), nil
+	return n, nil
 }
 
 // Apply runs b in one transaction if b.Revision is still the current
@@ -465,7 +501,11 @@ func (s *Store) Apply(ctx context.Context, b hookctl.Batch) (uint64, error) {
 		c.del = append(c.del, old)
 	}
 	c.inv = b.Inventory
-	if err := s.commit(c); err != nil {
+	if err := s.commit(ctx, c); err != nil {
+		var moved *MovedError
+		if stderrors.As(err, &moved) {
+			return 0, fmt.Errorf("%w: batch planned at revision %d, registry is at %d (changed through another backend)", hookctl.ErrStale, b.Revision, moved.Rev)
+		}
 		return 0, err
 	}
 	return s.state.Load().rev, nil
@@ -483,8 +523,21 @@ type change struct {
 // commit writes c and the next revision in one bbolt transaction, then
 // updates memory (which cannot fail), publishes a new snapshot and notifies
 // subscribers. The caller holds s.mu and has validated c.
-func (s *Store) commit(c change) error {
+func (s *Store) commit(ctx context.Context, c change) error {
 	rev := s.state.Load().rev + 1
+	inv, err := inventoryWrites(c.inv, s.now())
+	if err != nil {
+		return err
+	}
+	if s.remote != nil {
+		w, err := remoteWrites(c, inv)
+		if err != nil {
+			return err
+		}
+		if err := s.remote.Commit(ctx, rev-1, w); err != nil {
+			return s.remoteFailed(err)
+		}
+	}
 
 	type kv struct{ k, v []byte }
 	var puts []kv
@@ -510,7 +563,7 @@ func (s *Store) commit(c change) error {
 
 	// Temporary-only changes write the revision too, so that it never goes
 	// backwards across a restart.
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		hb := tx.Bucket(bucketHooks)
 		for _, k := range dels {
 			if err := hb.Delete(k); err != nil {
@@ -522,8 +575,10 @@ func (s *Store) commit(c change) error {
 				return err
 			}
 		}
-		if err := writeInventory(tx, c.inv, s.now()); err != nil {
-			return err
+		for _, x := range inv {
+			if err := putLocal(tx, x); err != nil {
+				return err
+			}
 		}
 		return putRevision(tx.Bucket(bucketMeta), rev)
 	})

@@ -10,6 +10,7 @@ package registry
 // change, so that the backend puts it in force before the call returns.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -42,43 +43,54 @@ func (s *Store) SetSuspended(kind, name, by string, on bool) (bool, error) {
 	if name == "" {
 		return false, fmt.Errorf("%w: empty %s name", hookctl.ErrInvalid, kind)
 	}
+	var changed bool
+	err := s.retryMoved(context.Background(), func() (err error) {
+		changed, err = s.setSuspended(kind, name, by, on)
+		return err
+	})
+	return changed, err
+}
+
+func (s *Store) setSuspended(kind, name, by string, on bool) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false, errClosed
 	}
 	k := suspensionKey(kind, name)
-	changed := false
+	var present bool
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSuspensions)
+		present = b != nil && b.Get(k) != nil
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	if present == on {
+		return false, nil
+	}
+	w := Write{Bucket: RemoteSuspensions, Key: k}
+	if on {
+		w.Value, _ = json.Marshal(Suspension{Kind: kind, Name: name, By: by, At: s.now()}) // plain strings and a time
+	}
 	rev := s.state.Load().rev + 1
+	if s.remote != nil {
+		if err := s.remote.Commit(context.Background(), rev-1, []Write{w}); err != nil {
+			return false, s.remoteFailed(err)
+		}
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketSuspensions)
-		if err != nil {
+		if err := putLocal(tx, w); err != nil {
 			return err
-		}
-		if (b.Get(k) != nil) == on {
-			return nil
-		}
-		changed = true
-		if !on {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		} else {
-			v, _ := json.Marshal(Suspension{Kind: kind, Name: name, By: by, At: s.now()}) // plain strings and a time
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
 		}
 		return putRevision(tx.Bucket(bucketMeta), rev)
 	})
 	if err != nil {
 		return false, fmt.Errorf("writing suspension: %w", err)
 	}
-	if changed {
-		s.state.Store(&state{hooks: s.state.Load().hooks, rev: rev})
-		s.notify()
-	}
-	return changed, nil
+	s.state.Store(&state{hooks: s.state.Load().hooks, rev: rev})
+	s.notify()
+	return true, nil
 }
 
 // Suspensions lists the operator's suspensions, sets first, by name.

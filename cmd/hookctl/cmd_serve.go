@@ -21,6 +21,7 @@ var version = "dev"
 func newServeCmd(g *globals) *cobra.Command {
 	var (
 		dataDir, listen, logLevel, logFormat, drift string
+		clusterURL, replica                         string
 		watch                                       []string
 		recursive                                   bool
 		interval, debounce, jitter                  time.Duration
@@ -53,6 +54,9 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 			if listen != "" {
 				cfg.Listen = listen
 			}
+			if err := applyClusterFlags(&cfg, clusterURL, replica); err != nil {
+				return exitCode(2, err)
+			}
 			cfg.Defaults()
 			logger, err := newLogger(cmd, logLevel, logFormat)
 			if err != nil {
@@ -82,6 +86,8 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 	f := c.Flags()
 	f.StringVar(&dataDir, "data-dir", "", "directory of the store and default socket (env HOOKCTL_DATA_DIR)")
 	f.StringVar(&listen, "listen", "", "address for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9090")
+	f.StringVar(&clusterURL, "cluster", "", "run as one replica of a cluster on etcd: etcd://HOST:PORT[,HOST:PORT…] (docs/CLUSTER.md)")
+	f.StringVar(&replica, "replica", "", "with --cluster: this replica's name (default: the host name)")
 	f.StringArrayVar(&watch, "watch", nil, "hooks file or directory to keep applied (repeatable)")
 	f.BoolVarP(&recursive, "recursive", "R", false, "with --watch: read subdirectories too")
 	// --interval, --debounce and --jitter as `hookctl watch` names them;
@@ -96,6 +102,25 @@ type allowed, no XMPP profile (hooks are kept but nothing fires).`,
 	f.StringVar(&logLevel, "log-level", envOr("HOOKCTL_LOG_LEVEL", "info"), "debug, info, warn or error (env HOOKCTL_LOG_LEVEL)")
 	f.StringVar(&logFormat, "log-format", envOr("HOOKCTL_LOG_FORMAT", "text"), "text or json (env HOOKCTL_LOG_FORMAT)")
 	return c
+}
+
+// applyClusterFlags lets serve --cluster and --replica override the
+// config's cluster section.
+func applyClusterFlags(cfg *config.Config, clusterURL, replica string) error {
+	if clusterURL != "" {
+		eps, err := config.ParseClusterURL(clusterURL)
+		if err != nil {
+			return fmt.Errorf("%w: %v", hookctl.ErrInvalid, err)
+		}
+		cfg.Cluster.Endpoints = eps
+	}
+	if replica != "" {
+		if !cfg.Cluster.Enabled() {
+			return fmt.Errorf("%w: --replica needs --cluster (or a cluster section in the config)", hookctl.ErrInvalid)
+		}
+		cfg.Cluster.Replica = replica
+	}
+	return nil
 }
 
 // checkServeWatchFlags refuses what serve --watch would otherwise take

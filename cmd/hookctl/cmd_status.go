@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -56,7 +57,11 @@ func printStatus(w io.Writer, st api.Status) {
 			if lastErr == "" {
 				lastErr = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", cell(p.Name), cell(p.JID), cell(p.State), p.Hooks, p.Subscriptions, p.Events, p.Reconnects, cell(lastErr))
+			state := p.State
+			if c := st.Cluster; c != nil && c.Holders[p.Name] != c.Replica {
+				state = "held by " + valueOr(c.Holders[p.Name], "nobody")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", cell(p.Name), cell(p.JID), cell(state), p.Hooks, p.Subscriptions, p.Events, p.Reconnects, cell(lastErr))
 		}
 		tw.Flush()
 		for _, p := range st.Profiles {
@@ -92,6 +97,34 @@ func printStatus(w io.Writer, st api.Status) {
 	}
 	printSuspensions(w, st.Suspended)
 	printWatchStatus(w, st.Watch)
+	printClusterStatus(w, st.Cluster)
+}
+
+// printClusterStatus shows serve --cluster's view: this replica, etcd, the
+// live replicas and the profiles each holds.
+func printClusterStatus(w io.Writer, c *hookctl.ClusterStatus) {
+	if c == nil {
+		return
+	}
+	etcd := "etcd " + c.EtcdVersion
+	if c.Error != "" {
+		etcd = "etcd unreachable: " + c.Error
+	}
+	fmt.Fprintf(w, "\nCluster: replica %s, lease %s (valid for %s), %s at %s, holder changes %d\n",
+		cell(c.Replica), time.Duration(c.Lease), time.Duration(c.LeaseValidFor), cell(etcd), cell(strings.Join(c.Endpoints, ",")), c.HolderChanges)
+	held := map[string][]string{}
+	for _, p := range slices.Sorted(maps.Keys(c.Holders)) {
+		held[c.Holders[p]] = append(held[c.Holders[p]], p)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tAPI\tSINCE\tPROFILES")
+	for _, m := range c.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(m.Name), cell(valueOr(m.API, "-")), m.Since.Local().Format(time.DateTime), cell(valueOr(strings.Join(held[m.Name], ","), "-")))
+	}
+	tw.Flush()
+	if len(held[""]) > 0 {
+		fmt.Fprintf(w, "held by no replica: %s\n", cell(strings.Join(held[""], ",")))
+	}
 }
 
 // printWatchStatus shows serve --watch's reconciler: ready or not, and
