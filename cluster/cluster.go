@@ -68,10 +68,10 @@ type Cluster struct {
 	mu        sync.Mutex
 	lease     clientv3.LeaseID
 	members   map[string]hookctl.ClusterMember // live replicas, by name
-	owners    map[string]string // profile → replica
-	releasing map[string]bool   // profiles being handed over: no longer held
-	running   map[string]bool   // profiles whose session runs here
-	orphaned  map[string]time.Time // profiles seen without a holder, since
+	owners    map[string]string                // profile → replica
+	releasing map[string]bool                  // profiles being handed over: no longer held
+	running   map[string]bool                  // profiles whose session runs here
+	orphaned  map[string]time.Time             // profiles seen without a holder, since
 	kick      chan struct{}
 	notify    []chan struct{}
 }

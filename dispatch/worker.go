@@ -325,7 +325,7 @@ type tracker struct {
 	pending   atomic.Int32
 	abandoned atomic.Bool
 	matched   int
-	done    func(matched int)
+	done      func(matched int)
 }
 
 func (t *tracker) add() {

@@ -82,7 +82,7 @@ type Store struct {
 	db       *bolt.DB
 	dir      string
 	profiles map[string]string // profile → normalised bare JID; nil = any
- 	now      func() time.Time
+	now      func() time.Time
 	remote   Remote // nil: this backend's registry alone
 	cursor   int64  // where Follow goes on from in the remote
 
@@ -121,8 +121,8 @@ func Open(dataDir string, opts Options) (*Store, error) {
 		dir:    dataDir,
 		now:    opts.Now,
 		remote: opts.Remote,
-		hooks: make(map[hookctl.Key]hookctl.Hook),
-		subs:  make(map[*subscriber]struct{}),
+		hooks:  make(map[hookctl.Key]hookctl.Hook),
+		subs:   make(map[*subscriber]struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
