@@ -12,9 +12,12 @@ import (
 )
 
 // reconcile takes the profiles this replica should hold and hands over
-// those another live replica should: a profile's preferred holder is
-// chosen among the live members (preferred); one that nobody took for two
-// lease periods is taken by any replica that can.
+// those another live replica should: a profile without a holder goes to
+// its preferred holder among the live members (preferred), or, after two
+// lease periods, to any replica that can hold it. A held profile moves to
+// its preferred holder only when that evens the load (this replica holds
+// at least two more): a replica that comes back does not pull every
+// profile back through a second hand-over.
 func (c *Cluster) reconcile(ctx context.Context) {
 	lease := c.currentLease()
 	if lease == 0 || !c.Valid() {
@@ -28,6 +31,10 @@ func (c *Cluster) reconcile(ctx context.Context) {
 	}
 	members := c.memberNames()
 	owners := maps.Clone(c.owners)
+	load := map[string]int{}
+	for _, o := range owners {
+		load[o]++
+	}
 	now := time.Now()
 	var take, hand []string
 	for _, p := range c.opts.Profiles {
@@ -40,7 +47,9 @@ func (c *Cluster) reconcile(ctx context.Context) {
 			if want == me || now.Sub(c.orphaned[p]) > 2*c.ttl {
 				take = append(take, p)
 			}
-		case owner == me && want != me:
+		case owner == me && want != me && (c.releasing[p] || load[me]-load[want] >= 2):
+			load[me]--
+			load[want]++
 			if !c.releasing[p] {
 				c.releasing[p] = true
 				c.log.Info("cluster: handing profile over", "profile", p, "to", want)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"hookctl.dev/hookctl"
 	"hookctl.dev/hookctl/catchup"
 	"hookctl.dev/hookctl/cluster"
 	"hookctl.dev/hookctl/config"
@@ -125,18 +126,35 @@ func (d *Daemon) holdProfile(ctx context.Context, p *profile) error {
 		d.log.Info("cluster: running the profile here", "profile", p.name)
 		d.cluster.Started(p.name)
 		d.catchup.Reload(p.name)
+		since := time.Now()
+		p.heldSince.Store(&since)
 		sctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); _ = p.session.Run(sctx) }()
 		go func() { defer wg.Done(); _ = p.subs.Run(sctx) }()
 		wait(func() bool { return !holds() })
+		p.heldSince.Store(nil)
 		cancel()
 		wg.Wait()
 		d.cluster.Stopped(p.name)
 		d.log.Info("cluster: the profile stopped here", "profile", p.name)
 	}
 	return nil
+}
+
+// mayRun lets a run start only on the profile's holder, and only for an
+// event received during the current holding: an event the previous
+// session read (during a holding that ended, e.g. buffered while the
+// process was paused) is stale even if this replica holds the profile
+// again; the new holding's catch-up runs it if it was not finished.
+func (d *Daemon) mayRun(ev *hookctl.Event) bool {
+	p := d.profileByName[ev.Profile]
+	if p == nil || !d.cluster.Holds(ev.Profile) {
+		return false
+	}
+	since := p.heldSince.Load()
+	return since != nil && !ev.Received.Before(*since)
 }
 
 // registerClusterMetrics adds the cluster's gauges and counter.

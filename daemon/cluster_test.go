@@ -151,8 +151,7 @@ cluster:
 			<-r.done
 		}
 		if t.Failed() {
-			b, _ := os.ReadFile(r.log)
-			t.Logf("replica %s log:\n%s", name, tail(string(b), 3000))
+			t.Logf("replica %s log (cluster and session lines):\n%s", name, clusterLines(r.log))
 		}
 	})
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -171,11 +170,17 @@ cluster:
 	return r
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
+// clusterLines is what a replica's log says of the cluster and its
+// sessions (runs are in the run history).
+func clusterLines(path string) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "cluster:") || strings.Contains(line, "xmpp") || strings.Contains(line, "catch-up") || strings.Contains(line, "level=ERROR") {
+			out = append(out, line)
+		}
 	}
-	return s
+	return strings.Join(out, "\n")
 }
 
 // status asks r, with a short deadline.

@@ -285,7 +285,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.wireAlerts(&dopts)
 	if d.cluster != nil {
-		dopts.Holds = d.cluster.Holds
+		dopts.MayRun = d.mayRun
 	}
 	d.dispatcher = dispatch.New(dopts)
 	d.catchup = catchup.New(d.nodeStore(), d.dispatcher.Dispatch, d.log, d.metrics)

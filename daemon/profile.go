@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -22,6 +23,9 @@ type profile struct {
 	jid     string // bare
 	session *xmppsession.Session
 	subs    *subscription.Manager // set by Run, once the store is open
+	// heldSince is when this replica's current holding of the profile
+	// began (cluster mode; nil while it does not hold it).
+	heldSince atomic.Pointer[time.Time]
 }
 
 func (d *Daemon) newProfile(name string, pc config.Profile, password string) (*profile, error) {

@@ -64,11 +64,12 @@ type Options struct {
 	// LastRunID is the ID the run IDs go on from (the durable history's
 	// last, so that IDs stay unique across restarts).
 	LastRunID uint64
-	// Holds, when set, is asked just before each run whether this backend
-	// still holds the event's profile (cluster mode): a run it no longer
-	// holds is recorded as skipped and its item is not marked finished,
-	// so that the profile's new holder runs it.
-	Holds func(profile string) bool
+	// MayRun, when set, is asked just before each run whether this
+	// backend may still run the event (cluster mode: it holds the
+	// profile, and received the event while holding it): a run it may not
+	// is recorded as skipped and its item is not marked finished, so that
+	// the profile's holder runs it.
+	MayRun func(ev *hookctl.Event) bool
 }
 
 // Dispatcher routes events to hooks. Its methods are safe for concurrent use.

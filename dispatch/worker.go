@@ -251,7 +251,7 @@ func (w *worker) loop() {
 func (d *Dispatcher) execute(w *worker, j job) {
 	started := time.Now()
 	var res runner.Result
-	if d.opts.Holds != nil && j.manual == "" && !d.opts.Holds(j.ev.Profile) {
+	if d.opts.MayRun != nil && j.manual == "" && !d.opts.MayRun(j.ev) {
 		d.record(j.ent, j.ev, started, 0, runner.Result{Outcome: Skipped, ExitCode: -1, Err: errNotHeld}, "")
 		j.tr.abandon()
 		return
