@@ -399,7 +399,8 @@ const markBatch = 50 * time.Millisecond
 
 // Run writes finished marks to the store, many per transaction, until ctx
 // ends. Writes wait for no run: a crash loses only marks, and their items
-// run again (at least once).
+// run again (at least once). Marks the store refused (a shared store out
+// of reach) are kept and written again, up to maxPendingMarks.
 func (c *Tracker) Run(ctx context.Context) error {
 	wait := time.NewTimer(markBatch)
 	wait.Stop()
@@ -411,41 +412,83 @@ func (c *Tracker) Run(ctx context.Context) error {
 			return nil
 		case <-c.kick:
 		}
-		wait.Reset(markBatch)
-		select {
-		case <-ctx.Done():
-			c.Flush()
-			return nil
-		case <-wait.C:
+		for delay := markBatch; ; delay = markRetry {
+			wait.Reset(delay)
+			select {
+			case <-ctx.Done():
+				c.Flush()
+				return nil
+			case <-wait.C:
+			}
+			if c.Flush() {
+				break
+			}
 		}
-		c.Flush()
 	}
 }
 
-// Flush writes every pending mark.
-func (c *Tracker) Flush() {
+// markRetry is the pause before writing refused marks again;
+// maxPendingMarks bounds what is kept meanwhile (the oldest go first:
+// their items may run again).
+const (
+	markRetry       = time.Second
+	maxPendingMarks = 100000
+)
+
+// Flush writes every pending mark; it reports whether all were written
+// (those that were not are pending again).
+func (c *Tracker) Flush() bool {
 	c.mu.Lock()
 	ops := c.pending
 	c.pending = nil
 	c.mu.Unlock()
+	rest := c.write(ops)
+	if len(rest) == 0 {
+		return true
+	}
+	c.mu.Lock()
+	c.pending = append(rest, c.pending...)
+	if over := len(c.pending) - maxPendingMarks; over > 0 {
+		c.log.Error("catch-up: too many marks waiting for the store; the oldest are dropped (their items may run again)", "dropped", over)
+		c.pending = c.pending[over:]
+	}
+	c.mu.Unlock()
+	return false
+}
+
+// write applies ops in order and returns those not written.
+func (c *Tracker) write(ops []nodeOp) []nodeOp {
+	start := 0 // first op of the marks not yet written
 	var marks []registry.Mark
-	write := func() {
+	flush := func() bool {
+		if len(marks) == 0 {
+			return true
+		}
 		if err := c.store.MarkFinished(marks); err != nil {
-			c.log.Error("catch-up: recording finished items", "count", len(marks), "err", err)
+			c.log.Error("catch-up: recording finished items; kept to try again", "count", len(marks), "err", err)
+			return false
 		}
 		marks = marks[:0]
+		return true
 	}
-	for _, op := range ops {
+	for i, op := range ops {
 		if !op.reset {
 			marks = append(marks, op.mark)
 			continue
 		}
-		write()
-		if err := c.store.SetBaseline(op.mark.NodeRef, nil); err != nil {
-			c.log.Error("catch-up: resetting node state", "node", op.mark.Node, "err", err)
+		if !flush() {
+			return ops[start:]
 		}
+		if err := c.store.SetBaseline(op.mark.NodeRef, nil); err != nil {
+			c.log.Error("catch-up: resetting node state; kept to try again", "node", op.mark.Node, "err", err)
+			return ops[i:]
+		}
+		start = i + 1
 	}
-	write()
+	if !flush() {
+		return ops[start:]
+	}
+	return nil
 }
 
 // Hold makes live events of the profile's tracked nodes wait for their

@@ -300,3 +300,47 @@ func TestPendingNodes(t *testing.T) {
 }
 
 var errNoSubscription = errors.New("subscribe refused")
+
+// failingStore refuses MarkFinished while down, like a shared store out of
+// reach.
+type failingStore struct {
+	*registry.Store
+	down bool
+}
+
+func (f *failingStore) MarkFinished(m []registry.Mark) error {
+	if f.down {
+		return errors.New("etcd unreachable")
+	}
+	return f.Store.MarkFinished(m)
+}
+
+// Marks the store refused are kept and written by the next flush, so
+// that their items do not run again once the store is back.
+func TestRefusedMarksAreWrittenLater(t *testing.T) {
+	dir := t.TempDir()
+	node := &items{}
+	store := &failingStore{Store: openStore(t, dir)}
+	r := &recorder{}
+	tr := New(store, r.dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	subscribe(tr, node)
+	node.publish("a", "<x>a</x>")
+	tr.Event(live("a", "<x>a</x>"))
+	check(t, r, "a")
+	store.down = true
+	if tr.Flush() {
+		t.Fatal("Flush reported success while the store was down")
+	}
+	store.down = false
+	if !tr.Flush() {
+		t.Fatal("Flush failed with the store back")
+	}
+	st, err := store.NodeState(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Finished) != 1 || st.Finished[0].ID != "a" {
+		t.Fatalf("stored %+v, want a finished", st.Finished)
+	}
+}

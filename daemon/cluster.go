@@ -125,6 +125,7 @@ func (d *Daemon) holdProfile(ctx context.Context, p *profile) error {
 	for wait(holds) {
 		d.log.Info("cluster: running the profile here", "profile", p.name)
 		d.cluster.Started(p.name)
+		d.catchup.Flush() // this replica's own marks first (kept while etcd was away)
 		d.catchup.Reload(p.name)
 		since := time.Now()
 		p.heldSince.Store(&since)

