@@ -130,6 +130,9 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	for _, p := range d.profiles {
 		ps := p.status()
 		ps.Hooks = perProfile[p.name]
+		if d.cluster != nil && p.heldSince.Load() == nil {
+			ps.State = "standby" // another replica holds it, or none can now
+		}
 		st.Profiles = append(st.Profiles, ps)
 	}
 	st.HookErrors = d.hookErrors()

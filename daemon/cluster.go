@@ -122,7 +122,7 @@ func (d *Daemon) holdProfile(ctx context.Context, p *profile) error {
 		return true
 	}
 	holds := func() bool { return d.cluster.Holds(p.name) }
-	for wait(holds) {
+	for ctx.Err() == nil && wait(holds) {
 		d.log.Info("cluster: running the profile here", "profile", p.name)
 		d.cluster.Started(p.name)
 		d.catchup.Flush() // this replica's own marks first (kept while etcd was away)

@@ -533,7 +533,9 @@ func TestClusterEtcdOutage(t *testing.T) {
 		}
 		published = append(published, id)
 	}
-	c.etcd.Restart()
+	if err := c.etcd.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	restarted := time.Now()
 	c.holder(rs, 30*time.Second)
 	runs := waitRuns(t, out, published, 30*time.Second)

@@ -70,6 +70,7 @@ func TestScripts(t *testing.T) {
 			"backendpid": cmdBackendPID,
 			// script_cmds_alerts_test.go
 			"alertsink": cmdAlertSink,
+			"etcd":      cmdEtcd, // script_cmds_cluster_test.go
 			"xmppinbox": cmdXMPPInbox,
 		},
 		RequireExplicitExec: true,
@@ -78,6 +79,9 @@ func TestScripts(t *testing.T) {
 		Condition: func(cond string) (bool, error) {
 			if cond == "race" {
 				return raceEnabled, nil
+			}
+			if cond == "etcd" {
+				return hasEtcd(), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

@@ -6,7 +6,9 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,40 +26,68 @@ const startTimeout = 20 * time.Second
 
 // Server is one running etcd, stopped at the test's end.
 type Server struct {
-	t          testing.TB
 	bin        string
 	dir        string
 	clientPort int
 	peerPort   int
+	opts       Options
 	cmd        *exec.Cmd
 	done       chan struct{}
 	log        *os.File
 }
 
+// Options configure the server.
+type Options struct {
+	// TLS serves clients over TLS with this certificate and key (PEM
+	// files); ClientCA also requires client certificates from this CA.
+	CertFile, KeyFile, ClientCA string
+}
+
 // Start starts a single-member etcd cluster and waits until it is healthy.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opts Options) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
+	if _, err := exec.LookPath("etcd"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("etcd is not installed (apt-get install etcd-server): %v", err)
 		}
 		t.Skipf("etcd is not installed: %v", err)
 	}
-	ports, err := servertest.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
+	s, err := StartProcess(t.TempDir(), opts)
+	if s != nil {
+		t.Cleanup(s.Stop)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), clientPort: ports[0], peerPort: ports[1]}
-	t.Cleanup(s.Stop)
-	if err := s.start(); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-// Endpoint is the client URL, http://127.0.0.1:PORT.
-func (s *Server) Endpoint() string { return fmt.Sprintf("http://127.0.0.1:%d", s.clientPort) }
+// StartProcess starts etcd with its data in dir, for callers without a
+// testing.TB (the CLI scripts); the caller stops it.
+func StartProcess(dir string, opts Options) (*Server, error) {
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		return nil, fmt.Errorf("etcd is not installed (apt-get install etcd-server): %w", err)
+	}
+	ports, err := servertest.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, dir: dir, clientPort: ports[0], peerPort: ports[1], opts: opts}
+	return s, s.start()
+}
+
+// Endpoint is the client URL, http://127.0.0.1:PORT (https with TLS).
+func (s *Server) Endpoint() string {
+	scheme := "http"
+	if s.opts.CertFile != "" {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, s.clientPort)
+}
 
 // Addr is HOST:PORT of the client listener.
 func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.clientPort) }
@@ -68,14 +98,25 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--data-dir", filepath.Join(s.dir, "data"), "--name", "n1",
 		"--listen-client-urls", s.Endpoint(), "--advertise-client-urls", s.Endpoint(),
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "n1="+peer,
+		"--initial-cluster", "n1=" + peer,
 		// Small and quick: a test cluster of one member on loopback.
 		"--heartbeat-interval", "50", "--election-timeout", "500",
-		"--quota-backend-bytes", fmt.Sprint(256<<20))
+		"--quota-backend-bytes", fmt.Sprint(256 << 20),
+		// Room for a registry batch of 10,000 hooks in one transaction
+		// (docs/CLUSTER.md).
+		"--max-txn-ops", "25000", "--max-request-bytes", fmt.Sprint(32 << 20),
+	}
+	if s.opts.CertFile != "" {
+		args = append(args, "--cert-file", s.opts.CertFile, "--key-file", s.opts.KeyFile)
+	}
+	if s.opts.ClientCA != "" {
+		args = append(args, "--client-cert-auth", "--trusted-ca-file", s.opts.ClientCA)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -90,6 +131,13 @@ func (s *Server) start() error {
 func (s *Server) waitHealthy() error {
 	deadline := time.Now().Add(startTimeout)
 	client := &http.Client{Timeout: time.Second}
+	if s.opts.CertFile != "" {
+		// A readiness probe of the test's own server: trust it.
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // #nosec G402
+		if s.opts.ClientCA != "" {
+			return s.waitTCP(deadline) // /health needs a client certificate
+		}
+	}
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
@@ -128,13 +176,25 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart stops the server and starts it again on the same ports and data.
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	if err := s.start(); err != nil {
-		s.t.Fatal(err)
+// waitTCP waits until the client port accepts connections, then a
+// little for etcd to elect itself.
+func (s *Server) waitTCP(deadline time.Time) error {
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+		if err == nil {
+			c.Close()
+			time.Sleep(time.Second)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	return fmt.Errorf("etcd not listening after %s: %s", startTimeout, s.tail())
+}
+
+// Restart stops the server and starts it again on the same ports and data.
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.start()
 }
 
 // Pause stops the server's process (SIGSTOP) without closing its ports:
