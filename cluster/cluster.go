@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -119,9 +121,38 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	defer cancel()
 	if _, err := client.Status(cctx, opts.Endpoints[0]); err != nil {
 		client.Close()
+		if why := tlsProblem(opts.Endpoints[0], opts.TLS); why != nil {
+			err = why
+		}
 		return nil, fmt.Errorf("cluster: etcd %s does not answer: %w", opts.Endpoints[0], err)
 	}
 	return c, nil
+}
+
+// tlsProblem finds why a TLS connection to endpoint fails, which the etcd
+// client only reports as a timeout: an untrusted or misnamed certificate,
+// or the server refusing this client's certificate.
+func tlsProblem(endpoint string, tc *tls.Config) error {
+	host, ok := strings.CutPrefix(endpoint, "https://")
+	if !ok || tc == nil {
+		return nil
+	}
+	tc = tc.Clone()
+	if h, _, err := net.SplitHostPort(host); err == nil && tc.ServerName == "" {
+		tc.ServerName = h
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", host, tc)
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	defer conn.Close()
+	// A refused client certificate shows on the first read (TLS 1.3).
+	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	var b [1]byte
+	if _, err := conn.Read(b[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	return nil
 }
 
 // Close closes the etcd client.
