@@ -59,10 +59,7 @@ func ParseClusterURL(s string) ([]string, error) {
 // checkEndpoint accepts an etcd client URL: http(s)://HOST:PORT.
 func checkEndpoint(s string) error {
 	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" {
 		return errors.New("want http://HOST:PORT or https://HOST:PORT")
 	}
 	if _, _, err := net.SplitHostPort(u.Host); err != nil || (u.Path != "" && u.Path != "/") {
