@@ -156,3 +156,26 @@ func TestProfilesSpreadAndMove(t *testing.T) {
 		t.Fatalf("r1 still holds %d profiles after leaving", held(cs[0]))
 	}
 }
+
+// A second replica of the same name does not join while the first lives:
+// both would take the same profiles.
+func TestReplicaNameInUse(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a, b := open(t, etcd, "same", "p"), open(t, etcd, "same", "p")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	doneA := make(chan struct{})
+	go func() { a.Run(ctx); close(doneA) }()
+	waitFor(t, "a holds p", func() bool { return a.Holds("p") })
+	bctx, bcancel := context.WithCancel(context.Background())
+	doneB := make(chan struct{})
+	go func() { b.Run(bctx); close(doneB) }()
+	time.Sleep(3 * time.Second) // more than the lease
+	if b.Valid() || b.Holds("p") {
+		t.Fatal("a second replica of the same name joined")
+	}
+	bcancel()
+	<-doneB
+	cancel()
+	<-doneA
+}

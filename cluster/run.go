@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +88,16 @@ func (c *Cluster) join(ctx context.Context) error {
 		return err
 	}
 	v, _ := json.Marshal(hookctl.ClusterMember{Name: c.opts.Replica, API: c.opts.API, Since: time.Now().UTC()}) // plain fields
-	if _, err := c.client.Put(cctx, c.memberKey(c.opts.Replica), string(v), clientv3.WithLease(g.ID)); err != nil {
+	// The name must be free: two replicas of one name would both take
+	// its profiles.
+	k := c.memberKey(c.opts.Replica)
+	resp, err := c.client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(v), clientv3.WithLease(g.ID))).Commit()
+	if err == nil && !resp.Succeeded {
+		err = fmt.Errorf("replica name %q is in use by another live replica (or by this one's previous run, until its lease of %v ends): waiting", c.opts.Replica, c.ttl)
+	}
+	if err != nil {
+		c.client.Revoke(context.Background(), g.ID)
 		return err
 	}
 	c.mu.Lock()

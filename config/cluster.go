@@ -56,6 +56,15 @@ func ParseClusterURL(s string) ([]string, error) {
 	return out, nil
 }
 
+// CheckReplicaName is the rule of a replica's name (cluster.replica,
+// serve --replica): it names the replica's keys in etcd.
+func CheckReplicaName(s string) error {
+	if !validSinkName(s) {
+		return errors.New("a replica name is 1 to 64 letters, digits, '_', '-' or '.'")
+	}
+	return nil
+}
+
 // checkEndpoint accepts an etcd client URL: http(s)://HOST:PORT.
 func checkEndpoint(s string) error {
 	u, err := url.Parse(s)
@@ -92,8 +101,8 @@ func (c *Config) checkCluster(path string, data []byte) error {
 	if cl.Prefix != "" && !strings.HasPrefix(cl.Prefix, "/") {
 		p.bad(child(root, "prefix"), "cluster.prefix", "%q: must start with /", cl.Prefix)
 	}
-	if cl.Replica != "" && !validSinkName(cl.Replica) {
-		p.bad(child(root, "replica"), "cluster.replica", "a replica name is 1 to 64 letters, digits, '_', '-' or '.'")
+	if err := CheckReplicaName(cl.Replica); cl.Replica != "" && err != nil {
+		p.bad(child(root, "replica"), "cluster.replica", "%v", err)
 	}
 	p.duration(root, "lease", "cluster.lease", cl.Lease, 2*time.Second, time.Minute)
 	if cl.Lease != 0 && time.Duration(cl.Lease)%time.Second != 0 {

@@ -118,6 +118,9 @@ func applyClusterFlags(cfg *config.Config, clusterURL, replica string) error {
 		if !cfg.Cluster.Enabled() {
 			return fmt.Errorf("%w: --replica needs --cluster (or a cluster section in the config)", hookctl.ErrInvalid)
 		}
+		if err := config.CheckReplicaName(replica); err != nil {
+			return fmt.Errorf("%w: --replica %q: %v", hookctl.ErrInvalid, replica, err)
+		}
 		cfg.Cluster.Replica = replica
 	}
 	return nil
