@@ -67,16 +67,19 @@ type replica struct {
 // clusterRig is a test cluster: etcd, Prosody with a node for bursts, and
 // the replicas' shared settings.
 type clusterRig struct {
-	t      *testing.T
+	t      testing.TB
 	etcd   *etcdtest.Server
 	srv    *xmpptest.Server
 	pw     string
 	tmp    string
 	lease  time.Duration
 	byName map[string]*replica
+	// profiles maps profile names to account names (default: "default"
+	// → bot).
+	profiles map[string]string
 }
 
-func newClusterRig(t *testing.T, items int) *clusterRig {
+func newClusterRig(t testing.TB, items int) *clusterRig {
 	etcd := etcdtest.Start(t)
 	srv := xmpptest.Start(t, xmpptest.Prosody, xmpptest.Options{Admins: []string{"pub@localhost"}, MemoryStorage: true})
 	// Prosody caps max_items at 256 unless told otherwise; the last
@@ -110,19 +113,22 @@ func (c *clusterRig) start(name string) *replica {
 	if err := os.MkdirAll(r.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	profiles := c.profiles
+	if profiles == nil {
+		profiles = map[string]string{"default": "bot"}
+	}
+	var pcfg strings.Builder
+	for name, user := range profiles {
+		fmt.Fprintf(&pcfg, "  %s:\n    jid: %s@localhost\n    password_file: %s\n    server: %s\n    tls: none\n", name, user, c.pw, c.srv.Addr)
+	}
 	cfg := fmt.Sprintf(`data_dir: %s
 socket: %s
 profiles:
-  default:
-    jid: bot@localhost
-    password_file: %s
-    server: %s
-    tls: none
-cluster:
+%scluster:
   endpoints: [%s]
   replica: %s
   lease: %s
-`, r.dir, r.sock, c.pw, c.srv.Addr, c.etcd.Endpoint(), name, c.lease)
+`, r.dir, r.sock, pcfg.String(), c.etcd.Endpoint(), name, c.lease)
 	path := filepath.Join(r.dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -372,7 +378,7 @@ func TestClusterFailoverKill(t *testing.T) {
 }
 
 // runsOf returns the hook runs r recorded (every outcome).
-func runsOf(t *testing.T, r *replica) []hookctl.Run {
+func runsOf(t testing.TB, r *replica) []hookctl.Run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
