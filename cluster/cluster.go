@@ -71,6 +71,7 @@ type Cluster struct {
 	lease     clientv3.LeaseID
 	members   map[string]hookctl.ClusterMember // live replicas, by name
 	owners    map[string]string                // profile → replica
+	ownerOn   map[string]clientv3.LeaseID      // profile → the lease its owner key is on
 	releasing map[string]bool                  // profiles being handed over: no longer held
 	running   map[string]bool                  // profiles whose session runs here
 	orphaned  map[string]time.Time             // profiles seen without a holder, since
@@ -113,7 +114,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		opts: opts, client: client, log: opts.Logger, ttl: opts.Lease.Truncate(time.Second),
-		members: map[string]hookctl.ClusterMember{}, owners: map[string]string{},
+		members: map[string]hookctl.ClusterMember{}, owners: map[string]string{}, ownerOn: map[string]clientv3.LeaseID{},
 		releasing: map[string]bool{}, running: map[string]bool{}, orphaned: map[string]time.Time{},
 		kick: make(chan struct{}, 1),
 	}
@@ -185,14 +186,15 @@ func (c *Cluster) ownerKey(profile string) string { return c.opts.Prefix + "owne
 func (c *Cluster) Valid() bool { return time.Now().UnixNano() < c.validUntil.Load() }
 
 // Holds reports whether this replica holds profile now: it owns the
-// profile's key, is not handing it over, and its lease is valid.
+// profile's key on its current lease (not on one lost before a rejoin),
+// is not handing it over, and the lease is valid.
 func (c *Cluster) Holds(profile string) bool {
 	if !c.Valid() {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.owners[profile] == c.opts.Replica && !c.releasing[profile]
+	return c.owners[profile] == c.opts.Replica && c.ownerOn[profile] == c.lease && c.lease != 0 && !c.releasing[profile]
 }
 
 // Changed returns a channel signalled (coalescing) whenever what this

@@ -87,6 +87,7 @@ func (c *Cluster) take(ctx context.Context, profile string, lease clientv3.Lease
 	}
 	c.mu.Lock()
 	c.owners[profile] = c.opts.Replica
+	c.ownerOn[profile] = lease
 	delete(c.orphaned, profile)
 	delete(c.releasing, profile)
 	c.mu.Unlock()

@@ -141,7 +141,7 @@ func (c *Cluster) renew(ctx context.Context) {
 
 // followMembers keeps c.members in step with etcd.
 func (c *Cluster) followMembers(ctx context.Context) {
-	c.follow(ctx, c.opts.Prefix+"members/", func(name string, v []byte, deleted bool) {
+	c.follow(ctx, c.opts.Prefix+"members/", func(name string, v []byte, _ clientv3.LeaseID, deleted bool) {
 		if deleted {
 			delete(c.members, name)
 			return
@@ -155,12 +155,13 @@ func (c *Cluster) followMembers(ctx context.Context) {
 
 // followOwners keeps c.owners in step with etcd.
 func (c *Cluster) followOwners(ctx context.Context) {
-	c.follow(ctx, c.opts.Prefix+"owners/", func(profile string, v []byte, deleted bool) {
+	c.follow(ctx, c.opts.Prefix+"owners/", func(profile string, v []byte, lease clientv3.LeaseID, deleted bool) {
 		before := c.owners[profile]
 		if deleted {
 			delete(c.owners, profile)
+			delete(c.ownerOn, profile)
 		} else {
-			c.owners[profile] = string(v)
+			c.owners[profile], c.ownerOn[profile] = string(v), lease
 		}
 		if (before == c.opts.Replica) != (c.owners[profile] == c.opts.Replica) {
 			if c.owners[profile] != c.opts.Replica {
@@ -175,7 +176,7 @@ func (c *Cluster) followOwners(ctx context.Context) {
 // follow reads every key under prefix, then watches it, calling set under
 // c.mu for each key (its name after the prefix); reset clears the map
 // before a full read.
-func (c *Cluster) follow(ctx context.Context, prefix string, set func(string, []byte, bool), reset func()) {
+func (c *Cluster) follow(ctx context.Context, prefix string, set func(string, []byte, clientv3.LeaseID, bool), reset func()) {
 	for ctx.Err() == nil {
 		rev, err := c.readAll(ctx, prefix, set, reset)
 		if err != nil {
@@ -189,7 +190,7 @@ func (c *Cluster) follow(ctx context.Context, prefix string, set func(string, []
 			}
 			c.mu.Lock()
 			for _, ev := range resp.Events {
-				set(strings.TrimPrefix(string(ev.Kv.Key), prefix), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete)
+				set(strings.TrimPrefix(string(ev.Kv.Key), prefix), ev.Kv.Value, clientv3.LeaseID(ev.Kv.Lease), ev.Type == clientv3.EventTypeDelete)
 			}
 			c.mu.Unlock()
 			c.signal()
@@ -200,7 +201,7 @@ func (c *Cluster) follow(ctx context.Context, prefix string, set func(string, []
 	}
 }
 
-func (c *Cluster) readAll(ctx context.Context, prefix string, set func(string, []byte, bool), reset func()) (int64, error) {
+func (c *Cluster) readAll(ctx context.Context, prefix string, set func(string, []byte, clientv3.LeaseID, bool), reset func()) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.ttl)
 	defer cancel()
 	resp, err := c.client.Get(cctx, prefix, clientv3.WithPrefix())
@@ -213,12 +214,12 @@ func (c *Cluster) readAll(ctx context.Context, prefix string, set func(string, [
 	for _, kv := range resp.Kvs {
 		name := strings.TrimPrefix(string(kv.Key), prefix)
 		seen[name] = true
-		set(name, kv.Value, false)
+		set(name, kv.Value, clientv3.LeaseID(kv.Lease), false)
 	}
 	if prefix == c.opts.Prefix+"owners/" {
 		for p := range c.owners {
 			if !seen[p] {
-				set(p, nil, true)
+				set(p, nil, 0, true)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -77,6 +78,8 @@ type clusterRig struct {
 	// profiles maps profile names to account names (default: "default"
 	// → bot).
 	profiles map[string]string
+	// endpoint overrides the etcd endpoint of a replica (a proxy).
+	endpoint map[string]string
 }
 
 func newClusterRig(t testing.TB, items int) *clusterRig {
@@ -128,7 +131,7 @@ profiles:
   endpoints: [%s]
   replica: %s
   lease: %s
-`, r.dir, r.sock, pcfg.String(), c.etcd.Endpoint(), name, c.lease)
+`, r.dir, r.sock, pcfg.String(), cmp.Or(c.endpoint[name], c.etcd.Endpoint()), name, c.lease)
 	path := filepath.Join(r.dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
