@@ -179,3 +179,35 @@ func TestReplicaNameInUse(t *testing.T) {
 	cancel()
 	<-doneA
 }
+
+// A 10,000-hook batch is one etcd transaction (etcd started with a
+// --max-txn-ops above it, as docs/CLUSTER.md says), seen whole by the
+// other replica.
+func TestBigBatch(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a, b := open(t, etcd, "a"), open(t, etcd, "b")
+	ra, err := registry.Open(t.TempDir(), registry.Options{Remote: a.Registry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	rb, err := registry.Open(t.TempDir(), registry.Options{Remote: b.Registry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rb.Follow(ctx)
+	var batch hookctl.Batch
+	for i := range 10000 {
+		batch.Create = append(batch.Create, hook("p", fmt.Sprintf("n%05d", i)))
+	}
+	start := time.Now()
+	rev, err := ra.Apply(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("10,000 hooks committed to etcd in %v", time.Since(start).Round(time.Millisecond))
+	waitFor(t, "b has the 10,000 hooks", func() bool { h, _, _ := rb.List(ctx, ""); return len(h) == 10000 && rb.Revision() == rev })
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/internal/etcdtest"
+	"hookctl.dev/hookctl/internal/servertest"
 	"hookctl.dev/hookctl/internal/xmpptest"
 )
 
@@ -60,6 +62,7 @@ func runReplica(path string) int {
 // replica is one backend process of a test cluster.
 type replica struct {
 	name, dir, sock, log string
+	listen               string // /healthz, /readyz, /metrics
 	cmd                  *exec.Cmd
 	done                 chan struct{}
 	client               *api.Client
@@ -124,14 +127,20 @@ func (c *clusterRig) start(name string) *replica {
 	for name, user := range profiles {
 		fmt.Fprintf(&pcfg, "  %s:\n    jid: %s@localhost\n    password_file: %s\n    server: %s\n    tls: none\n", name, user, c.pw, c.srv.Addr)
 	}
+	ports, err := servertest.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.listen = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	cfg := fmt.Sprintf(`data_dir: %s
 socket: %s
+listen: %s
 profiles:
 %scluster:
   endpoints: [%s]
   replica: %s
   lease: %s
-`, r.dir, r.sock, pcfg.String(), cmp.Or(c.endpoint[name], c.etcd.Endpoint()), name, c.lease)
+`, r.dir, r.sock, r.listen, pcfg.String(), cmp.Or(c.endpoint[name], c.etcd.Endpoint()), name, c.lease)
 	path := filepath.Join(r.dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -530,6 +539,11 @@ func TestClusterEtcdOutage(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	for _, r := range rs {
+		if code := readyz(r); code != http.StatusServiceUnavailable {
+			t.Errorf("%s /readyz: %d while etcd is down, want 503", r.name, code)
+		}
+	}
 	t.Logf("sessions stopped %v after etcd stopped (lease %v; their own logs: %s)", time.Since(stopped).Round(time.Millisecond), c.lease, stopTimes(t, rs, stopped))
 	st, _ := rs[0].status()
 	if st.Cluster.Error == "" {
@@ -546,7 +560,10 @@ func TestClusterEtcdOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	c.holder(rs, 30*time.Second)
+	h := c.holder(rs, 30*time.Second)
+	if code := readyz(h); code != http.StatusOK {
+		t.Errorf("holder %s /readyz: %d with etcd back, want 200", h.name, code)
+	}
 	runs := waitRuns(t, out, published, 30*time.Second)
 	lost, dups, rewinds := analyse(runs, published)
 	t.Logf("etcd back: a replica holds the profile again after %v; %d items: lost %d, duplicates %d, order restarts %d",
@@ -579,4 +596,14 @@ func stopTimes(t *testing.T, rs []*replica, since time.Time) string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// readyz is the status code of r's /readyz.
+func readyz(r *replica) int {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + r.listen + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
