@@ -173,6 +173,8 @@ func (r *etcdRegistry) changes(evs []*clientv3.Event) []remoteChange {
 			cur, etcdRev = &out[len(out)-1], ev.Kv.ModRevision
 		}
 		if string(ev.Kv.Key) == r.revKey() {
+			// Unreadable: 0, which Follow takes as a change it missed,
+			// and reads the whole registry again (Load names the fault).
 			cur.rev, _ = strconv.ParseUint(string(ev.Kv.Value), 10, 64)
 			continue
 		}

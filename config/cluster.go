@@ -74,6 +74,9 @@ func checkEndpoint(s string) error {
 	if _, _, err := net.SplitHostPort(u.Host); err != nil || (u.Path != "" && u.Path != "/") {
 		return errors.New("want http://HOST:PORT or https://HOST:PORT")
 	}
+	if u.User != nil {
+		return errors.New("no credentials in the URL (they would show in status and logs): use username and password_file")
+	}
 	return nil
 }
 

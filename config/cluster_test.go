@@ -40,6 +40,7 @@ func TestClusterErrors(t *testing.T) {
 		{"cluster:\n  endpoints: [http://h:1]\n  replica: 'a b'\n", "hookctl.yaml:3:12: cluster.replica: a replica name is 1 to 64"},
 		{"cluster:\n  endpoints: [http://h:1]\n  prefix: hookctl\n", "cluster.prefix: \"hookctl\": must start with /"},
 		{"cluster:\n  endpoints: [http://h:1]\n  cert_file: c.pem\n", "cluster.cert_file: cert_file and key_file go together"},
+		{"cluster:\n  endpoints: [http://u:secret@h:1]\n", "no credentials in the URL"},
 	} {
 		_, err := Load(writeFile(t, "hookctl.yaml", tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -125,7 +125,7 @@ func (s *Store) Follow(ctx context.Context) error {
 		case reload:
 			defer s.mu.Unlock()
 			return s.replaceAll(RemoteState{Rev: rev, Records: w})
-		case rev <= cur:
+		case rev <= cur && rev != 0:
 			s.mu.Unlock()
 			return nil // this backend's own commit, or older
 		case rev == cur+1:
