@@ -237,12 +237,20 @@ func (w *worker) loop() {
 	if w.after != nil {
 		<-w.after
 	}
+	br, batching := w.batching()
+	var jobs []job // reused from batch to batch
 	for {
 		j, ok := w.pop()
 		if !ok {
 			return
 		}
 		w.d.m.depth.Dec()
+		if batching {
+			jobs = w.popMore(append(jobs[:0], j))
+			w.d.executeBatch(w, br, jobs)
+			clear(jobs)
+			continue
+		}
 		w.d.execute(w, j)
 	}
 }
@@ -251,9 +259,7 @@ func (w *worker) loop() {
 func (d *Dispatcher) execute(w *worker, j job) {
 	started := time.Now()
 	var res runner.Result
-	if d.opts.MayRun != nil && j.manual == "" && !d.opts.MayRun(j.ev) {
-		d.record(j.ent, j.ev, started, 0, runner.Result{Outcome: Skipped, ExitCode: -1, Err: errNotHeld}, "")
-		j.tr.abandon()
+	if d.refuse(j) {
 		return
 	}
 	if w.ctx.Err() != nil {
@@ -271,12 +277,7 @@ func (d *Dispatcher) execute(w *worker, j job) {
 		}
 		cancel()
 	}
-	r := d.record(j.ent, j.ev, started, time.Since(started), res, j.manual)
-	if j.result != nil {
-		j.result <- r
-	}
-	d.noteRunError(j.ent.hook.Key, res)
-	j.tr.finish()
+	d.finishJob(j, started, res)
 }
 
 // safeRun calls r.Run and turns a panic into an Error result, so that a
@@ -287,7 +288,12 @@ func safeRun(ctx context.Context, r runner.Runner, ev *hookctl.Event) (res runne
 			res = runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("runner panicked: %v", p)}
 		}
 	}()
-	res = r.Run(ctx, *ev)
+	return checkOutcome(r.Run(ctx, *ev))
+}
+
+// checkOutcome gives a result without an outcome one, and makes one with
+// an unknown outcome an Error.
+func checkOutcome(res runner.Result) runner.Result {
 	switch res.Outcome {
 	case runner.OK, runner.Failed, runner.Timeout, runner.Error, runner.Dropped, runner.Skipped:
 	case "":
@@ -347,6 +353,18 @@ func (t *tracker) abandon() {
 		t.abandoned.Store(true)
 		t.pending.Add(-1)
 	}
+}
+
+// refuse records j as skipped when this backend may not run it (cluster
+// mode: Options.MayRun) and reports whether it did; the event is then not
+// finished here. Runs by hand are the operator's, and always run.
+func (d *Dispatcher) refuse(j job) bool {
+	if d.opts.MayRun == nil || j.manual != "" || d.opts.MayRun(j.ev) {
+		return false
+	}
+	d.record(j.ent, j.ev, time.Now(), 0, runner.Result{Outcome: Skipped, ExitCode: -1, Err: errNotHeld}, "")
+	j.tr.abandon()
+	return true
 }
 
 // errNotHeld is why a run was skipped in cluster mode.

@@ -455,6 +455,15 @@ func (b *bench) burst(ctx context.Context) (burstResult, error) {
 		}
 		b.onClose(pprof.StopCPUProfile)
 	}
+	// A Python hook's worker starts when the hook is added: let its
+	// start-up end before the burst, so that it is not counted per item.
+	last := -1.0
+	_ = waitEvery(ctx, 10*time.Second, 200*time.Millisecond, "hook processes settled", func() (bool, error) {
+		now := hookProcessCPU(b.srv.PID())
+		settled := now == last
+		last = now
+		return settled, nil
+	})
 	prosodyCPU0, selfCPU0 := cpuSeconds(b.srv.PID()), cpuSeconds(os.Getpid())
 	hookCPU0 := hookProcessCPU(b.srv.PID())
 	var err error
@@ -677,23 +686,28 @@ func measure(name string, ids []string, at, sent []time.Time, index, arrival map
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// hookProcessCPU is the CPU time so far of this process's children other
-// than Prosody: the ended ones (exec hooks, reaped) from getrusage, the
-// running ones (Python workers) from /proc.
+// hookProcessCPU is the CPU time so far of this process's descendants
+// other than Prosody: the ended ones (exec hooks, reaped) from getrusage,
+// the running ones (Python keepers and their workers) from /proc.
 func hookProcessCPU(prosody int) float64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
 	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	// Every descendant, not only children: a Python hook's worker is the
+	// child of its keeper, the process the backend started.
 	entries, _ := os.ReadDir("/proc")
-	self := os.Getpid()
+	kids := map[int][]int{}
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == prosody {
-			continue
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != prosody {
+			ppid := parentOf(pid)
+			kids[ppid] = append(kids[ppid], pid)
 		}
-		if parentOf(pid) == self {
-			total += cpuSeconds(pid)
-		}
+	}
+	todo := append([]int(nil), kids[os.Getpid()]...)
+	for len(todo) > 0 {
+		pid := todo[len(todo)-1]
+		todo = append(todo[:len(todo)-1], kids[pid]...)
+		total += cpuSeconds(pid)
 	}
 	return total
 }

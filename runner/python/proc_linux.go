@@ -13,15 +13,36 @@ func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
 
+// statSig stats path with one system call and no allocation beyond the
+// path's copy (os.Stat builds a FileInfo): it runs before every run.
 func statSig(path string) (fileSig, error) {
-	fi, err := os.Stat(path)
+	var st syscall.Stat_t
+	err := ignoringEINTR(func() error { return syscall.Stat(path, &st) })
 	if err != nil {
-		return fileSig{}, err
+		return fileSig{}, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
-	sig := fileSig{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		sig.ino, sig.dev = st.Ino, uint64(st.Dev)
-		sig.ctim = st.Ctim.Nano()
+	return fileSig{ino: st.Ino, dev: uint64(st.Dev), size: st.Size, mtime: st.Mtim.Nano(), ctim: st.Ctim.Nano()}, nil
+}
+
+func ignoringEINTR(f func() error) error {
+	for {
+		if err := f(); err != syscall.EINTR {
+			return err
+		}
 	}
-	return sig, nil
+}
+
+// pipeCapacity is how many bytes f's pipe holds (F_GETPIPE_SZ); a pipe
+// made while the user has too many pipe pages gets one page only.
+func pipeCapacity(f *os.File) int {
+	n := 4096
+	if c, err := f.SyscallConn(); err == nil {
+		_ = c.Control(func(fd uintptr) {
+			const getPipeSz = 1032 // F_GETPIPE_SZ
+			if r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, getPipeSz, 0); errno == 0 && r > 0 {
+				n = int(r)
+			}
+		})
+	}
+	return n
 }

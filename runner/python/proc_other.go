@@ -24,3 +24,7 @@ func statSig(path string) (fileSig, error) {
 	}
 	return sig, nil
 }
+
+// pipeCapacity is what every pipe holds at least (POSIX's PIPE_BUF, 512,
+// is less; the systems this builds on give 4 KiB or more).
+func pipeCapacity(*os.File) int { return 4096 }

@@ -28,10 +28,11 @@
 // client, item) and not a generator. A load is bounded by the hook's
 // timeout, python3's start-up aside; Factory.Check reports why a hook does
 // not load. The files of the modules loaded from the hook's own directory
-// are stat'ed before each run; when they changed and have been stable for
-// settle, the new version is loaded in a new worker beside the old one,
-// which keeps serving until then, and for good if the new version does
-// not load (Problem says why).
+// are stat'ed before each run (once per batch of pipelined runs, see
+// batch.go); when they changed and have been stable for settle, the new
+// version is loaded in a new worker beside the old one, which keeps
+// serving until then, and for good if the new version does not load
+// (Problem says why).
 //
 // Isolation: each run starts in the worker's directory with the sys.path
 // of the load. An exception fails the run (the traceback ends its Output)

@@ -41,6 +41,10 @@ type pyRunner struct {
 	// keeps running ("" when none), for status.
 	problem atomic.Pointer[string]
 	self    selfPublished
+
+	// pipelined counts the runs whose frame went to the worker behind
+	// another's, in one write (batch.go).
+	pipelined atomic.Int64
 }
 
 var _ runner.Runner = (*pyRunner)(nil)
@@ -98,28 +102,62 @@ func (r *pyRunner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 	}
 	deadline, _ := ctx.Deadline()
 	limit := time.Until(deadline).Round(time.Millisecond)
-	var s *slot
-	select {
-	case s = <-r.slots:
-	case <-ctx.Done():
-		return ctxResult(ctx, fmt.Sprintf("python hook timed out waiting for a free worker (all %d busy): its timeout of %s passed", len(r.all), limit), "")
+	s, res := r.takeSlot(ctx, limit)
+	if s == nil {
+		return res
 	}
 	defer func() { r.slots <- s }()
 	return r.runOn(ctx, s, ev, limit)
 }
 
+// takeSlot waits for a free slot, or returns nil and the result of a run
+// whose context ended first.
+func (r *pyRunner) takeSlot(ctx context.Context, limit time.Duration) (*slot, runner.Result) {
+	select {
+	case s := <-r.slots:
+		return s, runner.Result{}
+	case <-ctx.Done():
+		return nil, ctxResult(ctx, fmt.Sprintf("python hook timed out waiting for a free worker (all %d busy): its timeout of %s passed", len(r.all), limit), "")
+	}
+}
+
 func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event, limit time.Duration) runner.Result {
-	s.mu.Lock()
-	if r.closed.Load() {
-		s.mu.Unlock()
+	if !r.acquire(s) {
 		return errorResult(errClosed)
+	}
+	defer r.release(s)
+	w, loadOut, res := r.ready(ctx, s, limit)
+	if w == nil {
+		return res
+	}
+	res = r.runOne(ctx, s, w, &ev, limit, false)
+	if loadOut != "" {
+		res.Output = runner.Tail(loadOut+res.Output, runner.OutputTail)
+	}
+	return res
+}
+
+// acquire marks s busy for a run, the reloaded worker swapped in; false
+// when the runner is closed. release undoes it.
+func (r *pyRunner) acquire(s *slot) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.closed.Load() {
+		return false
 	}
 	s.busy = true
 	r.swapNext(s)
+	return true
+}
+
+// ready returns s's worker with the hook loaded, started or reloaded as
+// needed, and what loading printed (for the first run's output); or nil
+// and the result of a run that cannot go on (the hook does not load, the
+// worker does not start).
+func (r *pyRunner) ready(ctx context.Context, s *slot, limit time.Duration) (*worker, string, runner.Result) {
+	s.mu.Lock()
 	w := s.w
 	s.mu.Unlock()
-	defer r.release(s)
-
 	if w != nil && !w.alive() {
 		// Died between runs (a hook's thread called os._exit, the OOM
 		// killer): start another without failing this item.
@@ -139,7 +177,7 @@ func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event, limit t
 	if w == nil {
 		var res runner.Result
 		if w, res = r.startLoaded(ctx, s, limit); w == nil {
-			return res
+			return nil, "", res
 		}
 	} else {
 		w = r.maybeReload(ctx, s, w)
@@ -147,17 +185,25 @@ func (r *pyRunner) runOn(ctx context.Context, s *slot, ev hookctl.Event, limit t
 	loadOut := w.loadOut
 	w.loadOut = ""
 	if w.loadErr != nil {
-		return loadErrorResult(loadOut, w.loadErr)
+		return nil, "", loadErrorResult(loadOut, w.loadErr)
 	}
+	return w, loadOut, runner.Result{}
+}
+
+// runOne runs ev on w, whose run frame is sent unless sent is true,
+// killing w at ctx's end.
+func (r *pyRunner) runOne(ctx context.Context, s *slot, w *worker, ev *hookctl.Event, limit time.Duration, sent bool) runner.Result {
 	kill := context.AfterFunc(ctx, w.dumpAndKill)
-	res := r.exchange(ctx, s, w, ev, limit)
+	var res runner.Result
+	if sent {
+		res = r.serve(ctx, s, w, ev, limit)
+	} else {
+		res = r.exchange(ctx, s, w, ev, limit)
+	}
 	if !kill() && w.alive() {
 		// The deadline passed just as the run ended: the worker is being
 		// killed; the result stands.
 		r.drop(s, w)
-	}
-	if loadOut != "" {
-		res.Output = runner.Tail(loadOut+res.Output, runner.OutputTail)
 	}
 	return res
 }
@@ -546,7 +592,16 @@ func (r *pyRunner) drop(s *slot, w *worker) {
 }
 
 // exchange sends the run frame and serves the worker until it is done.
-func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.Event, limit time.Duration) runner.Result {
+func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev *hookctl.Event, limit time.Duration) runner.Result {
+	w.buf = r.appendRun(w.buf[:0], ev)
+	if err := w.sendRaw(w.buf); err != nil {
+		return r.died(ctx, s, w, "", limit)
+	}
+	return r.serve(ctx, s, w, ev, limit)
+}
+
+// appendRun appends the run frame of ev.
+func (r *pyRunner) appendRun(b []byte, ev *hookctl.Event) []byte {
 	fr := runFrame{
 		Op:     "run",
 		Client: clientFrame{Profile: ev.Profile},
@@ -566,9 +621,12 @@ func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.
 	if !ev.Received.IsZero() {
 		fr.Event.Received = ev.Received.Format(time.RFC3339Nano)
 	}
-	if err := w.send(&fr); err != nil {
-		return r.died(ctx, s, w, "", limit)
-	}
+	return appendRunFrame(b, &fr)
+}
+
+// serve serves the worker until the run of ev, whose frame was sent, is
+// done: its log lines and publish requests, then its result.
+func (r *pyRunner) serve(ctx context.Context, s *slot, w *worker, ev *hookctl.Event, limit time.Duration) runner.Result {
 	var in inFrame
 	for {
 		if err := w.recv(&in); err != nil {
@@ -585,7 +643,7 @@ func (r *pyRunner) exchange(ctx context.Context, s *slot, w *worker, ev hookctl.
 		case "log":
 			r.log.Log(ctx, logLevel(in.Level), in.Msg, "node", ev.Node, "item_id", ev.ItemID)
 		case "publish":
-			reply := r.publish(ctx, ev, &in)
+			reply := r.publish(ctx, *ev, &in)
 			if err := w.send(&reply); err != nil {
 				return r.died(ctx, s, w, "", limit)
 			}
@@ -816,6 +874,14 @@ func (p *selfPublished) add(service, node, id string) {
 		delete(p.ids, p.order[0])
 		p.order = p.order[1:]
 	}
+}
+
+// has reports whether the item is one the hook published.
+func (p *selfPublished) has(service, node, id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.ids[selfKey(service, node, id)]
+	return ok
 }
 
 // take reports whether the item is one the hook published, forgetting it.

@@ -42,6 +42,9 @@ STDOUT = text_stream(1)
 STDERR = text_stream(2)
 
 
+DECODE = json.JSONDecoder().raw_decode  # json.loads without its checks of bytes
+
+
 class Protocol:
     def __init__(self):
         self.inp = open(3, "rb", buffering=65536)
@@ -52,16 +55,36 @@ class Protocol:
         os.set_inheritable(4, False)
         self.lock = threading.Lock()
         self.running = False
+        # Requests read while waiting for a publish answer: the Go side
+        # may send the next runs before this one is done (pipelining).
+        self.queued = []
 
     def send(self, obj):
-        self.out.write(json.dumps(obj).encode() + b"\n")
+        self.send_raw(json.dumps(obj).encode() + b"\n")
+
+    def send_raw(self, line):
+        self.out.write(line)
         self.out.flush()
 
     def recv(self):
+        if self.queued:
+            return self.queued.pop(0)
+        return self.read()
+
+    def read(self):
         line = self.inp.readline()
         if not line:
             return None
-        return json.loads(line)
+        return DECODE(line.decode())[0]
+
+    def answer(self):
+        """The answer to a publish: requests read before it are kept for
+        serve, in order."""
+        while True:
+            msg = self.read()
+            if msg is None or msg.get("op") not in ("run", "load"):
+                return msg
+            self.queued.append(msg)
 
 
 class Host:
@@ -101,7 +124,7 @@ class Host:
                 "item_id": str(item_id or ""),
                 "loop": bool(loop),
             })
-            reply = self._proto.recv()
+            reply = self._proto.answer()
         if reply is None:
             os._exit(70)  # the backend is gone
         if reply.get("op") == "publish_result":
@@ -247,6 +270,48 @@ def set_subreaper():
 
 WATCH_LIMIT = 64  # module files reported for reload, at most
 
+# The answer to a run that went well and imported nothing new, the most
+# frequent frame: encoded once.
+DONE_OK = json.dumps({"op": "done", "ok": True, "files": None}).encode() + b"\n"
+
+
+class ItemParser:
+    """Parses item XML with one ElementTree parser kept for the worker's
+    life, each item a child of a root opened once: making an expat parser
+    costs about as much as parsing a small item. Anything that does not
+    parse as exactly one element (with at most whitespace around it) goes
+    to ET.fromstring, which gives the same tree or the error it always
+    gave, and the parser is made again."""
+
+    def __init__(self):
+        self.parser = None
+
+    def open(self):
+        events = []
+        p = ET.XMLParser(target=ET.TreeBuilder())
+        p._setevents(events, ("start",))
+        p.feed("<hookctl-items>")
+        p._setevents(events, ())
+        self.parser, self.root = p, events[0][1]
+
+    def parse(self, xml):
+        try:
+            if self.parser is None:
+                self.open()
+            root = self.root
+            self.parser.feed(xml + "<end/>")
+            ok = len(root) == 2 and root[1].tag == "end" and (root.text is None or not root.text.strip())
+            el = root[0] if ok else None
+            del root[:]
+            root.text = None
+            if ok and (el.tail is None or not el.tail.strip()):
+                el.tail = None
+                return el
+        except Exception:  # noqa: BLE001 - whatever it is, fromstring says it
+            pass
+        self.parser = None
+        return ET.fromstring(xml)
+
 
 class Worker:
     def __init__(self, marker):
@@ -261,7 +326,10 @@ class Worker:
         self.nmods = -1    # len(sys.modules) when the files were last listed
         # Every run starts in this directory with this sys.path.
         self.cwd = os.getcwd()
+        self.cwd_fd = os.open(self.cwd, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        os.set_inheritable(self.cwd_fd, False)
         self.path = list(sys.path)
+        self.items = ItemParser()
 
     def load(self, typ, arg):
         self.hook = self.code = self.ns = None
@@ -310,12 +378,11 @@ class Worker:
                 out.add(f)
         return sorted(out)[:WATCH_LIMIT]
 
-    @staticmethod
-    def item_of(ev, item_xml):
+    def item_of(self, ev, item_xml):
         """The item a hook receives: an ElementTree Element that also reads
         as Twisted's domish.Element (Item, in domish.py)."""
         if item_xml:
-            return item_from(ET.fromstring(item_xml))
+            return item_from(self.items.parse(item_xml))
         kind = ev.get("kind", "")
         ns = "{http://jabber.org/protocol/pubsub#event}"
         if kind in ("publish", "retract"):
@@ -329,7 +396,7 @@ class Worker:
     def reset(self):
         """Undo what the previous run changed of the process's shared state."""
         sys.stdout, sys.stderr = STDOUT, STDERR
-        os.chdir(self.cwd)
+        os.fchdir(self.cwd_fd)  # no path lookup, unlike chdir
         sys.path[:] = self.path
 
     def run(self, msg):
@@ -357,7 +424,10 @@ class Worker:
         STDOUT.flush()
         STDERR.flush()
         os.write(1, self.marker)
-        self.proto.send(obj)
+        if type(obj) is bytes:
+            self.proto.send_raw(obj)
+        else:
+            self.proto.send(obj)
 
     def serve(self):
         proto = self.proto
@@ -390,11 +460,14 @@ class Worker:
                 with proto.lock:
                     proto.running = False
                 kill_descendants()
+                files = self.files()
                 if error is not None:
                     self.reply({"op": "done", "ok": False, "error": exc_text(error),
-                                "traceback": tb_text(error), "files": self.files()})
+                                "traceback": tb_text(error), "files": files})
+                elif files is None:
+                    self.reply(DONE_OK)
                 else:
-                    self.reply({"op": "done", "ok": True, "files": self.files()})
+                    self.reply({"op": "done", "ok": True, "files": files})
             else:
                 self.reply({"op": "done", "ok": False, "error": "unknown op %r" % op})
 

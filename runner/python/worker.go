@@ -52,7 +52,11 @@ var shimDomish string
 // fd 1: the output before the marker is that request's. F lists the files
 // of the modules loaded from the hook's own directory (null: unchanged since
 // the last list), which are watched for reloads. Closing fd 3 asks the
-// worker to exit.
+// worker to exit. Run frames may be pipelined (batch.go): the worker runs
+// them one after the other, answering each, and keeps the run frames it
+// reads while waiting for a publish answer for later. The done frame of a run
+// that went well and imported nothing new is always the same bytes
+// (doneOK), which the Go side matches without decoding JSON.
 
 // loadFrame asks the worker to load the hook.
 type loadFrame struct {
@@ -124,6 +128,7 @@ type worker struct {
 	exited chan struct{} // closed once the process is reaped
 	err    error         // cmd.Wait's error, set before exited closes
 	buf    []byte        // reused to encode frames
+	toCap  int           // what the pipe to the worker holds, bytes
 	marker []byte        // written by the worker to fd 1 before each answer
 	ready  bool          // the start-up marker was seen, see awaitReady
 
@@ -157,10 +162,11 @@ func startWorker(python string, env []string, dir, typ string, memory int64) (*w
 		toW:    toW,
 		fromF:  fromR,
 		fromW:  bufio.NewReaderSize(fromR, 64<<10),
-		stray:  newTailBuffer(),
 		exited: make(chan struct{}),
 		marker: newMarker(),
+		toCap:  pipeCapacity(toW),
 	}
+	w.stray = newTailBuffer(w.marker)
 	cmd := exec.Command(python, "-", "hookctl-worker", typ, string(w.marker), strconv.FormatInt(max(memory, 0), 10))
 	cmd.Env = env
 	cmd.Dir = dir
@@ -201,6 +207,19 @@ func (w *worker) send(v any) error {
 	return nil
 }
 
+// sendRaw writes frames already encoded (appendRunFrame).
+func (w *worker) sendRaw(b []byte) error {
+	if _, err := w.toW.Write(b); err != nil {
+		return fmt.Errorf("%w: %w", errWorkerDied, err)
+	}
+	return nil
+}
+
+// doneOK is the frame of a run that went well and imported no new module,
+// the most frequent one: recognised without decoding JSON. The shim
+// writes exactly these bytes (DONE_OK).
+var doneOK = []byte(`{"op": "done", "ok": true, "files": null}` + "\n")
+
 // recv reads one frame.
 func (w *worker) recv(f *inFrame) error {
 	line, err := w.fromW.ReadSlice('\n')
@@ -220,6 +239,10 @@ func (w *worker) recv(f *inFrame) error {
 		return fmt.Errorf("%w: %w", errWorkerDied, err)
 	}
 	*f = inFrame{}
+	if bytes.Equal(line, doneOK) {
+		f.Op, f.OK = "done", true
+		return nil
+	}
 	if err := json.Unmarshal(line, f); err != nil {
 		return fmt.Errorf("bad frame from python worker: %w", err)
 	}
@@ -377,28 +400,68 @@ func (w *worker) waitExit(ctx context.Context, d time.Duration) {
 	}
 }
 
-// tailBuffer keeps the last bytes written to it (at least strayKeep) and
-// tells waiters when something was written.
+// tailBuffer keeps the last bytes written to it (at least strayKeep) of
+// each run's output, the runs' outputs separated by the worker's marker,
+// and tells waiters when something was written.
 type tailBuffer struct {
 	mu      sync.Mutex
 	buf     []byte
-	changed chan struct{} // closed and replaced at every write
+	marker  []byte
+	changed chan struct{} // closed at the next write; nil when nobody waits
 }
 
 const strayKeep = 4096
 
-func newTailBuffer() *tailBuffer { return &tailBuffer{changed: make(chan struct{})} }
+func newTailBuffer(marker []byte) *tailBuffer {
+	return &tailBuffer{marker: marker}
+}
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > 2*strayKeep {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-strayKeep:]...)
+		t.buf = trimRuns(t.buf, t.marker)
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
+	}
 	t.mu.Unlock()
 	return len(p), nil
+}
+
+// trimRuns keeps the last strayKeep bytes of each run's output in buf,
+// and every marker: with pipelined runs, the next run's output may come
+// in before the run before it was taken, and its marker must stay.
+func trimRuns(buf, marker []byte) []byte {
+	out := buf[:0]
+	for {
+		i := -1
+		if len(marker) > 0 {
+			i = bytes.Index(buf, marker)
+		}
+		seg := buf
+		if i >= 0 {
+			seg = buf[:i]
+		}
+		if len(seg) > strayKeep {
+			seg = seg[len(seg)-strayKeep:]
+		}
+		out = append(out, seg...) // copies forward: never past what is read
+		if i < 0 {
+			return out
+		}
+		out = append(out, marker...)
+		buf = buf[i+len(marker):]
+	}
+}
+
+// waitChan returns a channel closed at the next write. The caller holds mu.
+func (t *tailBuffer) waitChan() chan struct{} {
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return t.changed
 }
 
 // take returns what was written since the last take, without markers.
@@ -418,8 +481,12 @@ func (t *tailBuffer) take() string {
 // keeping what came after for the next take, and true. Without the marker
 // it returns everything and false.
 func (t *tailBuffer) takeUntil(marker []byte, d time.Duration, exited <-chan struct{}) (string, bool) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	var timer *time.Timer // made only if the marker is not in yet
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		t.mu.Lock()
 		if i := bytes.Index(t.buf, marker); i >= 0 {
@@ -428,8 +495,11 @@ func (t *tailBuffer) takeUntil(marker []byte, d time.Duration, exited <-chan str
 			t.mu.Unlock()
 			return s, true
 		}
-		changed := t.changed
+		changed := t.waitChan()
 		t.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(d)
+		}
 		select {
 		case <-changed:
 			continue
@@ -449,7 +519,7 @@ func (t *tailBuffer) waitQuiet(d, quiet time.Duration, exited <-chan struct{}) {
 	var q <-chan time.Time // armed once output arrived
 	for {
 		t.mu.Lock()
-		changed := t.changed
+		changed := t.waitChan()
 		t.mu.Unlock()
 		select {
 		case <-changed:
@@ -510,9 +580,10 @@ const maxWatch = 64
 func (w *worker) changed() (changed, stable bool, key string) {
 	stable = true
 	now := time.Now()
-	var b strings.Builder
+	sigs := make([]fileSig, 0, 8)
 	for _, x := range w.watch {
 		sig, err := statSig(x.path)
+		sigs = append(sigs, sig)
 		if err != nil {
 			changed, stable = true, false
 			continue
@@ -523,7 +594,13 @@ func (w *worker) changed() (changed, stable bool, key string) {
 				stable = false
 			}
 		}
-		fmt.Fprintf(&b, "%s %v\n", x.path, sig)
+	}
+	if !changed {
+		return false, true, "" // the key is only needed for a change: not built
+	}
+	var b strings.Builder
+	for i, x := range w.watch {
+		fmt.Fprintf(&b, "%s %v\n", x.path, sigs[i])
 	}
 	return changed, stable, b.String()
 }
