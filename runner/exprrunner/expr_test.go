@@ -246,6 +246,42 @@ func TestNoGoroutineLeak(t *testing.T) {
 	runnertest.Settle(t, goroutines)
 }
 
+// TestEvaluatorsEndOnClose: the evaluator goroutines kept between runs
+// end when the runner closes, without waiting for their idle time, and a
+// run while one evaluation is blocked gets an evaluator of its own.
+func TestEvaluatorsEndOnClose(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	host := runnertest.NewHost(nil)
+	host.Block = make(chan struct{})
+	r, err := exprrunner.NewFactory(exprrunner.Options{}).New(hook(`item.id == "block" ? publish("s", "n", "<p/>") : log(item.id)`), host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := runnertest.Event()
+	for range 20 {
+		if res := runnertest.Run(t, r, 10*time.Second, ev); res.Outcome != runner.OK {
+			t.Fatalf("result = %+v", res)
+		}
+	}
+	blocked := ev
+	blocked.ItemID = "block"
+	if res := runnertest.Run(t, r, 50*time.Millisecond, blocked); res.Outcome != runner.Timeout {
+		t.Fatalf("blocked run: %+v, want timeout", res)
+	}
+	if res := runnertest.Run(t, r, 10*time.Second, ev); res.Outcome != runner.OK || res.Output != ev.ItemID+"\n" {
+		t.Fatalf("run beside a blocked evaluation: %+v", res)
+	}
+	close(host.Block)
+	start := time.Now()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Close took %s: idle evaluators waited for their idle time", d)
+	}
+	runnertest.Settle(t, goroutines)
+}
+
 func BenchmarkExprRun(b *testing.B) {
 	r := newRunner(b, exprrunner.Options{}, `event.kind == "publish" && log("got", item.id)`, runnertest.NewHost(nil))
 	ev := runnertest.Event()
