@@ -38,7 +38,8 @@ import (
 )
 
 // Store is the crash-safe memory of finished items per node
-// (registry.Store).
+// (registry.Store). MarkFinished must not keep marks: Flush uses the
+// slice again.
 type Store interface {
 	NodeState(ref registry.NodeRef) (registry.NodeState, error)
 	SetBaseline(ref registry.NodeRef, items []registry.Finished) error
@@ -81,7 +82,12 @@ type Tracker struct {
 	mu      sync.Mutex
 	nodes   map[registry.NodeRef]*tracked
 	pending []nodeOp // store writes not done yet, in order
-	pruned  bool     // stale node states of the store were pruned once
+	// spare and marks are the slices of the last Flush, emptied, used
+	// again by the next; flushMu makes Flushes one at a time.
+	spare   []nodeOp
+	marks   []registry.Mark
+	flushMu sync.Mutex
+	pruned  bool // stale node states of the store were pruned once
 
 	// gap is told of each gap (nil: not told); see OnGap.
 	gap func(ref registry.NodeRef, detail string)
@@ -392,11 +398,25 @@ func (c *Tracker) Run(ctx context.Context) error {
 
 // Flush writes every pending mark.
 func (c *Tracker) Flush() {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
 	c.mu.Lock()
 	ops := c.pending
-	c.pending = nil
+	c.pending, c.spare = c.spare, nil
 	c.mu.Unlock()
-	var marks []registry.Mark
+	marks := c.marks[:0]
+	defer func() {
+		if cap(ops) <= maxSpare {
+			clear(ops)
+			c.mu.Lock()
+			c.spare = ops[:0]
+			c.mu.Unlock()
+		}
+		if cap(marks) <= maxSpare {
+			clear(marks[:cap(marks)])
+			c.marks = marks[:0]
+		}
+	}()
 	write := func() {
 		if err := c.store.MarkFinished(marks); err != nil {
 			c.log.Error("catch-up: recording finished items", "count", len(marks), "err", err)
@@ -415,6 +435,9 @@ func (c *Tracker) Flush() {
 	}
 	write()
 }
+
+// maxSpare bounds the capacity of the slices Flush keeps for the next.
+const maxSpare = 1024
 
 // Hold makes live events of the profile's tracked nodes wait for their
 // catch-up: called when a connection starts.

@@ -28,7 +28,8 @@ const DefaultLimit = 100
 // at most this window of records (the runs themselves are not affected).
 const batchWindow = 50 * time.Millisecond
 
-// Store is what the history needs of the registry.
+// Store is what the history needs of the registry. AppendRuns must not
+// keep runs: the slice is used again for the next runs.
 type Store interface {
 	AppendRuns(runs []hookctl.Run, lim registry.RunLimits, now time.Time) error
 	Runs(q hookctl.RunQuery, limit int) ([]hookctl.Run, error)
@@ -45,7 +46,11 @@ type Log struct {
 
 	mu      sync.Mutex
 	pending []hookctl.Run
-	kick    chan struct{}
+	// spare is the slice of the last write, emptied, that pending becomes
+	// at the next: a window's runs are not appended to a slice grown from
+	// nothing each time (a run is ~400 bytes).
+	spare []hookctl.Run
+	kick  chan struct{}
 
 	flushMu sync.Mutex // one write at a time, so a query sees every run added before it
 }
@@ -100,12 +105,22 @@ func (l *Log) Flush() {
 	defer l.flushMu.Unlock()
 	l.mu.Lock()
 	runs := l.pending
-	l.pending = nil
+	l.pending, l.spare = l.spare, nil
 	l.mu.Unlock()
 	if err := l.store.AppendRuns(runs, l.lim, time.Now()); err != nil {
 		l.log.Error("run history: writing runs", "count", len(runs), "err", err)
 	}
+	if cap(runs) > maxSpare {
+		return // a burst's slice is not kept
+	}
+	clear(runs) // the runs' strings are not kept either
+	l.mu.Lock()
+	l.spare = runs[:0]
+	l.mu.Unlock()
 }
+
+// maxSpare bounds the capacity of the slice kept for the next window.
+const maxSpare = 1024
 
 // Query returns the runs q selects, newest first, at most q.Limit
 // (default DefaultLimit), including those added a moment ago.
