@@ -123,7 +123,8 @@ func (s *Store) SetBaseline(ref NodeRef, items []Finished) error {
 }
 
 // MarkFinished records finished items, of any number of nodes, in one
-// transaction. A node not known yet becomes known. Each node's marks are
+// transaction (shared with the run history's when they come together:
+// sharedUpdate). A node not known yet becomes known. Each node's marks are
 // appended together, in their order, and its oldest entries trimmed once
 // (not once per mark): the same entries remain.
 func (s *Store) MarkFinished(marks []Mark) error {
@@ -138,7 +139,7 @@ func (s *Store) MarkFinished(marks []Mark) error {
 		}
 		byNode[m.NodeRef] = append(byNode[m.NodeRef], m.Finished)
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	err := s.sharedUpdate(func(tx *bolt.Tx) error {
 		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
 		if err != nil {
 			return err
@@ -154,6 +155,10 @@ func (s *Store) MarkFinished(marks []Mark) error {
 		}
 		return nil
 	})
+	if err != nil && err != errClosed {
+		return fmt.Errorf("writing node state: %w", err)
+	}
+	return err
 }
 
 // appendEntries adds entries at the end of a node's bucket and forgets the

@@ -32,12 +32,14 @@ type RunLimits struct {
 }
 
 // AppendRuns stores runs (IDs already assigned, increasing) in one
-// transaction, then forgets the oldest runs beyond lim.
+// transaction, then forgets the oldest runs beyond lim. The transaction
+// may be shared with catch-up marks written at the same moment
+// (sharedUpdate).
 func (s *Store) AppendRuns(runs []hookctl.Run, lim RunLimits, now time.Time) error {
 	if len(runs) == 0 {
 		return nil
 	}
-	return s.runsTx(true, func(tx *bolt.Tx) error {
+	err := s.sharedUpdate(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketRuns)
 		if err != nil {
 			return err
@@ -54,6 +56,10 @@ func (s *Store) AppendRuns(runs []hookctl.Run, lim RunLimits, now time.Time) err
 		}
 		return pruneRuns(b, lim, now)
 	})
+	if err != nil && err != errClosed {
+		return fmt.Errorf("writing run history: %w", err)
+	}
+	return err
 }
 
 // pruneRuns deletes runs from the oldest while there are more than
