@@ -368,7 +368,8 @@ func (c *Tracker) queue(op nodeOp) {
 // them in one transaction: one fsync and one rewrite of each node's record
 // per batch instead of per item (per item, that was most of the backend's
 // CPU in a burst). A crash loses at most this window of marks; those items
-// run again.
+// run again. Windows end on the clock's multiples of it, as the run
+// history's do (registry.WindowWait).
 const markBatch = 50 * time.Millisecond
 
 // Run writes finished marks to the store, many per transaction, until ctx
@@ -385,7 +386,7 @@ func (c *Tracker) Run(ctx context.Context) error {
 			return nil
 		case <-c.kick:
 		}
-		wait.Reset(markBatch)
+		wait.Reset(registry.WindowWait(time.Now(), markBatch))
 		select {
 		case <-ctx.Done():
 			c.Flush()

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -15,11 +16,23 @@ import (
 // runs them, then commits once. When a write fails, the shared
 // transaction is rolled back and each write is done again in a
 // transaction of its own, so that one write's error stays its own.
+//
+// The two writers' windows end at the same instants (WindowWait), but
+// their goroutines wake up to a millisecond apart, by which time the first
+// one's writes are done: so a lone write waits up to shareWait for a
+// partner before it commits (a commit delay, as databases' group commit
+// has). Nothing waits for the transaction but the writers' own goroutines.
+
+// shareWait is how long a lone write waits for another to share its
+// transaction.
+const shareWait = 2 * time.Millisecond
 
 // sharedWrites is the queue of writes waiting for a shared transaction.
 type sharedWrites struct {
 	mu    sync.Mutex
 	queue []*sharedWrite
+	// arrived has a token when a write was queued since the last take.
+	arrived chan struct{}
 }
 
 // sharedWrite is one write: f, and its result once done.
@@ -32,7 +45,44 @@ type sharedWrite struct {
 func (q *sharedWrites) push(w *sharedWrite) {
 	q.mu.Lock()
 	q.queue = append(q.queue, w)
+	if q.arrived == nil {
+		q.arrived = make(chan struct{}, 1)
+	}
+	arrived := q.arrived
 	q.mu.Unlock()
+	select {
+	case arrived <- struct{}{}:
+	default:
+	}
+}
+
+// partner waits up to shareWait for a write to be queued and returns
+// whether one was.
+func (q *sharedWrites) partner() bool {
+	q.mu.Lock()
+	if q.arrived == nil {
+		q.arrived = make(chan struct{}, 1)
+	}
+	arrived := q.arrived
+	q.mu.Unlock()
+	select {
+	case <-arrived: // a token of a write already taken
+	default:
+	}
+	q.mu.Lock()
+	queued := len(q.queue) > 0
+	q.mu.Unlock()
+	if queued {
+		return true
+	}
+	t := time.NewTimer(shareWait)
+	defer t.Stop()
+	select {
+	case <-arrived:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // take returns the queued writes and empties the queue.
@@ -74,6 +124,9 @@ func (s *Store) sharedUpdate(f func(*bolt.Tx) error) error {
 					return err
 				}
 			}
+			if len(all) == 1 && !s.shared.partner() {
+				break
+			}
 		}
 		return nil
 	})
@@ -88,4 +141,14 @@ func (s *Store) sharedUpdate(f func(*bolt.Tx) error) error {
 		}
 	}
 	return w.err
+}
+
+// WindowWait is how long a writer that gathers writes for window waits
+// from now before writing them: until the next multiple of window on the
+// clock (at most window), the same instant for every such writer, so that
+// the run history's and catch-up's writes of a window meet in one
+// sharedUpdate. Waiting a full window from each writer's own first write
+// left them a commit apart for good once they had drifted.
+func WindowWait(now time.Time, window time.Duration) time.Duration {
+	return now.Truncate(window).Add(window).Sub(now)
 }

@@ -115,3 +115,58 @@ func TestSharedUpdateAfterClose(t *testing.T) {
 		t.Errorf("err = %v, ran %d times; want errClosed, not run", err, n)
 	}
 }
+
+func TestWindowWait(t *testing.T) {
+	w := 50 * time.Millisecond
+	base := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	for _, c := range []struct{ at, want time.Duration }{
+		{0, w}, {time.Millisecond, 49 * time.Millisecond}, {49 * time.Millisecond, time.Millisecond}, {w, w}, {75 * time.Millisecond, 25 * time.Millisecond},
+	} {
+		if got := WindowWait(base.Add(c.at), w); got != c.want {
+			t.Errorf("at +%s: wait %s, want %s", c.at, got, c.want)
+		}
+	}
+}
+
+// TestSharedUpdateWaitsForAPartner: a write queued while a lone one is
+// written joins its transaction; a lone write waits shareWait for a
+// partner before it commits.
+func TestSharedUpdateWaitsForAPartner(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	var txA, txB *bolt.Tx
+	inA := make(chan struct{})
+	errA := make(chan error, 1)
+	go func() {
+		errA <- s.sharedUpdate(func(tx *bolt.Tx) error {
+			txA = tx
+			close(inA)
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				s.shared.mu.Lock()
+				n := len(s.shared.queue)
+				s.shared.mu.Unlock()
+				if n > 0 {
+					break // b is queued
+				}
+			}
+			return nil
+		})
+	}()
+	<-inA // a's transaction is open, a alone in it
+	if err := s.sharedUpdate(func(tx *bolt.Tx) error { txB = tx; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errA; err != nil {
+		t.Fatal(err)
+	}
+	if txA == nil || txA != txB {
+		t.Errorf("b wrote in transaction %p, a in %p; want the same", txB, txA)
+	}
+	start := time.Now()
+	var n int
+	if err := s.sharedUpdate(putKey("c", &n)); err != nil || n != 1 {
+		t.Fatalf("lone write: %v, ran %d times", err, n)
+	}
+	if d := time.Since(start); d < shareWait {
+		t.Errorf("lone write committed after %s, before shareWait", d)
+	}
+}

@@ -26,6 +26,8 @@ const DefaultLimit = 100
 // batchWindow is how long the writer gathers runs before writing them in
 // one transaction: one fsync per window instead of per run. A crash loses
 // at most this window of records (the runs themselves are not affected).
+// Windows end on the clock's multiples of it, as catch-up's do, so that
+// both writes of a window share a transaction (registry.WindowWait).
 const batchWindow = 50 * time.Millisecond
 
 // Store is what the history needs of the registry. AppendRuns must not
@@ -87,7 +89,7 @@ func (l *Log) Run(ctx context.Context) error {
 			return nil
 		case <-l.kick:
 		}
-		wait.Reset(batchWindow)
+		wait.Reset(registry.WindowWait(time.Now(), batchWindow))
 		select {
 		case <-ctx.Done():
 			l.Flush()
