@@ -82,6 +82,8 @@ type options struct {
 	scale, profiles int
 	// idle is how long the scale mode measures idle CPU.
 	idle time.Duration
+	// exprProg is the expr hook's program.
+	exprProg string
 	// separate runs the backend and the bare subscriber each in a
 	// child process, and reports each one's CPU per item.
 	separate bool
@@ -107,6 +109,7 @@ func main() {
 	flag.IntVar(&o.profiles, "profiles", 1, "scale mode: spread the nodes over this many profiles (accounts)")
 	flag.DurationVar(&o.idle, "idle", 65*time.Second, "scale mode: how long idle CPU is measured once ready (over a minute includes the subscriptions' periodic check)")
 	flag.StringVar(&o.backendProfile, "backend-cpuprofile", "", "scale and endurance modes: write a CPU profile of the child backend, from its start to its stop, and its heap in use at the stop to FILE.heap (scale: FILE.1 first start, FILE.2 restart)")
+	flag.StringVar(&o.exprProg, "expr", "log(item.id)", "the expr hook's program (the default logs each item: a line in the backend's log)")
 	flag.BoolVar(&o.separate, "separate", false, "run the backend and the bare subscriber each in a child process of its own and report each one's CPU per item and their ratio (with -cpuprofile: the backend child's profile of the burst)")
 	bareChild := flag.String("bare-child", "", "internal: run the bare subscriber on this JSON spec (the child of -separate)")
 	backendConfig := flag.String("backend-config", "", "internal: run the backend on this JSON config (the child of -scale and -endurance)")
@@ -435,7 +438,7 @@ func (b *bench) createHook(ctx context.Context) error {
 	var err error
 	switch b.typ {
 	case hookctl.TypeExpr:
-		h.Arg = `log(item.id)`
+		h.Arg = b.o.exprProg
 	case hookctl.TypeExec:
 		b.out = filepath.Join(b.dir, "exec.out")
 		b.prog = filepath.Join(b.dir, "hook.sh")
