@@ -139,7 +139,7 @@ func (s *Store) MarkFinished(marks []Mark) error {
 		}
 		byNode[m.NodeRef] = append(byNode[m.NodeRef], m.Finished)
 	}
-	err := s.sharedUpdate(func(tx *bolt.Tx) error {
+	err := s.sharedUpdate(writeMarks, func(tx *bolt.Tx) error {
 		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
 		if err != nil {
 			return err

@@ -39,7 +39,7 @@ func (s *Store) AppendRuns(runs []hookctl.Run, lim RunLimits, now time.Time) err
 	if len(runs) == 0 {
 		return nil
 	}
-	err := s.sharedUpdate(func(tx *bolt.Tx) error {
+	err := s.sharedUpdate(writeRuns, func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketRuns)
 		if err != nil {
 			return err

@@ -21,11 +21,25 @@ import (
 // their goroutines wake up to a millisecond apart, by which time the first
 // one's writes are done: so a lone write waits up to shareWait for a
 // partner before it commits (a commit delay, as databases' group commit
-// has). Nothing waits for the transaction but the writers' own goroutines.
+// has), when the other writer wrote within expectWindow (with the memory
+// run history, catch-up writes alone and does not wait). Nothing waits
+// for the transaction but the writers' own goroutines.
 
 // shareWait is how long a lone write waits for another to share its
-// transaction.
-const shareWait = 2 * time.Millisecond
+// transaction; expectWindow how recently the other writer must have
+// written for the wait (two 50 ms windows).
+const (
+	shareWait    = 2 * time.Millisecond
+	expectWindow = 100 * time.Millisecond
+)
+
+// writeKind is who writes: the run history or catch-up.
+type writeKind int
+
+const (
+	writeRuns writeKind = iota
+	writeMarks
+)
 
 // sharedWrites is the queue of writes waiting for a shared transaction.
 type sharedWrites struct {
@@ -33,10 +47,13 @@ type sharedWrites struct {
 	queue []*sharedWrite
 	// arrived has a token when a write was queued since the last take.
 	arrived chan struct{}
+	// last is when a write of each kind was last queued.
+	last [2]time.Time
 }
 
 // sharedWrite is one write: f, and its result once done.
 type sharedWrite struct {
+	kind writeKind
 	f    func(*bolt.Tx) error
 	err  error
 	done bool // set, like err, under the Store's mu
@@ -45,6 +62,7 @@ type sharedWrite struct {
 func (q *sharedWrites) push(w *sharedWrite) {
 	q.mu.Lock()
 	q.queue = append(q.queue, w)
+	q.last[w.kind] = time.Now()
 	if q.arrived == nil {
 		q.arrived = make(chan struct{}, 1)
 	}
@@ -56,9 +74,21 @@ func (q *sharedWrites) push(w *sharedWrite) {
 	}
 }
 
-// partner waits up to shareWait for a write to be queued and returns
-// whether one was.
-func (q *sharedWrites) partner() bool {
+// expecting reports whether a write of the other kind than k was queued
+// within expectWindow before now.
+func (q *sharedWrites) expecting(k writeKind, now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	last := q.last[writeRuns+writeMarks-k]
+	return !last.IsZero() && now.Sub(last) < expectWindow
+}
+
+// partner waits up to shareWait for a write to be queued, when one of the
+// other kind than k is expected, and returns whether one was.
+func (q *sharedWrites) partner(k writeKind) bool {
+	if !q.expecting(k, time.Now()) {
+		return false
+	}
 	q.mu.Lock()
 	if q.arrived == nil {
 		q.arrived = make(chan struct{}, 1)
@@ -103,8 +133,8 @@ func finish(ws []*sharedWrite, err error) {
 // sharedUpdate runs f in a write transaction, shared with the other
 // sharedUpdate writes queued meanwhile, and returns f's error or the
 // commit's (unwrapped: the callers say what they were writing).
-func (s *Store) sharedUpdate(f func(*bolt.Tx) error) error {
-	w := &sharedWrite{f: f}
+func (s *Store) sharedUpdate(k writeKind, f func(*bolt.Tx) error) error {
+	w := &sharedWrite{kind: k, f: f}
 	s.shared.push(w)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,7 +154,7 @@ func (s *Store) sharedUpdate(f func(*bolt.Tx) error) error {
 					return err
 				}
 			}
-			if len(all) == 1 && !s.shared.partner() {
+			if len(all) == 1 && !s.shared.partner(all[0].kind) {
 				break
 			}
 		}

@@ -17,7 +17,7 @@ func queueSharedWrites(t *testing.T, s *Store, fs ...func(*bolt.Tx) error) []err
 	errs := make([]chan error, len(fs))
 	for i, f := range fs {
 		errs[i] = make(chan error, 1)
-		go func() { errs[i] <- s.sharedUpdate(f) }()
+		go func() { errs[i] <- s.sharedUpdate(writeKind(i%2), f) }()
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -111,7 +111,7 @@ func TestSharedUpdateAfterClose(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{})
 	s.Close()
 	var n int
-	if err := s.sharedUpdate(putKey("a", &n)); !errors.Is(err, errClosed) || n != 0 {
+	if err := s.sharedUpdate(writeRuns, putKey("a", &n)); !errors.Is(err, errClosed) || n != 0 {
 		t.Errorf("err = %v, ran %d times; want errClosed, not run", err, n)
 	}
 }
@@ -129,15 +129,14 @@ func TestWindowWait(t *testing.T) {
 }
 
 // TestSharedUpdateWaitsForAPartner: a write queued while a lone one is
-// written joins its transaction; a lone write waits shareWait for a
-// partner before it commits.
+// written joins its transaction.
 func TestSharedUpdateWaitsForAPartner(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{})
 	var txA, txB *bolt.Tx
 	inA := make(chan struct{})
 	errA := make(chan error, 1)
 	go func() {
-		errA <- s.sharedUpdate(func(tx *bolt.Tx) error {
+		errA <- s.sharedUpdate(writeRuns, func(tx *bolt.Tx) error {
 			txA = tx
 			close(inA)
 			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
@@ -152,7 +151,7 @@ func TestSharedUpdateWaitsForAPartner(t *testing.T) {
 		})
 	}()
 	<-inA // a's transaction is open, a alone in it
-	if err := s.sharedUpdate(func(tx *bolt.Tx) error { txB = tx; return nil }); err != nil {
+	if err := s.sharedUpdate(writeMarks, func(tx *bolt.Tx) error { txB = tx; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-errA; err != nil {
@@ -161,12 +160,31 @@ func TestSharedUpdateWaitsForAPartner(t *testing.T) {
 	if txA == nil || txA != txB {
 		t.Errorf("b wrote in transaction %p, a in %p; want the same", txB, txA)
 	}
-	start := time.Now()
-	var n int
-	if err := s.sharedUpdate(putKey("c", &n)); err != nil || n != 1 {
-		t.Fatalf("lone write: %v, ran %d times", err, n)
+}
+
+// TestSharedWriteExpectsAPartner: a lone write waits for a partner only
+// when the other writer wrote within expectWindow.
+func TestSharedWriteExpectsAPartner(t *testing.T) {
+	var q sharedWrites
+	now := time.Now()
+	if q.expecting(writeRuns, now) || q.expecting(writeMarks, now) {
+		t.Error("expecting a partner before any write")
 	}
-	if d := time.Since(start); d < shareWait {
-		t.Errorf("lone write committed after %s, before shareWait", d)
+	q.last[writeMarks] = now.Add(-expectWindow / 2)
+	if !q.expecting(writeRuns, now) {
+		t.Error("runs: not expecting catch-up, which wrote half a window ago")
+	}
+	if q.expecting(writeMarks, now) {
+		t.Error("marks: expecting the run history, which never wrote")
+	}
+	if q.expecting(writeRuns, now.Add(expectWindow)) {
+		t.Error("runs: still expecting catch-up after expectWindow")
+	}
+	start := time.Now()
+	if q.partner(writeMarks) {
+		t.Error("marks found a partner in an empty queue")
+	}
+	if d := time.Since(start); d >= shareWait {
+		t.Errorf("marks waited %s for a partner not expected", d)
 	}
 }
