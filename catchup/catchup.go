@@ -38,7 +38,8 @@ import (
 )
 
 // Store is the crash-safe memory of finished items per node
-// (registry.Store).
+// (registry.Store). MarkFinished must not keep marks: Flush uses the
+// slice again.
 type Store interface {
 	NodeState(ref registry.NodeRef) (registry.NodeState, error)
 	SetBaseline(ref registry.NodeRef, items []registry.Finished) error
@@ -81,7 +82,12 @@ type Tracker struct {
 	mu      sync.Mutex
 	nodes   map[registry.NodeRef]*tracked
 	pending []nodeOp // store writes not done yet, in order
-	pruned  bool     // stale node states of the store were pruned once
+	// spare and marks are the slices of the last Flush, emptied, used
+	// again by the next; flushMu makes Flushes one at a time.
+	spare   []nodeOp
+	marks   []registry.Mark
+	flushMu sync.Mutex
+	pruned  bool // stale node states of the store were pruned once
 
 	// gap is told of each gap (nil: not told); see OnGap.
 	gap func(ref registry.NodeRef, detail string)
@@ -394,7 +400,8 @@ func (c *Tracker) queue(op nodeOp) {
 // them in one transaction: one fsync and one rewrite of each node's record
 // per batch instead of per item (per item, that was most of the backend's
 // CPU in a burst). A crash loses at most this window of marks; those items
-// run again.
+// run again. Windows end on the clock's multiples of it, as the run
+// history's do (registry.WindowWait).
 const markBatch = 50 * time.Millisecond
 
 // Run writes finished marks to the store, many per transaction, until ctx
@@ -412,7 +419,7 @@ func (c *Tracker) Run(ctx context.Context) error {
 			return nil
 		case <-c.kick:
 		}
-		for delay := markBatch; ; delay = markRetry {
+		for delay := registry.WindowWait(time.Now(), markBatch); ; delay = markRetry {
 			wait.Reset(delay)
 			select {
 			case <-ctx.Done():
@@ -438,16 +445,24 @@ const (
 // Flush writes every pending mark; it reports whether all were written
 // (those that were not are pending again).
 func (c *Tracker) Flush() bool {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
 	c.mu.Lock()
 	ops := c.pending
-	c.pending = nil
+	c.pending, c.spare = c.spare, nil
 	c.mu.Unlock()
 	rest := c.write(ops)
 	if len(rest) == 0 {
+		if cap(ops) <= maxSpare {
+			clear(ops)
+			c.mu.Lock()
+			c.spare = ops[:0]
+			c.mu.Unlock()
+		}
 		return true
 	}
 	c.mu.Lock()
-	c.pending = append(rest, c.pending...)
+	c.pending = append(slices.Clone(rest), c.pending...) // rest is part of ops: not kept as spare
 	if over := len(c.pending) - maxPendingMarks; over > 0 {
 		c.log.Error("catch-up: too many marks waiting for the store; the oldest are dropped (their items may run again)", "dropped", over)
 		c.pending = c.pending[over:]
@@ -458,8 +473,14 @@ func (c *Tracker) Flush() bool {
 
 // write applies ops in order and returns those not written.
 func (c *Tracker) write(ops []nodeOp) []nodeOp {
+	marks := c.marks[:0]
+	defer func() {
+		if cap(marks) <= maxSpare {
+			clear(marks[:cap(marks)])
+			c.marks = marks[:0]
+		}
+	}()
 	start := 0 // first op of the marks not yet written
-	var marks []registry.Mark
 	flush := func() bool {
 		if len(marks) == 0 {
 			return true
@@ -490,6 +511,9 @@ func (c *Tracker) write(ops []nodeOp) []nodeOp {
 	}
 	return nil
 }
+
+// maxSpare bounds the capacity of the slices Flush keeps for the next.
+const maxSpare = 1024
 
 // Hold makes live events of the profile's tracked nodes wait for their
 // catch-up: called when a connection starts.

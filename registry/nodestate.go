@@ -123,31 +123,42 @@ func (s *Store) SetBaseline(ref NodeRef, items []Finished) error {
 }
 
 // MarkFinished records finished items, of any number of nodes, in one
-// transaction. A node not known yet becomes known.
+// transaction (shared with the run history's when they come together:
+// sharedUpdate). A node not known yet becomes known. Each node's marks are
+// appended together, in their order, and its oldest entries trimmed once
+// (not once per mark): the same entries remain.
 func (s *Store) MarkFinished(marks []Mark) error {
 	if len(marks) == 0 {
 		return nil
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	var order []NodeRef // nodes in the order of their first mark
+	byNode := map[NodeRef][]Finished{}
+	for _, m := range marks {
+		if _, ok := byNode[m.NodeRef]; !ok {
+			order = append(order, m.NodeRef)
+		}
+		byNode[m.NodeRef] = append(byNode[m.NodeRef], m.Finished)
+	}
+	err := s.sharedUpdate(writeMarks, func(tx *bolt.Tx) error {
 		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
 		if err != nil {
 			return err
 		}
-		buckets := map[NodeRef]*bolt.Bucket{}
-		for _, m := range marks {
-			b := buckets[m.NodeRef]
-			if b == nil {
-				if b, err = nodes.CreateBucketIfNotExists(nodeKey(m.NodeRef)); err != nil {
-					return err
-				}
-				buckets[m.NodeRef] = b
+		for _, ref := range order {
+			b, err := nodes.CreateBucketIfNotExists(nodeKey(ref))
+			if err != nil {
+				return err
 			}
-			if err := appendEntries(b, []Finished{m.Finished}); err != nil {
+			if err := appendEntries(b, byNode[ref]); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil && err != errClosed {
+		return fmt.Errorf("writing node state: %w", err)
+	}
+	return err
 }
 
 // appendEntries adds entries at the end of a node's bucket and forgets the

@@ -3,6 +3,7 @@ package registry
 import (
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -168,6 +169,71 @@ func TestConcurrentBaselines(t *testing.T) {
 		st, err := s.NodeState(NodeRef{"p", "svc", fmt.Sprint(i)})
 		if err != nil || !st.Known || len(st.Finished) != 1 || st.Finished[0].ID != fmt.Sprint("item", i) {
 			t.Fatalf("node %d after reopening: %+v, %v", i, st, err)
+		}
+	}
+}
+
+// TestMarkFinishedBatchesAsOneByOne: marks of interleaved nodes written in
+// batches leave each node the state that writing them one by one leaves
+// (order kept, an id marked again, trimmed beyond MaxFinished).
+func TestMarkFinishedBatchesAsOneByOne(t *testing.T) {
+	one, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	batched, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer batched.Close()
+	refs := []NodeRef{{"p", "s", "a"}, {"p", "s", "b"}, {"q", "s", "a"}}
+	var marks []Mark
+	for i := range 2*MaxFinished + 300 {
+		ref := refs[i%len(refs)]
+		if i%7 == 0 {
+			ref = refs[0]
+		}
+		marks = append(marks, Mark{ref, Finished{fmt.Sprint(i % 1500), fmt.Sprint("d", i)}})
+	}
+	// One by one as MarkFinished did before: each mark appended and
+	// trimmed on its own (in one transaction, to keep the test quick).
+	if err := one.update(func(tx *bolt.Tx) error {
+		nodes, err := tx.CreateBucketIfNotExists(bucketNodes)
+		if err != nil {
+			return err
+		}
+		for _, m := range marks {
+			b, err := nodes.CreateBucketIfNotExists(nodeKey(m.NodeRef))
+			if err != nil {
+				return err
+			}
+			if err := appendEntries(b, []Finished{m.Finished}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for len(marks) > 0 {
+		n := min(len(marks), 97)
+		if err := batched.MarkFinished(marks[:n]); err != nil {
+			t.Fatal(err)
+		}
+		marks = marks[n:]
+	}
+	for _, ref := range refs {
+		want, err := one.NodeState(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := batched.NodeState(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) || len(got.Finished) == 0 {
+			t.Errorf("%v: batched state has %d entries, one by one %d; they differ", ref, len(got.Finished), len(want.Finished))
 		}
 	}
 }

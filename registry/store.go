@@ -92,6 +92,8 @@ type Store struct {
 
 	state atomic.Pointer[state] // what readers see
 
+	shared sharedWrites // the per-item writes waiting for a transaction (shared.go)
+
 	subMu      sync.Mutex
 	subs       map[*subscriber]struct{}
 	subsClosed bool // set by Close: later subscribers get a closed channel

@@ -26,9 +26,12 @@ const DefaultLimit = 100
 // batchWindow is how long the writer gathers runs before writing them in
 // one transaction: one fsync per window instead of per run. A crash loses
 // at most this window of records (the runs themselves are not affected).
+// Windows end on the clock's multiples of it, as catch-up's do, so that
+// both writes of a window share a transaction (registry.WindowWait).
 const batchWindow = 50 * time.Millisecond
 
-// Store is what the history needs of the registry.
+// Store is what the history needs of the registry. AppendRuns must not
+// keep runs: the slice is used again for the next runs.
 type Store interface {
 	AppendRuns(runs []hookctl.Run, lim registry.RunLimits, now time.Time) error
 	Runs(q hookctl.RunQuery, limit int) ([]hookctl.Run, error)
@@ -45,7 +48,11 @@ type Log struct {
 
 	mu      sync.Mutex
 	pending []hookctl.Run
-	kick    chan struct{}
+	// spare is the slice of the last write, emptied, that pending becomes
+	// at the next: a window's runs are not appended to a slice grown from
+	// nothing each time (a run is ~400 bytes).
+	spare []hookctl.Run
+	kick  chan struct{}
 
 	flushMu sync.Mutex // one write at a time, so a query sees every run added before it
 }
@@ -82,7 +89,7 @@ func (l *Log) Run(ctx context.Context) error {
 			return nil
 		case <-l.kick:
 		}
-		wait.Reset(batchWindow)
+		wait.Reset(registry.WindowWait(time.Now(), batchWindow))
 		select {
 		case <-ctx.Done():
 			l.Flush()
@@ -100,12 +107,22 @@ func (l *Log) Flush() {
 	defer l.flushMu.Unlock()
 	l.mu.Lock()
 	runs := l.pending
-	l.pending = nil
+	l.pending, l.spare = l.spare, nil
 	l.mu.Unlock()
 	if err := l.store.AppendRuns(runs, l.lim, time.Now()); err != nil {
 		l.log.Error("run history: writing runs", "count", len(runs), "err", err)
 	}
+	if cap(runs) > maxSpare {
+		return // a burst's slice is not kept
+	}
+	clear(runs) // the runs' strings are not kept either
+	l.mu.Lock()
+	l.spare = runs[:0]
+	l.mu.Unlock()
 }
+
+// maxSpare bounds the capacity of the slice kept for the next window.
+const maxSpare = 1024
 
 // Query returns the runs q selects, newest first, at most q.Limit
 // (default DefaultLimit), including those added a moment ago.

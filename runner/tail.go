@@ -18,9 +18,11 @@ type TailWriter struct {
 	cut bool   // bytes were dropped from the front
 }
 
-// NewTailWriter returns a TailWriter keeping max bytes.
+// NewTailWriter returns a TailWriter keeping max bytes. Its buffer grows
+// with what is written: most runs write a line or nothing, and max bytes
+// made and cleared for every run cost more than the run of an expr hook.
 func NewTailWriter(max int) *TailWriter {
-	return &TailWriter{max: max, buf: make([]byte, 0, max)}
+	return &TailWriter{max: max}
 }
 
 // Write keeps the end of p; it never fails, so a writer is never stopped

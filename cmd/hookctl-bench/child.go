@@ -31,6 +31,14 @@ import (
 // heap in use when told to stop.
 const childProfileEnv = "HOOKCTL_BENCH_BACKEND_CPUPROFILE"
 
+// childBurstProfileEnv names a file for a CPU profile of the child
+// backend from SIGUSR1 to SIGUSR2 (-separate -cpuprofile: the burst only).
+const childBurstProfileEnv = "HOOKCTL_BENCH_BURST_CPUPROFILE"
+
+// childMemoryRunsEnv, when set, keeps the child's run history in memory
+// (-runs memory).
+const childMemoryRunsEnv = "HOOKCTL_BENCH_MEMORY_RUNS"
+
 // serveChild is the child's main: the backend on the config in file, its
 // log in logFile, until SIGTERM.
 func serveChild(file, logFile string) error {
@@ -48,9 +56,13 @@ func serveChild(file, logFile string) error {
 	}
 	defer lf.Close()
 	log := slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: "bench"})
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log, Version: "bench", MemoryRuns: os.Getenv(childMemoryRunsEnv) != ""})
 	if err != nil {
 		return err
+	}
+	if prof := os.Getenv(childBurstProfileEnv); prof != "" {
+		stop := profileOnSignal(prof)
+		defer stop()
 	}
 	if prof := os.Getenv(childProfileEnv); prof != "" {
 		f, err := os.Create(prof)
@@ -96,6 +108,15 @@ type child struct {
 // with this process (Pdeathsig). With profile set, it writes a CPU
 // profile there.
 func startChild(dir string, cfg config.Config, profile string) (*child, error) {
+	var env []string
+	if profile != "" {
+		env = append(env, childProfileEnv+"="+profile)
+	}
+	return startChildEnv(dir, cfg, env)
+}
+
+// startChildEnv is startChild with env added to the child's environment.
+func startChildEnv(dir string, cfg config.Config, env []string) (*child, error) {
 	cfg.Defaults()
 	data, err := json.Marshal(cfg)
 	if err != nil {
@@ -111,10 +132,7 @@ func startChild(dir string, cfg config.Config, profile string) (*child, error) {
 	}
 	c := &child{cfg: cfg, log: filepath.Join(dir, "backend.log"), done: make(chan struct{})}
 	c.cmd = exec.Command(self, "-backend-config", file, "-backend-log", c.log)
-	c.cmd.Env = append(os.Environ(), pwEnv+"="+password)
-	if profile != "" {
-		c.cmd.Env = append(c.cmd.Env, childProfileEnv+"="+profile)
-	}
+	c.cmd.Env = append(append(os.Environ(), pwEnv+"="+password), env...)
 	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := c.cmd.Start(); err != nil {
@@ -207,4 +225,42 @@ func writeHeapProfile(file string) {
 	defer f.Close()
 	runtime.GC()
 	_ = pprof.WriteHeapProfile(f)
+}
+
+// profileOnSignal writes a CPU profile to file from SIGUSR1 to SIGUSR2;
+// the returned stop ends the goroutine it starts (and the profile, if
+// one is running).
+func profileOnSignal(file string) (stop func()) {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() { // owned by stop
+		defer close(done)
+		var f *os.File
+		end := func() {
+			if f != nil {
+				pprof.StopCPUProfile()
+				f.Close()
+				f = nil
+			}
+		}
+		defer end()
+		for {
+			select {
+			case s := <-sig:
+				if s == syscall.SIGUSR1 && f == nil {
+					var err error
+					if f, err = os.Create(file); err == nil && pprof.StartCPUProfile(f) != nil {
+						f.Close()
+						f = nil
+					}
+				} else if s == syscall.SIGUSR2 {
+					end()
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(sig); close(quit); <-done }
 }

@@ -82,6 +82,11 @@ type options struct {
 	scale, profiles int
 	// idle is how long the scale mode measures idle CPU.
 	idle time.Duration
+	// exprProg is the expr hook's program.
+	exprProg string
+	// separate runs the backend and the bare subscriber each in a
+	// child process, and reports each one's CPU per item.
+	separate bool
 	// backendProfile is where the child backend writes a CPU profile
 	// (scale: one per start, .1 and .2).
 	backendProfile string
@@ -104,9 +109,19 @@ func main() {
 	flag.IntVar(&o.profiles, "profiles", 1, "scale mode: spread the nodes over this many profiles (accounts)")
 	flag.DurationVar(&o.idle, "idle", 65*time.Second, "scale mode: how long idle CPU is measured once ready (over a minute includes the subscriptions' periodic check)")
 	flag.StringVar(&o.backendProfile, "backend-cpuprofile", "", "scale and endurance modes: write a CPU profile of the child backend, from its start to its stop, and its heap in use at the stop to FILE.heap (scale: FILE.1 first start, FILE.2 restart)")
+	flag.StringVar(&o.exprProg, "expr", "log(item.id)", "the expr hook's program (the default logs each item: a line in the backend's log)")
+	flag.BoolVar(&o.separate, "separate", false, "run the backend and the bare subscriber each in a child process of its own and report each one's CPU per item and their ratio (with -cpuprofile: the backend child's profile of the burst)")
+	bareChild := flag.String("bare-child", "", "internal: run the bare subscriber on this JSON spec (the child of -separate)")
 	backendConfig := flag.String("backend-config", "", "internal: run the backend on this JSON config (the child of -scale and -endurance)")
 	backendLog := flag.String("backend-log", "", "internal: the child backend's log file")
 	flag.Parse()
+	if *bareChild != "" {
+		if err := serveBare(*bareChild); err != nil {
+			fmt.Fprintln(os.Stderr, "hookctl-bench bare subscriber:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *backendConfig != "" {
 		if err := serveChild(*backendConfig, *backendLog); err != nil {
 			fmt.Fprintln(os.Stderr, "hookctl-bench backend:", err)
@@ -178,6 +193,14 @@ type Report struct {
 	RunHistory string `json:"run_history"`
 	// ProsodyStore is Prosody's PubSub item storage: memory or file.
 	ProsodyStore string `json:"prosody_store"`
+	// Separate: the backend and the bare subscriber ran in child
+	// processes, and BackendCPU and BareCPU are each one's CPU seconds
+	// during the burst.
+	Separate   bool    `json:"separate,omitempty"`
+	BackendCPU float64 `json:"backend_cpu_seconds,omitempty"`
+	BareCPU    float64 `json:"bare_cpu_seconds,omitempty"`
+	// CPURatio is the backend's CPU per item ÷ the bare subscriber's.
+	CPURatio float64 `json:"backend_vs_bare_cpu,omitempty"`
 }
 
 // Ratio compares the hook with the bare subscriber.
@@ -247,10 +270,7 @@ func run(o options) error {
 	defer cancel()
 	b := &bench{o: o, typ: typ, log: discardLog(o.verbose), bareDone: make(chan struct{})}
 	defer b.close()
-	if err := b.startServer(ctx); err != nil {
-		return err
-	}
-	if err := b.startBackend(ctx); err != nil {
+	if err := b.start(ctx); err != nil {
 		return err
 	}
 	if err := b.createHook(ctx); err != nil {
@@ -295,6 +315,30 @@ type bench struct {
 	bareIDs  []string    // items the bare subscriber got, in arrival order
 	bareAt   []time.Time // when it got each
 	bareDone chan struct{}
+
+	// -separate: the children, and the bare child's CPU seconds when it
+	// had every item.
+	barePID int
+	bareCPU float64
+	backend *child
+}
+
+// start starts the server, the bare subscriber and the backend: in this
+// process, or each in its own with -separate.
+func (b *bench) start(ctx context.Context) error {
+	if !b.o.separate {
+		if err := b.startServer(ctx); err != nil {
+			return err
+		}
+		return b.startBackend(ctx)
+	}
+	if err := b.startServerOnly(ctx); err != nil {
+		return err
+	}
+	if err := b.startBareChild(ctx); err != nil {
+		return err
+	}
+	return b.startBackendChild(ctx)
 }
 
 func (b *bench) onClose(f func()) { b.closers = append(b.closers, f) }
@@ -394,7 +438,7 @@ func (b *bench) createHook(ctx context.Context) error {
 	var err error
 	switch b.typ {
 	case hookctl.TypeExpr:
-		h.Arg = `log(item.id)`
+		h.Arg = b.o.exprProg
 	case hookctl.TypeExec:
 		b.out = filepath.Join(b.dir, "exec.out")
 		b.prog = filepath.Join(b.dir, "hook.sh")
@@ -431,6 +475,8 @@ type burstResult struct {
 	published time.Time      // when the last publish was acknowledged
 	// CPU seconds used during the burst.
 	prosodyCPU, selfCPU, hookCPU float64
+	// -separate: the backend child's and the bare child's.
+	backendCPU, bareCPU float64
 }
 
 // burst publishes the items and waits until the bare subscriber and the
@@ -444,7 +490,9 @@ func (b *bench) burst(ctx context.Context) (burstResult, error) {
 		ids[i] = fmt.Sprintf("i%06d", i)
 		m.index[ids[i]] = i
 	}
-	if o.cpuprofile != "" {
+	if o.cpuprofile != "" && o.separate {
+		_ = b.backend.cmd.Process.Signal(syscall.SIGUSR1) // the child profiles the burst, until SIGUSR2 below
+	} else if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
 		if err != nil {
 			return m, err
@@ -465,7 +513,15 @@ func (b *bench) burst(ctx context.Context) (burstResult, error) {
 		return settled, nil
 	})
 	prosodyCPU0, selfCPU0 := cpuSeconds(b.srv.PID()), cpuSeconds(os.Getpid())
-	hookCPU0 := hookProcessCPU(b.srv.PID())
+	hookCPU := func() float64 { return hookProcessCPU(b.srv.PID()) }
+	if o.separate { // the backend child's running children (Python workers)
+		hookCPU = func() float64 { return childrenCPU(b.backend.pid()) }
+	}
+	hookCPU0 := hookCPU()
+	var backendCPU0, bareCPU0 float64
+	if o.separate {
+		backendCPU0, bareCPU0 = procCPU(b.backend.pid()), procCPU(b.barePID)
+	}
 	var err error
 	if m.published, err = b.publish(ctx, ids, m.sent); err != nil {
 		return m, err
@@ -474,7 +530,14 @@ func (b *bench) burst(ctx context.Context) (burstResult, error) {
 		return m, err
 	}
 	m.prosodyCPU, m.selfCPU = cpuSeconds(b.srv.PID())-prosodyCPU0, cpuSeconds(os.Getpid())-selfCPU0
-	m.hookCPU = hookProcessCPU(b.srv.PID()) - hookCPU0
+	m.hookCPU = hookCPU() - hookCPU0
+	if o.separate {
+		m.backendCPU = procCPU(b.backend.pid()) - backendCPU0
+		m.bareCPU = b.bareCPU - bareCPU0 // read when the child had every item
+		if o.cpuprofile != "" {
+			_ = b.backend.cmd.Process.Signal(syscall.SIGUSR2)
+		}
+	}
 	return m, nil
 }
 
@@ -542,7 +605,11 @@ func (b *bench) report(ctx context.Context, m burstResult) (Report, error) {
 
 	first := slices.MinFunc(m.sent, func(a, b time.Time) int { return a.Compare(b) })
 	rep := Report{Type: string(typ), Items: o.items, InFlight: o.inflight, CPUs: runtime.NumCPU(), When: time.Now().UTC(),
-		ProsodyCPU: m.prosodyCPU, SelfCPU: m.selfCPU, HookCPU: m.hookCPU, RunHistory: o.runs, ProsodyStore: o.store}
+		ProsodyCPU: m.prosodyCPU, SelfCPU: m.selfCPU, HookCPU: m.hookCPU, RunHistory: o.runs, ProsodyStore: o.store,
+		Separate: o.separate, BackendCPU: m.backendCPU, BareCPU: m.bareCPU}
+	if m.bareCPU > 0 {
+		rep.CPURatio = m.backendCPU / m.bareCPU
+	}
 	rep.Publisher = Result{Consumer: "publisher (acks)", Items: o.items, Seconds: m.published.Sub(first).Seconds(),
 		PerSecond: float64(o.items) / m.published.Sub(first).Seconds()}
 
@@ -822,8 +889,14 @@ func printReport(r Report) {
 		}
 	}
 	fmt.Printf("CPU during the burst: prosody %.2fs, this process %.2fs, hook processes %.2fs\n", r.ProsodyCPU, r.SelfCPU, r.HookCPU)
-	fmt.Printf("CPU per item, this process (backend, publisher and bare subscriber) plus hook processes: %.3f ms\n",
-		(r.SelfCPU+r.HookCPU)*1000/float64(r.Items))
+	if !r.Separate {
+		fmt.Printf("CPU per item, this process (backend, publisher and bare subscriber) plus hook processes: %.3f ms\n",
+			(r.SelfCPU+r.HookCPU)*1000/float64(r.Items))
+	} else {
+		fmt.Printf("(-separate: this process is the publisher; hook processes are the backend child's running children)\n")
+		fmt.Printf("CPU per item, each in its own process: backend %.4f ms, bare subscriber %.4f ms; backend ÷ bare %.2f× (backend %.3fs, bare %.3fs)\n",
+			r.BackendCPU*1000/float64(r.Items), r.BareCPU*1000/float64(r.Items), r.CPURatio, r.BackendCPU, r.BareCPU)
+	}
 	if r.Ratio != nil {
 		fmt.Printf("hook ÷ bare subscriber: rate %.2f×, p99 %.2f×\n", r.Ratio.Rate, r.Ratio.P99)
 	}

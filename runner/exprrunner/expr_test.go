@@ -1,9 +1,11 @@
 package exprrunner_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -36,11 +38,12 @@ func newRunner(t testing.TB, opts exprrunner.Options, src string, host runner.Ho
 func TestLogAndPublish(t *testing.T) {
 	var logs runnertest.SyncBuffer
 	host := runnertest.NewHost(&logs)
-	r := newRunner(t, exprrunner.Options{}, `
+	prog := `
 log("got", event.kind, item.id, 42, event.catchup);
 let id = publish("pubsub.example.org", "mirror", item.payload, "copy-" + item.id);
 let gen = publish(event.service, "other", "<x xmlns='urn:x'/>");
-log("published", id, gen)`, host)
+log("published", id, gen)`
+	r := newRunner(t, exprrunner.Options{}, prog, host)
 
 	ev := runnertest.Event()
 	res := runnertest.Run(t, r, 10*time.Second, ev)
@@ -59,6 +62,14 @@ log("published", id, gen)`, host)
 	}
 	if !strings.Contains(logs.String(), `msg="published copy-post-1 generated-2"`) {
 		t.Errorf("host log lacks the line:\n%s", logs.String())
+	}
+	// The line is what Logger.Info with the hook's attributes writes.
+	var ref bytes.Buffer
+	slog.New(slog.NewTextHandler(&ref, nil)).Info("got publish post-1 42 false", "hook", hook(prog).Key.String(), "name", "", "set", "",
+		"node", ev.Node, "item_id", ev.ItemID)
+	noTime := func(s string) string { _, rest, _ := strings.Cut(s, " "); return rest }
+	if got, want := noTime(strings.SplitAfter(logs.String(), "\n")[0]), noTime(ref.String()); got != want {
+		t.Errorf("log line = %q, want %q", got, want)
 	}
 }
 
@@ -242,6 +253,42 @@ func TestNoGoroutineLeak(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 	for range 50 {
 		runnertest.Run(t, r, 10*time.Second, runnertest.Event())
+	}
+	runnertest.Settle(t, goroutines)
+}
+
+// TestEvaluatorsEndOnClose: the evaluator goroutines kept between runs
+// end when the runner closes, without waiting for their idle time, and a
+// run while one evaluation is blocked gets an evaluator of its own.
+func TestEvaluatorsEndOnClose(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	host := runnertest.NewHost(nil)
+	host.Block = make(chan struct{})
+	r, err := exprrunner.NewFactory(exprrunner.Options{}).New(hook(`item.id == "block" ? publish("s", "n", "<p/>") : log(item.id)`), host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := runnertest.Event()
+	for range 20 {
+		if res := runnertest.Run(t, r, 10*time.Second, ev); res.Outcome != runner.OK {
+			t.Fatalf("result = %+v", res)
+		}
+	}
+	blocked := ev
+	blocked.ItemID = "block"
+	if res := runnertest.Run(t, r, 50*time.Millisecond, blocked); res.Outcome != runner.Timeout {
+		t.Fatalf("blocked run: %+v, want timeout", res)
+	}
+	if res := runnertest.Run(t, r, 10*time.Second, ev); res.Outcome != runner.OK || res.Output != ev.ItemID+"\n" {
+		t.Fatalf("run beside a blocked evaluation: %+v", res)
+	}
+	close(host.Block)
+	start := time.Now()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Close took %s: idle evaluators waited for their idle time", d)
 	}
 	runnertest.Settle(t, goroutines)
 }
