@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"hookctl.dev/hookctl/api"
 	"hookctl.dev/hookctl/config"
 	"hookctl.dev/hookctl/internal/etcdtest"
 	"hookctl.dev/hookctl/internal/testcert"
@@ -143,8 +145,21 @@ func TestClusterAuth(t *testing.T) {
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(bad, []byte("wrong\n"), 0o600)
 	cc := config.Cluster{Endpoints: []string{etcd.Endpoint()}, Username: "hookctl", PasswordFile: pw}
-	if err := startErr(t, clusterOnly(t, cc)); err != nil {
+	cfg := clusterOnly(t, cc)
+	if err := startErr(t, cfg); err != nil {
 		t.Fatalf("with the right password: %v", err)
+	}
+	// The password shows nowhere: not in status, not in metrics.
+	client, err := api.NewClient(api.ClientOptions{Socket: cfg.Socket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(st); strings.Contains(string(b), "s3cret") || st.Cluster == nil || st.Cluster.Error != "" {
+		t.Fatalf("status: %s", b)
 	}
 	cc.PasswordFile = bad
 	err = startErr(t, clusterOnly(t, cc))
