@@ -410,7 +410,8 @@ func TestClusterPausedHolder(t *testing.T) {
 	c := newClusterRig(t, n)
 	rs := []*replica{c.start("r1"), c.start("r2"), c.start("r3")}
 	out := filepath.Join(c.tmp, "runs")
-	c.createHook(rs[0], timedScript(t, c.tmp, out))
+	spans := filepath.Join(c.tmp, "spans")
+	c.createHook(rs[0], spanScript(t, c.tmp, out, spans))
 	first := c.holder(rs, 20*time.Second)
 	pub := newPublisher(t, c.srv, "pub")
 	var published []string
@@ -445,43 +446,27 @@ func TestClusterPausedHolder(t *testing.T) {
 	t.Logf("paused %s for %v; %s took over; %d items: lost %d, duplicates %d, order restarts %d", first.name, 3*c.lease, next.name, n, lost, dups, rewinds)
 	// A run is never started on the paused replica once it was paused
 	// (its lease ran out meanwhile): runs that reached it then are
-	// skipped. A run it had started before the pause may overlap the new
-	// holder's run of the same item (its program ran on; the record ends
-	// when the replica resumes): that is the at-least-once window.
-	type span struct {
-		replica    string
-		start, end time.Time
-	}
-	spans := map[string][]span{}
+	// skipped. And no item's program ran on two replicas at once: the
+	// hook's own start and end times, and the replica that started it.
 	skipped, inFlight := 0, 0
 	for _, r := range rs {
 		for _, run := range runsOf(t, r) {
-			if run.Outcome == "skipped" {
+			switch {
+			case run.Outcome == "skipped":
 				skipped++
-				continue
-			}
-			if r == first && run.Started.After(paused) {
+			case r == first && run.Started.After(paused):
 				t.Errorf("item %s started on the paused replica %s at %v, after its pause at %v", run.ItemID, r.name, run.Started, paused)
-			}
-			spans[run.ItemID] = append(spans[run.ItemID], span{r.name, run.Started, run.Started.Add(time.Duration(run.Duration))})
-		}
-	}
-	for id, ss := range spans {
-		for i := range ss {
-			for j := i + 1; j < len(ss); j++ {
-				a, b := ss[i], ss[j]
-				if a.replica == b.replica || !a.start.Before(b.end) || !b.start.Before(a.end) {
-					continue
-				}
-				if (a.replica == first.name && a.start.Before(paused)) || (b.replica == first.name && b.start.Before(paused)) {
-					inFlight++
-					continue
-				}
-				t.Errorf("item %s ran on %s and %s at the same time (%v–%v, %v–%v)", id, a.replica, b.replica, a.start, a.end, b.start, b.end)
+			case r == first && run.Started.Add(time.Duration(run.Duration)).After(paused):
+				inFlight++ // its record ends when the replica resumed
 			}
 		}
 	}
-	t.Logf("runs in flight on the paused replica and run again by the new holder: %d", inFlight)
+	pids := map[int]string{}
+	for _, r := range rs {
+		pids[r.cmd.Process.Pid] = r.name
+	}
+	overlaps := checkSpans(t, spans, pids)
+	t.Logf("runs in flight on the paused replica when it was paused: %d; programs of one item running on two replicas at once: %d", inFlight, overlaps)
 	t.Logf("runs skipped because their replica no longer held the profile: %d", skipped)
 	if lost != 0 {
 		t.Fatalf("%d items lost", lost)
@@ -606,4 +591,60 @@ func readyz(r *replica) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// spanScript writes an exec hook that appends "ITEM_ID NANOSECONDS" to out
+// (as timedScript) and "ITEM_ID START END REPLICA_PID" to spans: the
+// program's own start and end, and the backend above its keeper.
+func spanScript(t *testing.T, dir, out, spans string) string {
+	p := filepath.Join(dir, "span.sh")
+	body := "#!/bin/sh\ns=$(date +%s%N)\ncat >/dev/null\n" +
+		"read -r _ _ _ replica _ < /proc/$PPID/stat\n" +
+		"echo \"$HOOK_ITEM_ID $s\" >> " + out + "\n" +
+		"echo \"$HOOK_ITEM_ID $s $(date +%s%N) $replica\" >> " + spans + "\n"
+	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkSpans reports every item whose program ran on two replicas at
+// overlapping times, and returns how many there were.
+func checkSpans(t *testing.T, spans string, pids map[int]string) int {
+	b, err := os.ReadFile(spans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct {
+		replica    string
+		start, end int64
+	}
+	byItem := map[string][]span{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			continue
+		}
+		start, _ := strconv.ParseInt(f[1], 10, 64)
+		end, _ := strconv.ParseInt(f[2], 10, 64)
+		pid, _ := strconv.Atoi(f[3])
+		name, ok := pids[pid]
+		if !ok {
+			t.Errorf("item %s ran under pid %d, no replica's", f[0], pid)
+		}
+		byItem[f[0]] = append(byItem[f[0]], span{name, start, end})
+	}
+	n := 0
+	for id, ss := range byItem {
+		for i := range ss {
+			for j := i + 1; j < len(ss); j++ {
+				a, b := ss[i], ss[j]
+				if a.replica != b.replica && a.start < b.end && b.start < a.end {
+					n++
+					t.Errorf("item %s ran on %s and %s at the same time", id, a.replica, b.replica)
+				}
+			}
+		}
+	}
+	return n
 }
