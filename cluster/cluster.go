@@ -105,9 +105,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		TLS:         opts.TLS,
 		Username:    opts.Username,
 		Password:    opts.Password,
-		Logger:      zap.NewNop(),
-		// Fail calls fast when etcd is gone, instead of queueing them.
-		RejectOldCluster: false,
+		Logger:      zap.NewNop(), // failures reach our log through our calls
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connecting to etcd %s: %w", strings.Join(opts.Endpoints, ","), err)
@@ -207,7 +205,10 @@ func (c *Cluster) Changed() <-chan struct{} {
 	return ch
 }
 
+// signal wakes the Changed channels; the caller must not hold c.mu.
 func (c *Cluster) signal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, ch := range c.notify {
 		select {
 		case ch <- struct{}{}:
