@@ -32,21 +32,8 @@ func hook(profile, node string) hookctl.Hook {
 // by the other, and a batch planned before it is refused as stale by
 // either.
 func TestSharedRegistry(t *testing.T) {
-	etcd := etcdtest.Start(t)
-	a, b := open(t, etcd, "a"), open(t, etcd, "b")
-	ra, err := registry.Open(t.TempDir(), registry.Options{Remote: a.Registry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.Close()
-	rb, err := registry.Open(t.TempDir(), registry.Options{Remote: b.Registry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go rb.Follow(ctx)
+	ra, rb := sharedPair(t)
+	ctx := context.Background()
 
 	rev0 := rb.Revision()
 	if _, err := ra.Create(ctx, hook("p", "n1")); err != nil {
@@ -61,7 +48,7 @@ func TestSharedRegistry(t *testing.T) {
 	if _, err := ra.Create(ctx, hook("p", "n2")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = rb.Apply(ctx, hookctl.Batch{Revision: planned, Create: []hookctl.Hook{hook("p", "n3")}})
+	_, err := rb.Apply(ctx, hookctl.Batch{Revision: planned, Create: []hookctl.Hook{hook("p", "n3")}})
 	if !errors.Is(err, hookctl.ErrStale) {
 		t.Fatalf("stale batch on b: %v, want ErrStale", err)
 	}
@@ -82,6 +69,27 @@ func TestSharedRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "b sees the suspension", func() bool { s, _ := rb.Suspensions(); return len(s) == 1 })
+}
+
+// sharedPair opens two registries on one etcd, as two replicas would;
+// the second follows the shared registry until the test ends.
+func sharedPair(t *testing.T) (ra, rb *registry.Store) {
+	etcd := etcdtest.Start(t)
+	a, b := open(t, etcd, "a"), open(t, etcd, "b")
+	ra, err := registry.Open(t.TempDir(), registry.Options{Remote: a.Registry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ra.Close() })
+	rb, err = registry.Open(t.TempDir(), registry.Options{Remote: b.Registry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rb.Follow(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; rb.Close() })
+	return ra, rb
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
@@ -184,21 +192,8 @@ func TestReplicaNameInUse(t *testing.T) {
 // --max-txn-ops above it, as docs/CLUSTER.md says), seen whole by the
 // other replica.
 func TestBigBatch(t *testing.T) {
-	etcd := etcdtest.Start(t)
-	a, b := open(t, etcd, "a"), open(t, etcd, "b")
-	ra, err := registry.Open(t.TempDir(), registry.Options{Remote: a.Registry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.Close()
-	rb, err := registry.Open(t.TempDir(), registry.Options{Remote: b.Registry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go rb.Follow(ctx)
+	ra, rb := sharedPair(t)
+	ctx := context.Background()
 	var batch hookctl.Batch
 	for i := range 10000 {
 		batch.Create = append(batch.Create, hook("p", fmt.Sprintf("n%05d", i)))

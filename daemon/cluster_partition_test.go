@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -98,15 +97,7 @@ func TestClusterPartition(t *testing.T) {
 	r2 := c.start("r2")
 	pub := newPublisher(t, c.srv, "pub")
 	var published []string
-	publish := func(from, to int) {
-		for i := from; i < to; i++ {
-			id := fmt.Sprintf("i%04d", i)
-			if !pub.publish("burst", id, 20*time.Second) {
-				t.Fatalf("publishing %s: %v", id, pub.lastErr)
-			}
-			published = append(published, id)
-		}
-	}
+	publish := func(from, to int) { published = append(published, publishBurst(t, pub, from, to)...) }
 	publish(0, n/3)
 	waitRuns(t, out, published, 30*time.Second)
 

@@ -415,15 +415,7 @@ func TestClusterPausedHolder(t *testing.T) {
 	first := c.holder(rs, 20*time.Second)
 	pub := newPublisher(t, c.srv, "pub")
 	var published []string
-	publish := func(from, to int) {
-		for i := from; i < to; i++ {
-			id := fmt.Sprintf("i%04d", i)
-			if !pub.publish("burst", id, 20*time.Second) {
-				t.Fatalf("publishing %s: %v", id, pub.lastErr)
-			}
-			published = append(published, id)
-		}
-	}
+	publish := func(from, to int) { published = append(published, publishBurst(t, pub, from, to)...) }
 	publish(0, n/2)
 	first.cmd.Process.Signal(syscall.SIGSTOP)
 	paused := time.Now()
@@ -647,4 +639,19 @@ func checkSpans(t *testing.T, spans string, pids map[int]string) int {
 		}
 	}
 	return n
+}
+
+// publishBurst publishes items i(from)…i(to-1) on node burst, in order,
+// and returns their ids.
+func publishBurst(t *testing.T, pub *publisher, from, to int) []string {
+	t.Helper()
+	var ids []string
+	for i := from; i < to; i++ {
+		id := fmt.Sprintf("i%04d", i)
+		if !pub.publish("burst", id, 20*time.Second) {
+			t.Fatalf("publishing %s: %v", id, pub.lastErr)
+		}
+		ids = append(ids, id)
+	}
+	return ids
 }
