@@ -86,12 +86,15 @@ func (c *Cluster) take(ctx context.Context, profile string, lease clientv3.Lease
 		return // another replica was first, or etcd is away: next round
 	}
 	c.mu.Lock()
+	seen := c.owners[profile] == c.opts.Replica // the watch was first: counted there
 	c.owners[profile] = c.opts.Replica
 	c.ownerOn[profile] = lease
 	delete(c.orphaned, profile)
 	delete(c.releasing, profile)
 	c.mu.Unlock()
-	c.changes.Add(1)
+	if !seen {
+		c.changes.Add(1)
+	}
 	c.log.Info("cluster: took profile", "profile", profile)
 	c.signal()
 }
