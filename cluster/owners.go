@@ -37,6 +37,7 @@ func (c *Cluster) reconcile(ctx context.Context) {
 	}
 	now := time.Now()
 	var take, hand []string
+	handing := false
 	for _, p := range c.opts.Profiles {
 		want, owner := preferred(p, members), owners[p]
 		switch {
@@ -53,7 +54,7 @@ func (c *Cluster) reconcile(ctx context.Context) {
 			if !c.releasing[p] {
 				c.releasing[p] = true
 				c.log.Info("cluster: handing profile over", "profile", p, "to", want)
-				defer c.signal()
+				handing = true
 			}
 			if !c.running[p] {
 				hand = append(hand, p)
@@ -66,6 +67,9 @@ func (c *Cluster) reconcile(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
+	if handing {
+		c.signal() // the sessions of the profiles handed over stop
+	}
 	for _, p := range take {
 		c.take(ctx, p, lease)
 	}
