@@ -69,6 +69,9 @@ const retracted = "-"
 // Tracker tracks delivery per node; see the package comment. Build it
 // with New; Run writes its marks until its context ends.
 type Tracker struct {
+	// runsHere, when set, says which profiles this backend runs (cluster
+	// mode): Pending counts only their nodes.
+	runsHere func(profile string) bool
 	store    Store
 	dispatch func(hookctl.Event, func(int))
 	// duplicate records a live item skipped as already handled (nil: not
@@ -155,8 +158,8 @@ func (c *Tracker) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for _, t := range c.nodes {
-		if t.holding || t.lastCatchup.IsZero() {
+	for ref, t := range c.nodes {
+		if (t.holding || t.lastCatchup.IsZero()) && (c.runsHere == nil || c.runsHere(ref.Profile)) {
 			n++
 		}
 	}
@@ -332,6 +335,11 @@ func (c *Tracker) Event(ev hookctl.Event) {
 		c.duplicate(ev, errDuplicate)
 	}
 }
+
+// RunsHere makes Pending count only the nodes of the profiles f accepts
+// (in a cluster, those this replica holds: the others are caught up
+// elsewhere). Call it before Run.
+func (c *Tracker) RunsHere(f func(profile string) bool) { c.runsHere = f }
 
 // OnDuplicate makes f record each live item skipped as already handled
 // (a run with outcome skipped, for each hook of its node). Call it before

@@ -344,3 +344,17 @@ func TestRefusedMarksAreWrittenLater(t *testing.T) {
 		t.Fatalf("stored %+v, want a finished", st.Finished)
 	}
 }
+
+// In a cluster, Pending counts only the nodes of the profiles this
+// replica runs: the others are caught up by their holder.
+func TestPendingCountsOnlyProfilesRunHere(t *testing.T) {
+	tr := New(openStore(t, t.TempDir()), (&recorder{}).dispatch, nil, nil)
+	tr.SetHooks(hooks(""))
+	if tr.Pending() != 1 {
+		t.Fatalf("pending %d, want 1 (never caught up)", tr.Pending())
+	}
+	tr.RunsHere(func(string) bool { return false })
+	if tr.Pending() != 0 {
+		t.Fatalf("pending %d with the profile held elsewhere, want 0", tr.Pending())
+	}
+}

@@ -290,6 +290,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.dispatcher = dispatch.New(dopts)
 	d.catchup = catchup.New(d.nodeStore(), d.dispatcher.Dispatch, d.log, d.metrics)
 	d.catchup.OnDuplicate(d.dispatcher.Duplicate)
+	if d.cluster != nil {
+		d.catchup.RunsHere(d.cluster.Holds)
+	}
 	if d.alerts != nil {
 		d.catchup.OnGap(d.alertGap)
 	}
