@@ -65,10 +65,12 @@ func startKeeper() (*keeper, error) {
 }
 
 // keeperEnvOf is the keeper's own environment (programs get the one
-// their request carries): its marker, and GORACE, as a race-detector
-// build otherwise sleeps a second at exit.
+// their request carries): its marker; GOMAXPROCS=1, as it serves one run
+// at a time and a second processor only makes the runtime wake another
+// thread (futex calls) each time one of its goroutines is readied; and
+// GORACE, as a race-detector build otherwise sleeps a second at exit.
 func keeperEnvOf() []string {
-	return []string{"GORACE=atexit_sleep_ms=0", keeperEnv + "=" + strconv.Itoa(os.Getpid())}
+	return []string{"GOMAXPROCS=1", "GORACE=atexit_sleep_ms=0", keeperEnv + "=" + strconv.Itoa(os.Getpid())}
 }
 
 // alive reports whether the keeper process has not been reaped yet.
@@ -171,33 +173,30 @@ type keeperRun struct {
 // It returns once the program and every descendant are gone and out has
 // everything they wrote (or waitDelay has passed since).
 func (k *keeper) run(ctx context.Context, req request, input []byte, out io.Writer, waitDelay time.Duration) (keeperRun, error) {
-	inR, inW, err := os.Pipe()
+	inR, inW, err := stdinPipe(input)
 	if err != nil {
 		return keeperRun{}, err
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		inR.Close()
-		inW.Close()
+		_ = syscall.Close(inR)
+		closeStdin(inW)
 		return keeperRun{}, err
 	}
-	err = writeFrame(k.conn, req, []int{int(inR.Fd()), int(outW.Fd())})
-	inR.Close()
+	err = writeFrame(k.conn, req, []int{inR, int(outW.Fd())})
+	_ = syscall.Close(inR)
 	outW.Close()
 	if err != nil {
-		inW.Close()
+		closeStdin(inW)
 		outR.Close()
 		return keeperRun{broken: true}, errKeeperGone
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = inW.Write(input); inW.Close() })
 	copied := make(chan struct{})
 	go func() { _, _ = io.Copy(out, outR); close(copied) }()
 	res, err := k.await(ctx)
 	// The program is gone: its stdin is no longer read, and its output
 	// ends at once unless something it passed the pipe to still holds it.
-	inW.Close()
-	wg.Wait()
+	closeStdin(inW)
 	t := time.NewTimer(waitDelay)
 	select {
 	case <-copied:
@@ -208,6 +207,58 @@ func (k *keeper) run(ctx context.Context, req request, input []byte, out io.Writ
 	t.Stop()
 	outR.Close()
 	return res, err
+}
+
+// stdinPipe returns a pipe holding input: its read end, and its write
+// end if input did not fit (then a goroutine writes the rest). Events
+// are small, and fit in a pipe's buffer: they are written here, before
+// the program starts, with no goroutine and no poller registration.
+func stdinPipe(input []byte) (r int, w *pendingStdin, err error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return -1, nil, fmt.Errorf("stdin pipe: %w", err)
+	}
+	// The write end only: the program's stdin stays blocking.
+	if err := syscall.SetNonblock(p[1], true); err != nil {
+		closeFDs(p[:])
+		return -1, nil, fmt.Errorf("stdin pipe: %w", err)
+	}
+	n := 0
+	for n < len(input) {
+		m, err := syscall.Write(p[1], input[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || m <= 0 {
+			break // full (EAGAIN): the rest is written as the program reads
+		}
+		n += m
+	}
+	if n == len(input) {
+		_ = syscall.Close(p[1])
+		return p[0], nil, nil
+	}
+	f := os.NewFile(uintptr(p[1]), "stdin") // non-blocking: the poller waits
+	w = &pendingStdin{f: f, done: make(chan struct{})}
+	go func() { _, _ = f.Write(input[n:]); close(w.done) }()
+	return p[0], w, nil
+}
+
+// pendingStdin is the rest of an input too large for the pipe's buffer,
+// being written.
+type pendingStdin struct {
+	f    *os.File
+	done chan struct{}
+}
+
+// closeStdin ends the write of the rest of the input, if any: the
+// program no longer reads it.
+func closeStdin(w *pendingStdin) {
+	if w == nil {
+		return
+	}
+	w.f.Close()
+	<-w.done
 }
 
 // await reads the keeper's answers to a run: started (or why not), then
