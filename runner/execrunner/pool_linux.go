@@ -177,15 +177,14 @@ func (k *keeper) run(ctx context.Context, req request, input []byte, out io.Writ
 	if err != nil {
 		return keeperRun{}, err
 	}
-	outR, outW, err := os.Pipe()
+	outR, outW, err := outputPipe()
 	if err != nil {
 		_ = syscall.Close(inR)
 		closeStdin(inW)
 		return keeperRun{}, err
 	}
-	err = writeFrame(k.conn, req, []int{inR, int(outW.Fd())})
-	_ = syscall.Close(inR)
-	outW.Close()
+	err = writeFrame(k.conn, req, []int{inR, outW})
+	closeFDs([]int{inR, outW})
 	if err != nil {
 		closeStdin(inW)
 		outR.Close()
@@ -242,6 +241,22 @@ func stdinPipe(input []byte) (r int, w *pendingStdin, err error) {
 	w = &pendingStdin{f: f, done: make(chan struct{})}
 	go func() { _, _ = f.Write(input[n:]); close(w.done) }()
 	return p[0], w, nil
+}
+
+// outputPipe returns the read end of a pipe for the program's output, in
+// the poller, and its write end as a plain descriptor, which only goes to
+// the keeper (os.Pipe would register both ends, then unregister the
+// write end when its descriptor is taken).
+func outputPipe() (*os.File, int, error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return nil, -1, fmt.Errorf("output pipe: %w", err)
+	}
+	if err := syscall.SetNonblock(p[0], true); err != nil {
+		closeFDs(p[:])
+		return nil, -1, fmt.Errorf("output pipe: %w", err)
+	}
+	return os.NewFile(uintptr(p[0]), "output"), p[1], nil
 }
 
 // pendingStdin is the rest of an input too large for the pipe's buffer,
