@@ -239,7 +239,11 @@ func stdinPipe(input []byte) (r int, w *pendingStdin, err error) {
 	}
 	f := os.NewFile(uintptr(p[1]), "stdin") // non-blocking: the poller waits
 	w = &pendingStdin{f: f, done: make(chan struct{})}
-	go func() { _, _ = f.Write(input[n:]); close(w.done) }()
+	go func() {
+		_, _ = f.Write(input[n:])
+		f.Close() // end of input: the program reads EOF
+		close(w.done)
+	}()
 	return p[0], w, nil
 }
 
@@ -267,7 +271,7 @@ type pendingStdin struct {
 }
 
 // closeStdin ends the write of the rest of the input, if any: the
-// program no longer reads it.
+// program no longer reads it. (Closing the file twice is harmless.)
 func closeStdin(w *pendingStdin) {
 	if w == nil {
 		return
