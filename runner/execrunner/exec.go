@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -160,7 +161,7 @@ func (r *Runner) Run(ctx context.Context, ev hookctl.Event) runner.Result {
 		return runner.Result{Outcome: runner.Error, ExitCode: -1, Err: fmt.Errorf("environment: %w", err)}
 	}
 	out := runner.NewTailWriter(runner.OutputTail)
-	if _, err := os.Stat("/proc/self/exe"); err != nil {
+	if !procExe() {
 		return r.runDirect(ctx, input, hookEnv(base, ev), out)
 	}
 	req := request{Path: r.path, Args: r.args, Env: hookEnv(base, ev), Dir: filepath.Dir(r.path)}
@@ -206,6 +207,13 @@ func (r *Runner) runKept(ctx context.Context, req request, input []byte, out io.
 		return kr, err
 	}
 }
+
+// procExe reports whether /proc/self/exe, which starts keepers, exists;
+// /proc does not come and go while the backend runs.
+var procExe = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/self/exe")
+	return err == nil
+})
 
 // stoppedResult is the result of a run that ctx ended: Timeout at its
 // deadline, Failed when cancelled.

@@ -465,3 +465,30 @@ func TestConcurrentRunsShareKeepers(t *testing.T) {
 		}
 	}
 }
+
+// An event larger than a pipe's buffer reaches the program whole (the
+// rest is written as it reads); a program that does not read it still
+// ends its run.
+func TestLargeEventOnStdin(t *testing.T) {
+	dir := t.TempDir()
+	reads := runnertest.Script(t, dir, "reads.sh", `cat > stdin.json`)
+	ignores := runnertest.Script(t, dir, "ignores.sh", `echo ignored`)
+	ev := runnertest.Event()
+	ev.Payload = "<big>" + strings.Repeat("x", 1<<20) + "</big>"
+	want, err := runner.EventJSON(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := runnertest.Run(t, newRunner(t, execrunner.Options{}, reads), 10*time.Second, ev); res.Outcome != runner.OK {
+		t.Fatalf("reading program: %+v", res)
+	}
+	if got := readFile(t, dir, "stdin.json"); string(got) != string(want) {
+		t.Errorf("stdin: %d bytes, want the %d bytes of the event", len(got), len(want))
+	}
+	r := newRunner(t, execrunner.Options{}, ignores)
+	for range 3 { // the keeper serves the next runs too
+		if res := runnertest.Run(t, r, 10*time.Second, ev); res.Outcome != runner.OK || res.Output != "ignored\n" {
+			t.Fatalf("program not reading stdin: %+v", res)
+		}
+	}
+}
