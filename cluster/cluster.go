@@ -250,11 +250,23 @@ func preferred(profile string, members []string) string {
 		h.Write([]byte(profile))
 		h.Write([]byte{0})
 		h.Write([]byte(m))
-		if v := h.Sum64(); best == "" || v > bestH {
+		if v := mix(h.Sum64()); best == "" || v > bestH {
 			best, bestH = m, v
 		}
 	}
 	return best
+}
+
+// mix spreads FNV's output over all 64 bits (MurmurHash3's finalizer):
+// on short, similar names (p00…p29, r1…r3) raw FNV-1a gave one replica
+// half of 30 profiles.
+func mix(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 func (c *Cluster) memberNames() []string {
