@@ -3,9 +3,9 @@ package registry
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"hookctl.dev/hookctl"
+	"hookctl.dev/hookctl/internal/jsonstr"
 )
 
 // appendRunJSON appends the JSON of storedRun{r, payloadInXML} to b, with
@@ -17,28 +17,28 @@ func appendRunJSON(b []byte, r *hookctl.Run, payloadInXML bool) (_ []byte, ok bo
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, r.ID, 10)
 	b = append(b, `,"hook":{"profile":`...)
-	b = appendJSONString(b, r.Hook.Profile)
+	b = jsonstr.Append(b, r.Hook.Profile)
 	b = append(b, `,"service":`...)
-	b = appendJSONString(b, r.Hook.Service)
+	b = jsonstr.Append(b, r.Hook.Service)
 	b = append(b, `,"node":`...)
-	b = appendJSONString(b, r.Hook.Node)
+	b = jsonstr.Append(b, r.Hook.Node)
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, string(r.Hook.Type))
+	b = jsonstr.Append(b, string(r.Hook.Type))
 	b = append(b, `,"arg":`...)
-	b = appendJSONString(b, r.Hook.Arg)
+	b = jsonstr.Append(b, r.Hook.Arg)
 	b = append(b, '}')
 	b = appendOptString(b, `,"hook_name":`, r.HookName)
 	b = append(b, `,"event":`...)
-	b = appendJSONString(b, string(r.Event))
+	b = jsonstr.Append(b, string(r.Event))
 	b = appendOptString(b, `,"item_id":`, r.ItemID)
 	b = append(b, `,"started":`...)
 	if b, ok = appendJSONTime(b, r.Started); !ok {
 		return b, false
 	}
 	b = append(b, `,"duration":`...)
-	b = appendJSONString(b, r.Duration.String())
+	b = jsonstr.Append(b, r.Duration.String())
 	b = append(b, `,"outcome":`...)
-	b = appendJSONString(b, r.Outcome)
+	b = jsonstr.Append(b, r.Outcome)
 	if r.ExitCode != 0 {
 		b = append(b, `,"exit_code":`...)
 		b = strconv.AppendInt(b, int64(r.ExitCode), 10)
@@ -49,7 +49,7 @@ func appendRunJSON(b []byte, r *hookctl.Run, payloadInXML bool) (_ []byte, ok bo
 	b = appendOptString(b, `,"set":`, r.Set)
 	if r.Queued != 0 {
 		b = append(b, `,"queued":`...)
-		b = appendJSONString(b, r.Queued.String())
+		b = jsonstr.Append(b, r.Queued.String())
 	}
 	if r.Attempt != 0 {
 		b = append(b, `,"attempt":`...)
@@ -71,13 +71,13 @@ func appendRunJSON(b []byte, r *hookctl.Run, payloadInXML bool) (_ []byte, ok bo
 // noPayload.
 func appendEventJSON(b []byte, ev *hookctl.Event, noPayload bool) (_ []byte, ok bool) {
 	b = append(b, `{"profile":`...)
-	b = appendJSONString(b, ev.Profile)
+	b = jsonstr.Append(b, ev.Profile)
 	b = append(b, `,"service":`...)
-	b = appendJSONString(b, ev.Service)
+	b = jsonstr.Append(b, ev.Service)
 	b = append(b, `,"node":`...)
-	b = appendJSONString(b, ev.Node)
+	b = jsonstr.Append(b, ev.Node)
 	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, string(ev.Kind))
+	b = jsonstr.Append(b, string(ev.Kind))
 	b = appendOptString(b, `,"item_id":`, ev.ItemID)
 	b = appendOptString(b, `,"publisher":`, ev.Publisher)
 	if !noPayload {
@@ -96,7 +96,7 @@ func appendOptString(b []byte, key, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return appendJSONString(append(b, key...), s)
+	return jsonstr.Append(append(b, key...), s)
 }
 
 func appendOptBool(b []byte, field string, v bool) []byte {
@@ -115,60 +115,4 @@ func appendJSONTime(b []byte, t time.Time) (_ []byte, ok bool) {
 		return b, false
 	}
 	return append(b, '"'), true
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s quoted as encoding/json quotes a string when
-// it does not escape HTML: ", \ and control characters escaped (\b \f \n
-// \r \t short), invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
